@@ -1,0 +1,1 @@
+"""Classical-solver data generation (Poisson, Navier–Stokes, Burgers) and the `datagen` command."""

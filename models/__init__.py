@@ -1,0 +1,1 @@
+"""Neural (and GP) solvers built on pdekit."""
