@@ -1,0 +1,318 @@
+"""Batched Krylov solvers in torch: CG, preconditioned CG, flexible CG and the conjugate-direction
+iteration of DCDM.  One call solves a batch of systems ``A x_i = b_i`` on any device and dtype.
+
+``A`` is a :class:`~pdekit.operators.DiffusionOperator` (vectors are grid fields ``(batch, *shape)``),
+any callable on such batches, or a matrix (scipy sparse / numpy / torch; vectors ``(batch, n)``).
+An unbatched ``b`` gives an unbatched ``x``.  Every method stops a system when its relative
+residual ``||b - A x|| / ||b||`` reaches ``tol``, confirmed on the true residual (the cheap
+recurrence residual drifts in low precision; a system whose recurrence claims convergence gets its
+true residual computed, and iterates on from it if that is not yet below ``tol``).
+
+Which method?  ``pcg`` needs a *fixed, linear, symmetric positive definite* preconditioner
+(Jacobi, ILU of an SPD matrix is close enough in practice, AMG V-cycles).  A preconditioner that is
+nonlinear or changes between applications (a neural network, an inexact inner solve) breaks the
+short recurrence: use ``fcg`` (flexible CG, each new direction A-orthogonalised against the last
+``truncation`` directions with an exact line search) or ``conjugate_directions`` (the DCDM
+iteration, whose direction callable sees the normalised residual).
+
+Breakdown (non-positive curvature ``p^T A p <= 0`` from an indefinite or non-symmetric operator, a
+preconditioner with ``r^T M r <= 0``, NaN/Inf) stops that system with a status naming the cause,
+``converged=False`` and a warning (or an exception with ``on_breakdown="raise"``).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pdekit.errors import NonFiniteError, PdekitError
+from pdekit.linops import MatrixOperator, as_operator
+
+
+class KrylovBreakdown(PdekitError, RuntimeError):
+    """A Krylov iteration broke down (see the message for the system and the cause)."""
+
+
+@dataclass
+class SolveResult:
+    """Outcome of a batched solve; per-system fields have shape ``(batch,)``."""
+
+    x: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    residual: torch.Tensor  # true relative residual ||b - A x|| / ||b|| of the returned x
+    history: torch.Tensor  # (iterations + 1, batch) relative residual per iteration
+    status: list[str]
+    method: str
+    info: dict = field(default_factory=dict)
+
+    @property
+    def breakdown(self) -> torch.Tensor:
+        return torch.tensor([s.startswith("breakdown") for s in self.status])
+
+    def raise_if_failed(self) -> "SolveResult":
+        bad = [(i, s) for i, s in enumerate(self.status) if s != "converged"]
+        if bad:
+            i, s = bad[0]
+            raise KrylovBreakdown(f"{self.method}: {len(bad)} of {len(self.status)} system(s) did not converge; "
+                                  f"system {i}: {s} (relative residual {float(self.residual[i]):.2e})")
+        return self
+
+    def __repr__(self) -> str:
+        its = self.iterations.tolist()
+        return (f"SolveResult({self.method}: systems={len(its)}, converged={int(self.converged.sum())}, "
+                f"iterations={its if len(its) <= 8 else f'{min(its)}..{max(its)}'}, "
+                f"max residual={float(self.residual.max()):.2e})")
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vecdot(x.flatten(1), y.flatten(1))
+
+
+def _norm(x: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(x.flatten(1), dim=1)
+
+
+def _bshape(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-system scalars ``(batch,)`` broadcastable against vectors ``(batch, ...)``."""
+    return t.reshape((-1,) + (1,) * (like.dim() - 1))
+
+
+class _Monitor:
+    """Tracks which systems are still iterating, their iteration counts, statuses and history."""
+
+    def __init__(self, A, b, x, r, tol, maxiter, method, on_breakdown):
+        self.A, self.b, self.tol, self.method = A, b, tol, method
+        self.on_breakdown = on_breakdown
+        if on_breakdown not in ("warn", "raise"):
+            raise ValueError(f"on_breakdown must be 'warn' or 'raise', got {on_breakdown!r}")
+        self.bnorm = _norm(b)
+        self.bsafe = torch.where(self.bnorm > 0, self.bnorm, torch.ones_like(self.bnorm))
+        batch = b.shape[0]
+        self.iterations = torch.zeros(batch, dtype=torch.int64)
+        self.status = ["running"] * batch
+        rel = _norm(r) / self.bsafe
+        self.history = [rel]
+        self.active = rel > tol  # a zero b, or an x0 that already solves it, needs no iteration
+        for i in torch.nonzero(~self.active).flatten().tolist():
+            self.status[i] = "converged"
+        self.maxiter = maxiter
+
+    @property
+    def done(self) -> bool:
+        return not bool(self.active.any())
+
+    def step(self, it: int, x, r, rnorm, bad: torch.Tensor, reason: str, record: bool = True) -> torch.Tensor:
+        """Record iteration ``it``: stop systems that broke down (``bad``) or truly converged.
+        May replace entries of ``r`` by the true residual.  Returns the updated active mask."""
+        rel = rnorm / self.bsafe
+        if record:
+            self.history.append(rel)
+        bad = bad & self.active
+        candidate = self.active & ~bad & (rel <= self.tol)
+        flags = torch.stack([bad.any(), candidate.any()]).tolist()  # one host sync
+        if flags[0]:
+            for i in torch.nonzero(bad).flatten().tolist():
+                self.status[i] = f"breakdown: {reason}"
+                self.iterations[i] = it
+            self.active = self.active & ~bad.to(self.active.device)
+            self._report([i for i in torch.nonzero(bad).flatten().tolist()])
+        if flags[1]:
+            true_r = self.b - self.A(x)
+            true_rel = _norm(true_r) / self.bsafe
+            confirmed = candidate & (true_rel <= self.tol)
+            replace = candidate & ~confirmed
+            if bool(replace.any()):  # residual replacement: continue from the true residual
+                r.copy_(torch.where(_bshape(replace, r), true_r, r))
+            for i in torch.nonzero(confirmed).flatten().tolist():
+                self.status[i] = "converged"
+                self.iterations[i] = it
+            self.active = self.active & ~confirmed
+        return self.active
+
+    def _report(self, systems):
+        msg = "; ".join(f"system {i}: {self.status[i]}" for i in systems[:5])
+        text = f"{self.method} broke down in {len(systems)} system(s): {msg}"
+        if self.on_breakdown == "raise":
+            raise KrylovBreakdown(text)
+        warnings.warn(text, RuntimeWarning, stacklevel=4)
+
+    def finish(self, x, it: int, unbatch: bool, info: dict | None = None) -> SolveResult:
+        for i in torch.nonzero(self.active).flatten().tolist():
+            self.status[i] = f"not converged after {it} iterations"
+            self.iterations[i] = it
+        true_rel = _norm(self.b - self.A(x)) / self.bsafe
+        true_rel = torch.where(self.bnorm > 0, true_rel, torch.zeros_like(true_rel))
+        converged = torch.tensor([s == "converged" for s in self.status])
+        history = torch.stack(self.history).cpu()
+        if unbatch:
+            x = x[0]
+        return SolveResult(x=x, iterations=self.iterations, converged=converged, residual=true_rel.cpu(),
+                           history=history, status=self.status, method=self.method, info=info or {})
+
+
+def _prepare(A, b, x0):
+    """Normalise inputs: operator callable, batched b/x0 tensors, and whether to unbatch at the end."""
+    op = as_operator(A)
+    if not isinstance(b, torch.Tensor):
+        b = torch.as_tensor(np.asarray(b, dtype=np.float64))
+    if not b.is_floating_point():
+        b = b.double()
+    if isinstance(op, MatrixOperator):
+        unbatch = b.dim() == 1
+    elif hasattr(op, "ndim"):
+        unbatch = b.dim() == op.ndim
+    else:
+        unbatch = False
+    if unbatch:
+        b = b.unsqueeze(0)
+    if not torch.isfinite(b).all():
+        bad = torch.nonzero(~torch.isfinite(b.flatten(1)).all(dim=1)).flatten().tolist()
+        raise NonFiniteError(f"right-hand side contains NaN or Inf (system(s) {bad[:5]})")
+    if x0 is None:
+        x = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        x = torch.as_tensor(x0, dtype=b.dtype, device=b.device).clone()
+        x = x.unsqueeze(0) if unbatch else x
+        if x.shape != b.shape:
+            raise ValueError(f"x0 has shape {tuple(x.shape)}, b has {tuple(b.shape)}")
+        if not torch.isfinite(x).all():
+            raise NonFiniteError("initial guess x0 contains NaN or Inf")
+        r = b - op(x)
+    return op, b, x, r, unbatch
+
+
+def _default_maxiter(b: torch.Tensor, maxiter):
+    return int(maxiter) if maxiter is not None else 10 * int(np.prod(b.shape[1:]))
+
+
+def _nonfinite(*values: torch.Tensor) -> torch.Tensor:
+    bad = torch.zeros_like(values[0], dtype=torch.bool)
+    for v in values:
+        bad |= ~torch.isfinite(v)
+    return bad
+
+
+def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,
+        on_breakdown: str = "warn") -> SolveResult:
+    """Preconditioned conjugate gradients, batched.  ``M`` maps a residual batch to ``M r`` and must
+    be a fixed linear SPD operator (use :func:`fcg` otherwise); ``None`` gives plain CG."""
+    method = "cg" if M is None else "pcg"
+    if M is not None and getattr(M, "linear", True) is False:
+        warnings.warn(f"{type(M).__name__} is not a fixed linear preconditioner: PCG's short recurrence "
+                      "assumes one and may stagnate. Use pdekit.krylov.fcg instead.", RuntimeWarning, stacklevel=2)
+    op, b, x, r, unbatch = _prepare(A, b, x0)
+    mon = _Monitor(op, b, x, r, tol, maxiter, method, on_breakdown)
+    maxiter = _default_maxiter(b, maxiter)
+    apply_m = (lambda v: v.clone()) if M is None else M
+    z = apply_m(r)
+    rz = _dot(r, z)
+    p = z
+    it = 0
+    mon.step(0, x, r, _norm(r), _nonfinite(rz) | (rz <= 0),
+             "preconditioner gave r^T M r <= 0 or NaN/Inf (not SPD?)", record=False)
+    while not mon.done and it < maxiter:
+        it += 1
+        act = mon.active.to(b.device)
+        q = op(p)
+        pq = _dot(p, q)
+        curvature = act & ((pq <= 0) | _nonfinite(pq))
+        ok = act & ~curvature
+        alpha = torch.where(ok, rz / torch.where(ok, pq, torch.ones_like(pq)), torch.zeros_like(pq))
+        x.add_(_bshape(alpha, x) * p)
+        r.sub_(_bshape(alpha, r) * q)
+        rnorm = _norm(r)
+        mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
+                 "non-positive curvature p^T A p <= 0 or NaN/Inf (operator not SPD?)")
+        if mon.done:
+            break
+        act = mon.active.to(b.device)
+        z = apply_m(r)
+        rz_new = _dot(r, z)
+        bad_m = act & ((rz_new <= 0) | _nonfinite(rz_new))
+        if bool(bad_m.any()):
+            mon.step(it, x, r, rnorm, bad_m, "preconditioner gave r^T M r <= 0 or NaN/Inf (not SPD?)",
+                     record=False)
+            act = mon.active.to(b.device)
+        beta = torch.where(act, rz_new / torch.where(act, rz, torch.ones_like(rz)), torch.zeros_like(rz))
+        p = z + _bshape(beta, z) * p
+        if not bool(act.all()):
+            p = torch.where(_bshape(act, p), p, torch.zeros_like(p))
+        rz = torch.where(act, rz_new, rz)
+    return mon.finish(x, it, unbatch)
+
+
+def cg(A, b, x0=None, **kwargs) -> SolveResult:
+    """Conjugate gradients (no preconditioner), batched.  See :func:`pcg`."""
+    return pcg(A, b, None, x0, **kwargs)
+
+
+def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, normalize: bool = True,
+                         tol: float = 1e-8, maxiter: int | None = None, restart: int | None = None,
+                         true_residual_every: int | None = 50, on_breakdown: str = "warn",
+                         method: str = "conjugate_directions") -> SolveResult:
+    """The DCDM iteration: each step takes a search direction ``q = direction(r / ||r||)`` (or
+    ``direction(r)`` when ``normalize=False``), A-orthogonalises it against the previous ``k``
+    directions (modified Gram–Schmidt) and takes the exact line-search step
+    ``x += (q^T r / q^T A q) q``, so the direction's scale does not matter.
+
+    ``restart``: forget all stored directions every ``restart`` iterations.
+    ``true_residual_every``: recompute ``r = b - A x`` every so many iterations (the recurrence
+    residual is cheap but drifts; the final answer is always judged on the true residual).
+    """
+    if k < 0:
+        raise ValueError(f"k (directions kept) must be >= 0, got {k}")
+    op, b, x, r, unbatch = _prepare(A, b, x0)
+    mon = _Monitor(op, b, x, r, tol, maxiter, method, on_breakdown)
+    maxiter = _default_maxiter(b, maxiter)
+    memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, p^T A p)
+    it = 0
+    rnorm = _norm(r)
+    while not mon.done and it < maxiter:
+        it += 1
+        act = mon.active.to(b.device)
+        if restart and it > 1 and (it - 1) % restart == 0:
+            memory.clear()
+        rin = r / _bshape(torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)), r) if normalize else r
+        z = direction(rin)
+        if z.shape != r.shape:
+            raise ValueError(f"direction returned shape {tuple(z.shape)} for a residual of shape {tuple(r.shape)}")
+        z = z.to(r.dtype)
+        for p_j, q_j, pq_j in memory:
+            z = z - _bshape(_dot(z, q_j) / pq_j, z) * p_j
+        z = torch.where(_bshape(act, z), z, torch.zeros_like(z))
+        q = op(z)
+        pq = _dot(z, q)
+        curvature = act & ((pq <= 0) | _nonfinite(pq))
+        ok = act & ~curvature
+        z = torch.where(_bshape(ok, z), z, torch.zeros_like(z))  # a NaN direction must not reach x
+        q = torch.where(_bshape(ok, q), q, torch.zeros_like(q))
+        alpha = torch.where(ok, _dot(z, r) / torch.where(ok, pq, torch.ones_like(pq)), torch.zeros_like(pq))
+        x.add_(_bshape(alpha, x) * z)
+        r.sub_(_bshape(alpha, r) * q)
+        if true_residual_every and it % true_residual_every == 0:
+            r.copy_(torch.where(_bshape(act, r), b - op(x), r))
+        rnorm = _norm(r)
+        mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
+                 "non-positive curvature q^T A q <= 0 or NaN/Inf (operator not SPD, or direction is zero/NaN)")
+        rnorm = _norm(r)  # r may have been replaced by the true residual
+        if k > 0:
+            ok_now = ok & mon.active.to(b.device)
+            memory.append((z, q, torch.where(ok_now, pq, torch.ones_like(pq))))
+            if len(memory) > k:
+                memory.pop(0)
+    return mon.finish(x, it, unbatch, {"k": k})
+
+
+def fcg(A, b, M: Callable | None = None, x0=None, *, truncation: int = 5, restart: int | None = None,
+        tol: float = 1e-8, maxiter: int | None = None, on_breakdown: str = "warn") -> SolveResult:
+    """Flexible CG (Notay 2000): valid for nonlinear or varying preconditioners ``M``.  Each new
+    direction ``M r`` is A-orthogonalised against the last ``truncation`` directions; ``restart``
+    forgets them all every so many iterations."""
+    direction = (lambda v: v) if M is None else M
+    return conjugate_directions(A, b, direction, x0, k=truncation, normalize=False, tol=tol, maxiter=maxiter,
+                                restart=restart, on_breakdown=on_breakdown, method="fcg")

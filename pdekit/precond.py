@@ -1,0 +1,233 @@
+"""Preconditioners behind one protocol.
+
+Every preconditioner is
+
+* callable on torch tensors laid out like the solver's vectors for the operator it was built
+  from (grid fields ``(batch, *shape)`` for a :class:`~pdekit.operators.DiffusionOperator`,
+  ``(batch, n)`` for a matrix), for pdekit's Krylov solvers, on any device;
+* convertible with ``as_linear_operator()`` to a ``scipy.sparse.linalg.LinearOperator`` on the
+  active unknowns, for ``scipy.sparse.linalg.cg(A, b, M=...)`` and friends.
+
+``linear`` says whether it is a fixed linear map.  Classical ones are; a neural network is not,
+so it belongs in :func:`pdekit.krylov.fcg` (scipy's ``cg``/``gmres`` assume a fixed linear ``M``
+and may stagnate or mislead with one; scipy's only flexible method is ``gcrotmk``).
+
+Classical: :class:`Jacobi`, :class:`ILU` (scipy's incomplete LU), :class:`AMG` (pyamg smoothed
+aggregation, one V-cycle per application).  Learned: :class:`ModulePreconditioner` wraps any
+``torch.nn.Module`` mapping a residual to a correction.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import pyamg
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from pdekit.errors import GridMismatchError
+from pdekit.layout import Layout
+from pdekit.operators import DiffusionOperator
+
+
+@runtime_checkable
+class Preconditioner(Protocol):
+    """What pdekit's solvers and scipy need from a preconditioner."""
+
+    linear: bool
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor: ...
+
+    def as_linear_operator(self) -> spla.LinearOperator: ...
+
+
+def _system(A, index: int | None):
+    """(CSR matrix, layout, grid-shaped?) of the single system behind ``A``."""
+    if isinstance(A, DiffusionOperator):
+        if A.batch_size > 1 and index is None:
+            raise ValueError(f"the operator holds {A.batch_size} systems; pass index=i to precondition one")
+        i = index or 0
+        return A.to_sparse(i), A.layout(i), True
+    if sp.issparse(A):
+        A = sp.csr_matrix(A)
+        if A.shape[0] != A.shape[1]:
+            raise GridMismatchError(f"the matrix must be square, got {A.shape}")
+        return A, Layout((A.shape[0],)), False
+    raise TypeError(f"expected a DiffusionOperator or a scipy sparse matrix, got {type(A).__name__}")
+
+
+class _Base:
+    """Shared plumbing: the layout of the tensors ``__call__`` sees, and the scipy view."""
+
+    linear = True
+
+    def __init__(self, layout: Layout, grid_layout: bool):
+        self.layout = layout
+        self.grid_layout = grid_layout  # tensors are (batch, *shape) fields, else (batch, n)
+
+    @property
+    def n(self) -> int:
+        return self.layout.n
+
+    def _vectors(self, r: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """Batched active vectors ``(batch, n)`` from a solver tensor, and whether it was unbatched."""
+        single = tuple(r.shape) == self.layout.shape
+        batched = r.unsqueeze(0) if single else r
+        if tuple(batched.shape[1:]) != self.layout.shape:
+            raise GridMismatchError(f"residual has shape {tuple(r.shape)}, the preconditioner expects "
+                                    f"{self.layout.shape} or (batch, *{self.layout.shape})")
+        return self.layout.to_vectors(batched), single
+
+    def _tensor_out(self, vectors: torch.Tensor, single: bool) -> torch.Tensor:
+        out = self.layout.to_fields(vectors)
+        return out[0] if single else out
+
+    def as_linear_operator(self) -> spla.LinearOperator:
+        def matmat(V: np.ndarray) -> np.ndarray:
+            V = np.asarray(V, dtype=np.float64).reshape(self.n, -1)
+            fields = self.layout.to_fields(torch.from_numpy(np.ascontiguousarray(V.T)))
+            out = self(fields)
+            return self.layout.to_vectors(out).detach().cpu().numpy().T
+
+        return spla.LinearOperator((self.n, self.n), matvec=lambda v: matmat(v)[:, 0], matmat=matmat,
+                                   dtype=np.float64)
+
+
+class _SciPyBacked(_Base):
+    """A preconditioner applied by scipy/pyamg on CPU float64 columns (``_solve``)."""
+
+    def _solve(self, V: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        vectors, single = self._vectors(r)
+        out = self._solve(vectors.detach().to("cpu", torch.float64).numpy().T).T
+        return self._tensor_out(torch.from_numpy(np.ascontiguousarray(out)).to(r.device, r.dtype), single)
+
+    def as_linear_operator(self) -> spla.LinearOperator:
+        return spla.LinearOperator((self.n, self.n), matvec=lambda v: self._solve(np.asarray(v).reshape(-1, 1))[:, 0],
+                                   matmat=lambda V: self._solve(np.asarray(V)), dtype=np.float64)
+
+
+class Jacobi(_Base):
+    """Diagonal scaling ``M r = r / diag(A)``; torch-native, also for batched operators."""
+
+    def __init__(self, A):
+        if isinstance(A, DiffusionOperator):
+            super().__init__(A.layout(0), True)
+            with np.errstate(divide="ignore"):
+                inv = np.where(A.mask, 1.0 / A.diagonal, 0.0)
+            self._inv = inv if A.batch_size > 1 else inv[0]
+            self._batched_op = A.batch_size > 1
+        else:
+            matrix, layout, _ = _system(A, None)
+            super().__init__(layout, False)
+            d = matrix.diagonal()
+            if np.any(d <= 0):
+                raise ValueError("Jacobi needs a positive diagonal (the matrix is not SPD)")
+            self._inv = 1.0 / d
+            self._batched_op = False
+        self._cache: dict = {}
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        key = (str(r.device), r.dtype)
+        if key not in self._cache:
+            self._cache[key] = torch.as_tensor(self._inv, dtype=r.dtype, device=r.device)
+        return self._cache[key] * r
+
+    def as_linear_operator(self) -> spla.LinearOperator:
+        if self._batched_op:
+            raise ValueError("a Jacobi preconditioner of a batched operator has no single scipy form")
+        return super().as_linear_operator()
+
+
+class ILU(_SciPyBacked):
+    """Symmetric incomplete factorisation ``M = L D L^T`` built from scipy's ``spilu`` (SuperLU).
+
+    SuperLU's incomplete LU drops entries of L and U independently, so ``(LU)^-1`` is not
+    symmetric and plain PCG with it stagnates.  For a symmetric matrix, ``U ~ D L^T``; keeping the
+    unit lower factor ``L`` and ``D = diag(U)`` gives an SPD preconditioner (an incomplete
+    LDL^T / Cholesky), valid in PCG.  Applied on CPU by two sparse triangular solves.
+    """
+
+    def __init__(self, A, *, drop_tol: float = 1e-3, fill_factor: float = 4.0, index: int | None = None):
+        matrix, layout, grid = _system(A, index)
+        super().__init__(layout, grid)
+        # natural ordering without pivoting: the factors stay those of the symmetric matrix
+        ilu = spla.spilu(matrix.tocsc(), drop_tol=drop_tol, fill_factor=fill_factor, permc_spec="NATURAL",
+                         diag_pivot_thresh=0.0, options={"Equil": False})
+        self._lower = sp.csr_matrix(ilu.L)
+        self._upper = sp.csr_matrix(ilu.L.T)
+        self._diag = ilu.U.diagonal()
+        if np.any(self._diag <= 0):
+            raise ValueError("incomplete factorisation has non-positive pivots: the matrix is not SPD "
+                             "(or drop_tol is too coarse for it)")
+
+    def _solve(self, V: np.ndarray) -> np.ndarray:
+        V = np.asarray(V, dtype=np.float64)
+        y = spla.spsolve_triangular(self._lower, V, lower=True, unit_diagonal=True)
+        y = y / (self._diag[:, None] if y.ndim == 2 else self._diag)
+        return spla.spsolve_triangular(self._upper, y, lower=False, unit_diagonal=True)
+
+
+class AMG(_SciPyBacked):
+    """Smoothed-aggregation algebraic multigrid (pyamg); each application is one V-cycle from a
+    zero initial guess, a fixed linear SPD operator (symmetric smoothing), so PCG is valid."""
+
+    def __init__(self, A, *, cycle: str = "V", index: int | None = None, **pyamg_kwargs):
+        matrix, layout, grid = _system(A, index)
+        super().__init__(layout, grid)
+        self.hierarchy = pyamg.smoothed_aggregation_solver(matrix, **pyamg_kwargs)
+        self._cycle = self.hierarchy.aspreconditioner(cycle=cycle)
+
+    def _solve(self, V: np.ndarray) -> np.ndarray:
+        V = np.asarray(V, dtype=np.float64)
+        out = np.empty_like(V)
+        for j in range(V.shape[1]):  # pyamg cycles one right-hand side at a time
+            out[:, j] = self._cycle.matvec(V[:, j])
+        return out
+
+
+class ModulePreconditioner(_Base):
+    """Any ``torch.nn.Module`` mapping a residual to a correction, as a preconditioner.
+
+    Args:
+        module: maps ``(batch, 1, *shape)`` (``channel_dim=True``) or ``(batch, *shape)`` to the
+            same shape; run in eval mode without gradients, in the module's own dtype/device.
+        A: the operator or matrix whose vectors it will see (fixes the layout and mask).
+        linear: whether the module is a fixed linear map (default False: a network is not, so use
+            it with :func:`pdekit.krylov.fcg` or the DCDM iteration, not plain PCG).
+    """
+
+    def __init__(self, module: torch.nn.Module, A, *, channel_dim: bool = True, linear: bool = False):
+        if isinstance(A, DiffusionOperator):
+            super().__init__(A.layout(0), True)
+            self._mask = A.mask if A.batch_size > 1 else A.mask[0]
+        else:
+            _, layout, _ = _system(A, None)
+            super().__init__(layout, False)
+            self._mask = None
+        self.module = module
+        self.channel_dim = channel_dim
+        self.linear = linear
+
+    def __call__(self, r: torch.Tensor) -> torch.Tensor:
+        param = next(iter(self.module.parameters()), None)
+        dtype = param.dtype if param is not None else r.dtype
+        device = param.device if param is not None else r.device
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.no_grad():
+                x = r.to(device=device, dtype=dtype)
+                out = self.module(x.unsqueeze(1) if self.channel_dim else x)
+                out = out.squeeze(1) if self.channel_dim else out
+        finally:
+            self.module.train(was_training)
+        if out.shape != r.shape:
+            raise GridMismatchError(f"the module returned shape {tuple(out.shape)} for input {tuple(r.shape)}")
+        out = out.to(device=r.device, dtype=r.dtype)
+        if self._mask is not None:
+            out = out * torch.as_tensor(self._mask, device=r.device, dtype=r.dtype)
+        return out
