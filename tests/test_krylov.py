@@ -1,0 +1,187 @@
+"""Batched Krylov solvers against known answers: direct solves, CG's finite termination on k
+distinct eigenvalues, equivalence of the conjugate-direction iteration with CG, flexible CG
+beating PCG under a varying preconditioner, and reported (never silent) breakdown."""
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+import torch
+
+from pdekit import DiffusionOperator, Grid, NonFiniteError
+from pdekit.krylov import KrylovBreakdown, cg, conjugate_directions, fcg, pcg
+from pdekit.precond import AMG, Jacobi
+
+
+def poisson(n=32, contrast=1.0, seed=0, batch=4):
+    rng = np.random.default_rng(seed)
+    blocks = rng.random((4, 4)) < 0.3
+    a = np.where(blocks, contrast, 1.0).repeat(n // 4, 0).repeat(n // 4, 1)
+    op = DiffusionOperator(Grid.box((n, n)), a)
+    f = torch.as_tensor(rng.standard_normal((batch, n, n)))
+    return op, op.rhs(f)
+
+
+def direct(op, b):
+    layout = op.layout()
+    sol = spla.spsolve(op.to_sparse().tocsc(), layout.to_vectors(b).numpy().T)
+    return layout.to_fields(torch.as_tensor(np.atleast_2d(sol.T)))
+
+
+@pytest.mark.parametrize("solver", ["cg", "pcg_jacobi", "pcg_amg", "fcg_amg", "cd_identity"])
+def test_solvers_match_direct_solve(solver, device):
+    op, b = poisson(contrast=100.0)
+    b = b.to(device)
+    run = {"cg": lambda: cg(op, b, tol=1e-10),
+           "pcg_jacobi": lambda: pcg(op, b, Jacobi(op), tol=1e-10),
+           "pcg_amg": lambda: pcg(op, b, AMG(op), tol=1e-10),
+           "fcg_amg": lambda: fcg(op, b, AMG(op), tol=1e-10),
+           "cd_identity": lambda: conjugate_directions(op, b, lambda r: r, k=2, tol=1e-10)}[solver]
+    res = run()
+    assert res.converged.all() and (res.residual <= 1e-10).all()
+    assert res.x.device.type == device
+    ref = direct(op, b.cpu())
+    assert ((res.x.cpu() - ref).abs().max() / ref.abs().max()) < 1e-7
+    # history starts at 1 (x0 = 0) and ends at or below the tolerance for every system
+    assert torch.allclose(res.history[0], torch.ones(4, dtype=res.history.dtype))
+    assert res.history.shape[0] == int(res.iterations.max()) + 1
+
+
+def test_cg_terminates_in_k_steps_for_k_distinct_eigenvalues():
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    eig = np.repeat([1.0, 3.0, 10.0, 50.0, 200.0], 8)
+    A = (q * eig) @ q.T
+    res = cg(A, rng.standard_normal(40), tol=1e-8)
+    assert res.converged.item() and res.iterations.item() == 5
+    assert res.history[4].item() > 1e-2  # not earlier
+
+
+def test_batched_equals_one_at_a_time():
+    op, b = poisson()
+    res = cg(op, b, tol=1e-9)
+    for i in range(b.shape[0]):
+        single = cg(op, b[i], tol=1e-9)
+        assert single.x.shape == b[i].shape
+        assert single.iterations.item() == res.iterations[i].item()
+        assert torch.allclose(single.x, res.x[i], atol=1e-12)
+
+
+def test_scipy_matrix_input_and_numpy_rhs():
+    op, b = poisson()
+    A = op.to_sparse()
+    bv = op.layout().to_vectors(b).numpy()
+    res = pcg(A, bv, Jacobi(A), tol=1e-9)
+    assert res.converged.all()
+    assert np.abs(A @ res.x.numpy().T - bv.T).max() <= 1e-9 * np.abs(bv).max() * 10
+
+
+def test_float32():
+    op, b = poisson(contrast=10.0)
+    res = cg(op, b.float(), tol=1e-5)
+    assert res.x.dtype == torch.float32 and res.converged.all() and (res.residual <= 1e-5).all()
+
+
+def test_conjugate_directions_with_exact_inverse_converges_in_one_step():
+    op, b = poisson()
+    res = conjugate_directions(op, b, lambda r: direct(op, r), k=2, tol=1e-10)
+    assert (res.iterations == 1).all() and res.converged.all()
+
+
+def test_direction_scale_does_not_matter():
+    op, b = poisson()
+    res1 = conjugate_directions(op, b, lambda r: r, k=2, normalize=False)
+    res2 = conjugate_directions(op, b, lambda r: 1e3 * r, k=2, normalize=False)
+    assert torch.equal(res1.iterations, res2.iterations)
+    assert torch.allclose(res1.x, res2.x, rtol=1e-8, atol=1e-12)
+
+
+def test_flexible_cg_beats_pcg_with_a_varying_preconditioner():
+    # AMG perturbed by 5% noise per application: a nonlinear, varying preconditioner
+    op, b = poisson(n=64, batch=2)
+    amg = AMG(op)
+    gen = torch.Generator().manual_seed(0)
+
+    def noisy(r):
+        z = amg(r)
+        return z * (1 + 0.05 * torch.randn(z.shape, generator=gen, dtype=z.dtype))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = pcg(op, b, noisy, tol=1e-8, maxiter=300)
+    flexible = fcg(op, b, noisy, truncation=5, tol=1e-8, maxiter=300)
+    assert flexible.converged.all()
+    assert int(flexible.iterations.max()) * 3 < int(plain.iterations.max())
+
+
+def test_fcg_restart_still_converges():
+    op, b = poisson()
+    res = fcg(op, b, Jacobi(op), truncation=3, restart=10, tol=1e-9)
+    assert res.converged.all()
+
+
+def test_indefinite_operator_breakdown_is_reported():
+    A = np.diag([1.0, 2.0, -3.0, 4.0])
+    with pytest.warns(RuntimeWarning, match="non-positive curvature"):
+        res = cg(A, np.ones(4))
+    assert not res.converged.item() and res.breakdown.item()
+    assert res.status[0].startswith("breakdown")
+    with pytest.raises(KrylovBreakdown):
+        res.raise_if_failed()
+    with pytest.raises(KrylovBreakdown, match="non-positive curvature"):
+        cg(A, np.ones(4), on_breakdown="raise")
+
+
+def test_breakdown_of_one_system_leaves_the_others_alone():
+    op, b = poisson(batch=3)
+
+    def operator(u):  # system 1 sees an indefinite operator
+        out = op(u)
+        out[1] = -out[1]
+        return out
+
+    with pytest.warns(RuntimeWarning):
+        res = cg(operator, b, tol=1e-9)
+    assert res.converged.tolist() == [True, False, True]
+    assert torch.isfinite(res.x).all()
+
+
+def test_nan_from_direction_is_breakdown_not_garbage():
+    op, b = poisson(batch=2)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        res = conjugate_directions(op, b, lambda r: torch.full_like(r, float("nan")), k=2)
+    assert not res.converged.any() and torch.isfinite(res.x).all()
+
+
+def test_non_spd_preconditioner_is_reported():
+    op, b = poisson(batch=1)
+    with pytest.warns(RuntimeWarning, match="preconditioner"):
+        res = pcg(op, b, lambda r: -r)
+    assert not res.converged.any()
+
+
+def test_non_finite_rhs_is_an_error():
+    op, b = poisson(batch=2)
+    b[1, 3, 3] = float("inf")
+    with pytest.raises(NonFiniteError, match=r"system\(s\) \[1\]"):
+        cg(op, b)
+
+
+def test_zero_rhs_converges_immediately():
+    op, _ = poisson()
+    res = cg(op, torch.zeros((2,) + op.shape, dtype=torch.float64))
+    assert res.converged.all() and (res.iterations == 0).all() and (res.x == 0).all()
+
+
+def test_max_iterations_is_not_converged():
+    op, b = poisson()
+    res = cg(op, b, maxiter=3)
+    assert not res.converged.any() and "not converged" in res.status[0]
+
+
+def test_initial_guess():
+    op, b = poisson()
+    exact = direct(op, b)
+    res = cg(op, b, x0=exact, tol=1e-8)
+    assert (res.iterations == 0).all() and res.converged.all()
