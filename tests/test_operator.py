@@ -231,3 +231,12 @@ def test_bad_face_value_shape():
     bc = BoundaryConditions(faces={"x-": Dirichlet(np.zeros(5))})
     with pytest.raises(GridMismatchError, match="face x-"):
         DiffusionOperator(Grid((8, 8)), bc=bc)
+
+
+def test_cache_blocked_cpu_apply_equals_plain_apply():
+    op = random_operator(2, batch=6)
+    u = torch.randn((6,) + op.shape, dtype=torch.float64)
+    op._CPU_BLOCK_BYTES = u[0].numel() * 8 * 2  # blocks of two systems
+    blocked = op(u)
+    op._CPU_BLOCK_BYTES = 1 << 40
+    assert torch.equal(blocked, op(u))
