@@ -228,6 +228,12 @@ class DiffusionOperator:
         self._unpinned_rhs = unpinned_rhs
         self._cache: dict = {}
 
+    @property
+    def floating_regions(self) -> np.ndarray:
+        """Labels ``(systems, *shape)`` of connected regions that touch no Dirichlet boundary
+        (pinned when ``singular="pin"``); 0 elsewhere."""
+        return np.stack(self._floating)
+
     # ------------------------------------------------------------------ torch form
     @property
     def ndim(self) -> int:

@@ -1,0 +1,162 @@
+"""pdekit's Poisson HDF5 files: the schema, a validating reader, exact system rebuild, lazy Dataset.
+
+File contract (one file per dataset; leading axis = sample):
+
+* fields: ``a`` (coefficient), ``f`` (source), ``u`` (solution), ``mask`` (bool, active nodes),
+  ``bc_type`` (int8) and ``bc_value`` on the grid padded by one ghost layer (see
+  :mod:`pdekit.boundary`);
+* per-sample 1-D: ``level``, ``seed``, ``solver_iterations``, ``solver_residual``, ``solve_seconds``;
+* root attributes: ``pde = "poisson"``, ``dim``, ``resolution``, ``spacing``, ``origin``,
+  ``schema_version``, ``generator_version``, ``config`` (JSON).
+
+Work in progress toward the datagen issue: the writer lives with the generator.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from pdekit.grid import Grid
+from pdekit.operators import DiffusionOperator
+
+SCHEMA_VERSION = 1
+POISSON_FIELDS = ("a", "f", "u", "mask", "bc_type", "bc_value")
+POISSON_PER_SAMPLE = ("level", "seed", "solver_iterations", "solver_residual", "solve_seconds")
+POISSON_ATTRS = ("pde", "dim", "resolution", "spacing", "origin", "schema_version", "generator_version", "config")
+
+
+class DatasetFormatError(ValueError):
+    """A file that is not a valid pdekit dataset (foreign, truncated, wrong version)."""
+
+
+def validate_poisson(h5: h5py.File, name: str = "file") -> int:
+    """Check the schema; return the number of samples.  Raises :class:`DatasetFormatError`."""
+    missing = [k for k in POISSON_ATTRS if k not in h5.attrs]
+    if missing:
+        raise DatasetFormatError(f"{name} is not a pdekit dataset: root attributes {missing} are missing")
+    if h5.attrs["pde"] != "poisson":
+        raise DatasetFormatError(f"{name} holds pde={h5.attrs['pde']!r}, expected 'poisson'")
+    if int(h5.attrs["schema_version"]) != SCHEMA_VERSION:
+        raise DatasetFormatError(f"{name} has schema version {int(h5.attrs['schema_version'])}; this pdekit "
+                                 f"reads version {SCHEMA_VERSION}")
+    absent = [k for k in POISSON_FIELDS + POISSON_PER_SAMPLE if k not in h5]
+    if absent:
+        raise DatasetFormatError(f"{name} is missing datasets {absent}")
+    dim = int(h5.attrs["dim"])
+    shape = tuple(h5["u"].shape[1:])
+    n = h5["u"].shape[0]
+    padded = tuple(s + 2 for s in shape)
+    expect = {"a": shape, "f": shape, "u": shape, "mask": shape, "bc_type": padded, "bc_value": padded}
+    if len(shape) != dim:
+        raise DatasetFormatError(f"{name}: u has {len(shape)} spatial axes but dim = {dim}")
+    for key, spatial in expect.items():
+        if tuple(h5[key].shape) != (n,) + spatial:
+            raise DatasetFormatError(f"{name}: {key} has shape {h5[key].shape}, expected {(n,) + spatial} "
+                                     "(truncated or inconsistent file)")
+    for key in POISSON_PER_SAMPLE:
+        if h5[key].shape != (n,):
+            raise DatasetFormatError(f"{name}: {key} has shape {h5[key].shape}, expected ({n},)")
+    return n
+
+
+def open_poisson(path) -> h5py.File:
+    """Open and validate a Poisson dataset for reading."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such dataset: {path}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise DatasetFormatError(f"{path} is not a readable HDF5 file ({err})") from None
+    try:
+        validate_poisson(h5, str(path))
+    except Exception:
+        h5.close()
+        raise
+    return h5
+
+
+def grid_of(h5: h5py.File) -> Grid:
+    return Grid(tuple(h5["u"].shape[1:]), spacing=tuple(h5.attrs["spacing"]), origin=tuple(h5.attrs["origin"]))
+
+
+def load_system(path, index: int, *, dtype=torch.float64):
+    """Rebuild sample ``index``'s exact linear system: ``(operator, b, u)`` with ``A u = b``."""
+    with open_poisson(path) as h5:
+        n = h5["u"].shape[0]
+        if not 0 <= index < n:
+            raise IndexError(f"sample {index} out of range: the file holds {n}")
+        grid = grid_of(h5)
+        op = DiffusionOperator.from_arrays(grid, h5["a"][index], h5["bc_type"][index], h5["bc_value"][index])
+        b = op.rhs(torch.as_tensor(h5["f"][index], dtype=dtype))
+        u = torch.as_tensor(h5["u"][index], dtype=dtype)
+    return op, b, u
+
+
+def config_of(path) -> dict:
+    with open_poisson(path) as h5:
+        return json.loads(h5.attrs["config"])
+
+
+class PoissonDataset(torch.utils.data.Dataset):
+    """Lazy per-sample reader (opens the file in each worker; never loads the whole file)."""
+
+    def __init__(self, path, fields=("a", "f", "mask", "u")):
+        self.path = str(path)
+        self.fields = tuple(fields)
+        with open_poisson(self.path) as h5:
+            self._len = h5["u"].shape[0]
+            unknown = [k for k in self.fields if k not in h5]
+            if unknown:
+                raise KeyError(f"{self.path} has no field(s) {unknown}")
+        self._h5 = None
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> dict:
+        if self._h5 is None:  # opened lazily so DataLoader workers each get their own handle
+            self._h5 = h5py.File(self.path, "r")
+        item = {k: torch.as_tensor(np.asarray(self._h5[k][index])) for k in self.fields}
+        item["index"] = index
+        return item
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_h5"] = None
+        return state
+
+
+def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_version: str) -> Path:
+    """Write a complete Poisson dataset atomically (temporary file in the same folder, then
+    rename): a reader never sees a half-written file."""
+    path = Path(path)
+    missing = [k for k in POISSON_FIELDS + POISSON_PER_SAMPLE if k not in arrays]
+    if missing:
+        raise ValueError(f"missing arrays {missing}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for key in POISSON_FIELDS:
+                data = np.asarray(arrays[key])
+                chunks = (1,) + data.shape[1:]  # one sample per chunk: lazy per-sample reads
+                h5.create_dataset(key, data=data, chunks=chunks, compression="gzip" if key in ("mask", "bc_type") else None)
+            for key in POISSON_PER_SAMPLE:
+                data = np.asarray(arrays[key])
+                if data.dtype.kind in "UO":
+                    h5.create_dataset(key, data=data.astype(object), dtype=h5py.string_dtype())
+                else:
+                    h5.create_dataset(key, data=data)
+            h5.attrs.update({"pde": "poisson", "dim": grid.ndim, "resolution": grid.shape[0],
+                             "spacing": np.asarray(grid.spacing), "origin": np.asarray(grid.origin),
+                             "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
+                             "config": json.dumps(config, sort_keys=True)})
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
