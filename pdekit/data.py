@@ -145,7 +145,8 @@ def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_ver
                 data = np.asarray(arrays[key])
                 chunks = (1,) + data.shape[1:]  # one sample per chunk: lazy per-sample reads
                 h5.create_dataset(key, data=data, chunks=chunks, compression="gzip" if key in ("mask", "bc_type") else None)
-            for key in POISSON_PER_SAMPLE:
+            extra = [k for k in arrays if k not in POISSON_FIELDS + POISSON_PER_SAMPLE]
+            for key in POISSON_PER_SAMPLE + tuple(extra):
                 data = np.asarray(arrays[key])
                 if data.dtype.kind in "UO":
                     h5.create_dataset(key, data=data.astype(object), dtype=h5py.string_dtype())
