@@ -4,6 +4,7 @@
                     [--workers 2] [--shard i/n] [--resume] [--overwrite]
     datagen levels
     datagen merge shard0.h5 shard1.h5 --out all.h5
+    datagen plot file.h5 [--out file.png]
 """
 from __future__ import annotations
 
@@ -103,6 +104,18 @@ def _merge(args) -> int:
     return 0
 
 
+def _plot(args) -> int:
+    from datagen.plot import plot_poisson
+    from pdekit.data import DatasetFormatError
+
+    try:
+        out = plot_poisson(args.file, args.out, args.samples)
+    except (FileNotFoundError, DatasetFormatError) as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datagen", description="Generate PDE datasets with classical solvers.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument("--overwrite", action="store_true")
     m.set_defaults(run=_merge)
+    pl = sub.add_parser("plot", help="PNG grid of a few samples (coefficient, mask, source, solution)")
+    pl.add_argument("file")
+    pl.add_argument("--out", default=None, help="PNG path (default: next to the file)")
+    pl.add_argument("--samples", type=int, default=4)
+    pl.set_defaults(run=_plot)
     return parser
 
 

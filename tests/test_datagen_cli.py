@@ -84,3 +84,13 @@ def test_existing_file_needs_overwrite(tmp_path):
     out = datagen("poisson", "--level", "easy", "--n", 1, "--resolution", 16, "--out", "x.h5", cwd=tmp_path)
     assert out.returncode == 2 and "--overwrite" in out.stderr
     assert (tmp_path / "x.h5").read_text() == "keep me"
+
+
+def test_plot_writes_a_png(tmp_path):
+    assert datagen("poisson", "--level", "medium", "--n", 2, "--resolution", 16, "--out", "m.h5", "--quiet",
+                   cwd=tmp_path).returncode == 0
+    out = datagen("plot", "m.h5", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = datagen("plot", "nope.h5", cwd=tmp_path)
+    assert missing.returncode == 2 and "no such dataset" in missing.stderr
