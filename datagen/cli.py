@@ -28,7 +28,7 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def _check_out(out: Path, overwrite: bool, resume: bool) -> None:
+def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     parent = out.resolve().parent
@@ -53,7 +53,7 @@ def _poisson(args) -> int:
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out)
-    _check_out(out, args.overwrite, args.resume)
+    _check_out(out, args.overwrite)
     config = {"pde": "poisson", "level": args.level, "n": args.n, "resolution": args.resolution,
               "dim": args.dim, "seed": args.seed}
     try:
@@ -92,7 +92,7 @@ def _merge(args) -> int:
     from datagen.runner import merge_poisson
 
     out = Path(args.out)
-    _check_out(out, args.overwrite, False)
+    _check_out(out, args.overwrite)
     missing = [p for p in args.shards if not Path(p).exists()]
     if missing:
         raise UsageError(f"no such file(s): {', '.join(missing)}")

@@ -7,7 +7,7 @@ Levels are points along four axes (see ``LEVELS``); each sample is a pure functi
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse.linalg as spla
@@ -145,6 +145,3 @@ def solve_sample(level_name: str, resolution: int, dim: int, seed: int, tol: flo
             "solver_residual": residual, "solve_seconds": time.perf_counter() - t0,
             "sample_seconds": sample_seconds, "grid": grid}
 
-
-def level_table() -> list[dict]:
-    return [asdict(level) for level in LEVELS.values()]

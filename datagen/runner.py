@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datagen.poisson import solve_sample
+from pdekit import Grid
 from pdekit.data import write_poisson
 
 GENERATOR_VERSION = "poisson-1"
@@ -87,8 +88,6 @@ def run_poisson(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resu
            for s in samples):
         raise RuntimeError("samples of one file must share one grid (spacing/origin differ)")
     arrays = {key: np.stack([s[key] for s in samples]) for key in ARRAY_KEYS}
-    from pdekit import Grid
-
     grid = Grid(arrays["u"].shape[1:], spacing=tuple(samples[0]["spacing"]), origin=tuple(samples[0]["origin"]))
     full = dict(config, shard=f"{index}/{count}")
     write_poisson(out, arrays, grid=grid, config=full, generator_version=GENERATOR_VERSION)

@@ -130,7 +130,6 @@ def main(argv=None):
         problems = [((n, n), c) for c in ("constant", "high-contrast") for n in (64, 128, 256, 512)] + \
                    [((n, n, n), c) for c in ("constant", "high-contrast") for n in (32, 64)]
         mv_shapes, cg_shape, repeat = [(256, 256), (512, 512), (64, 64, 64)], (128, 128), 20
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{platform.processor() or platform.machine()}")
     print("\n1. Solvers to relative residual 1e-8 (pdekit pcg, one right-hand side)")

@@ -9,7 +9,7 @@ recurrence residual drifts in low precision; a system whose recurrence claims co
 true residual computed, and iterates on from it if that is not yet below ``tol``).
 
 Which method?  ``pcg`` needs a *fixed, linear, symmetric positive definite* preconditioner
-(Jacobi, ILU of an SPD matrix is close enough in practice, AMG V-cycles).  A preconditioner that is
+(Jacobi, pdekit's symmetric ILU, AMG V-cycles).  A preconditioner that is
 nonlinear or changes between applications (a neural network, an inexact inner solve) breaks the
 short recurrence: use ``fcg`` (flexible CG, each new direction A-orthogonalised against the last
 ``truncation`` directions with an exact line search) or ``conjugate_directions`` (the DCDM
@@ -84,7 +84,7 @@ def _bshape(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class _Monitor:
     """Tracks which systems are still iterating, their iteration counts, statuses and history."""
 
-    def __init__(self, A, b, x, r, tol, maxiter, method, on_breakdown):
+    def __init__(self, A, b, r, tol, method, on_breakdown):
         self.A, self.b, self.tol, self.method = A, b, tol, method
         self.on_breakdown = on_breakdown
         if on_breakdown not in ("warn", "raise"):
@@ -99,39 +99,41 @@ class _Monitor:
         self.active = rel > tol  # a zero b, or an x0 that already solves it, needs no iteration
         for i in torch.nonzero(~self.active).flatten().tolist():
             self.status[i] = "converged"
-        self.maxiter = maxiter
 
     @property
     def done(self) -> bool:
         return not bool(self.active.any())
 
-    def step(self, it: int, x, r, rnorm, bad: torch.Tensor, reason: str, record: bool = True) -> torch.Tensor:
+    def step(self, it: int, x, r, rnorm, bad: torch.Tensor, reason: str, record: bool = True) -> bool:
         """Record iteration ``it``: stop systems that broke down (``bad``) or truly converged.
-        May replace entries of ``r`` by the true residual.  Returns the updated active mask."""
+        May replace entries of ``r`` by the true residual; returns whether it did."""
         rel = rnorm / self.bsafe
         if record:
             self.history.append(rel)
         bad = bad & self.active
         candidate = self.active & ~bad & (rel <= self.tol)
         flags = torch.stack([bad.any(), candidate.any()]).tolist()  # one host sync
+        replaced = False
         if flags[0]:
-            for i in torch.nonzero(bad).flatten().tolist():
+            broken = torch.nonzero(bad).flatten().tolist()
+            for i in broken:
                 self.status[i] = f"breakdown: {reason}"
                 self.iterations[i] = it
-            self.active = self.active & ~bad.to(self.active.device)
-            self._report([i for i in torch.nonzero(bad).flatten().tolist()])
+            self.active = self.active & ~bad
+            self._report(broken)
         if flags[1]:
             true_r = self.b - self.A(x)
             true_rel = _norm(true_r) / self.bsafe
             confirmed = candidate & (true_rel <= self.tol)
             replace = candidate & ~confirmed
-            if bool(replace.any()):  # residual replacement: continue from the true residual
+            replaced = bool(replace.any())
+            if replaced:  # residual replacement: continue from the true residual
                 r.copy_(torch.where(_bshape(replace, r), true_r, r))
             for i in torch.nonzero(confirmed).flatten().tolist():
                 self.status[i] = "converged"
                 self.iterations[i] = it
             self.active = self.active & ~confirmed
-        return self.active
+        return replaced
 
     def _report(self, systems):
         msg = "; ".join(f"system {i}: {self.status[i]}" for i in systems[:5])
@@ -190,11 +192,8 @@ def _default_maxiter(b: torch.Tensor, maxiter):
     return int(maxiter) if maxiter is not None else 10 * int(np.prod(b.shape[1:]))
 
 
-def _nonfinite(*values: torch.Tensor) -> torch.Tensor:
-    bad = torch.zeros_like(values[0], dtype=torch.bool)
-    for v in values:
-        bad |= ~torch.isfinite(v)
-    return bad
+def _nonfinite(value: torch.Tensor) -> torch.Tensor:
+    return ~torch.isfinite(value)
 
 
 def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,
@@ -206,7 +205,7 @@ def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter:
         warnings.warn(f"{type(M).__name__} is not a fixed linear preconditioner: PCG's short recurrence "
                       "assumes one and may stagnate. Use pdekit.krylov.fcg instead.", RuntimeWarning, stacklevel=2)
     op, b, x, r, unbatch = _prepare(A, b, x0)
-    mon = _Monitor(op, b, x, r, tol, maxiter, method, on_breakdown)
+    mon = _Monitor(op, b, r, tol, method, on_breakdown)
     maxiter = _default_maxiter(b, maxiter)
     apply_m = (lambda v: v.clone()) if M is None else M
     z = apply_m(r)
@@ -267,7 +266,7 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
     if k < 0:
         raise ValueError(f"k (directions kept) must be >= 0, got {k}")
     op, b, x, r, unbatch = _prepare(A, b, x0)
-    mon = _Monitor(op, b, x, r, tol, maxiter, method, on_breakdown)
+    mon = _Monitor(op, b, r, tol, method, on_breakdown)
     maxiter = _default_maxiter(b, maxiter)
     memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, p^T A p)
     it = 0
@@ -297,9 +296,9 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
         if true_residual_every and it % true_residual_every == 0:
             r.copy_(torch.where(_bshape(act, r), b - op(x), r))
         rnorm = _norm(r)
-        mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
-                 "non-positive curvature q^T A q <= 0 or NaN/Inf (operator not SPD, or direction is zero/NaN)")
-        rnorm = _norm(r)  # r may have been replaced by the true residual
+        if mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
+                    "non-positive curvature q^T A q <= 0 or NaN/Inf (operator not SPD, or direction is zero/NaN)"):
+            rnorm = _norm(r)  # r was replaced by the true residual
         if k > 0:
             ok_now = ok & mon.active.to(b.device)
             memory.append((z, q, torch.where(ok_now, pq, torch.ones_like(pq))))
