@@ -1,10 +1,11 @@
 """The `datagen` command.
 
-    datagen poisson --level hard --n 100 --resolution 64 [--dim 2] --seed 0 --out hard.h5
+    datagen poisson --level hard|--spec level.yaml --n 100 --resolution 64 [--dim 2] --seed 0 --out hard.h5
                     [--workers 2] [--shard i/n] [--resume] [--overwrite]
     datagen levels
     datagen merge shard0.h5 shard1.h5 --out all.h5
     datagen plot file.h5 [--out file.png]
+    datagen export file.h5 --format xdmf|vtu [--out path] [--samples 16]
 """
 from __future__ import annotations
 
@@ -39,11 +40,17 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 
 def _poisson(args) -> int:
-    from datagen.poisson import LEVELS
+    from dataclasses import asdict
+
+    from datagen.poisson import load_level_spec, resolve_level
     from datagen.runner import run_poisson
 
-    if args.level not in LEVELS:
-        raise UsageError(f"unknown level {args.level!r}; choose from {', '.join(LEVELS)}")
+    if (args.level is None) == (args.spec is None):
+        raise UsageError("give exactly one of --level NAME or --spec level.yaml")
+    try:
+        level = load_level_spec(args.spec) if args.spec else resolve_level(args.level)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     if args.resolution < 8:
@@ -54,7 +61,7 @@ def _poisson(args) -> int:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out)
     _check_out(out, args.overwrite)
-    config = {"pde": "poisson", "level": args.level, "n": args.n, "resolution": args.resolution,
+    config = {"pde": "poisson", "level": level.name, "level_spec": asdict(level), "n": args.n, "resolution": args.resolution,
               "dim": args.dim, "seed": args.seed}
     try:
         run_poisson(config, out, workers=args.workers, shard=_shard(args.shard), resume=args.resume,
@@ -116,11 +123,24 @@ def _plot(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from datagen.export import export_poisson
+    from pdekit.data import DatasetFormatError
+
+    try:
+        written = export_poisson(args.file, args.format, args.out, args.samples)
+    except (FileNotFoundError, DatasetFormatError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    print(f"wrote {written[0]}" + (f" (+{len(written) - 1} more)" if len(written) > 1 else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datagen", description="Generate PDE datasets with classical solvers.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("poisson", help="Poisson problems -div(a grad u) = f at a difficulty level")
-    p.add_argument("--level", required=True)
+    p.add_argument("--level", help="a named level (see `datagen levels`)")
+    p.add_argument("--spec", help="YAML file with explicit level axes (keys as in `datagen levels`)")
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--resolution", type=int, required=True, help="nodes per axis")
     p.add_argument("--dim", type=int, default=2)
@@ -145,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default=None, help="PNG path (default: next to the file)")
     pl.add_argument("--samples", type=int, default=4)
     pl.set_defaults(run=_plot)
+    ex = sub.add_parser("export", help="meshio files for ParaView (XDMF series or one VTU per sample)")
+    ex.add_argument("file")
+    ex.add_argument("--format", choices=("xdmf", "vtu"), default="xdmf")
+    ex.add_argument("--out", default=None, help="default: <file stem>-paraview.xdmf or folder <stem>-paraview/")
+    ex.add_argument("--samples", type=int, default=16, help="export the first N samples")
+    ex.set_defaults(run=_export)
     return parser
 
 

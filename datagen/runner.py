@@ -12,18 +12,22 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from datagen.poisson import solve_sample
+from datagen.poisson import level_from_dict, solve_sample
 from pdekit import Grid
 from pdekit.data import write_poisson
 
-GENERATOR_VERSION = "poisson-1"
+GENERATOR_VERSION = "poisson-2"
 ARRAY_KEYS = ("a", "f", "u", "mask", "bc_type", "bc_value", "level", "seed", "solver_iterations",
-              "solver_residual", "solve_seconds", "sample_index")
+              "solver_residual", "solver_backward_error", "solve_seconds", "sample_index")
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _atomic_savez(path: Path, **arrays):
@@ -42,18 +46,23 @@ def _work(job):
 
     torch.set_num_threads(1)  # one process per core
     k, level, resolution, dim, seed, parts = job
-    out = solve_sample(level, resolution, dim, seed + k)
+    out = solve_sample(level_from_dict(level), resolution, dim, seed + k)
     grid = out.pop("grid")
     out["sample_index"] = k
+    t0 = time.perf_counter()
     _atomic_savez(Path(parts) / f"sample_{k:08d}.npz", **{key: np.asarray(out[key]) for key in ARRAY_KEYS},
                   spacing=np.asarray(grid.spacing), origin=np.asarray(grid.origin))
-    return k
+    return {"sample": out["sample_seconds"], "solve": out["solve_seconds"], "io": time.perf_counter() - t0}
 
 
 def run_poisson(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resume: bool = False,
-                progress: bool = True) -> Path:
-    """Generate the samples of ``config`` that belong to ``shard`` into ``out``."""
+                progress: bool = True) -> dict:
+    """Generate the samples of ``config`` that belong to ``shard`` into ``out``.  ``config`` holds
+    ``level_spec`` (every axis value of the level), ``n``, ``resolution``, ``dim``, ``seed``.
+    Returns seconds spent (summed over workers) sampling, solving and writing, and the wall time."""
+    start = time.perf_counter()
     index, count = shard
+    config = json.loads(json.dumps(config))  # the form it has after a round trip (tuples -> lists)
     parts = out.with_name(out.name + ".parts")
     stamp = parts / "config.json"
     if parts.exists() and not resume:
@@ -68,18 +77,42 @@ def run_poisson(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resu
     mine = [k for k in range(config["n"]) if k % count == index]
     done = {int(p.stem.split("_")[1]) for p in parts.glob("sample_*.npz")}  # each written atomically
     todo = [k for k in mine if k not in done]
-    jobs = [(k, config["level"], config["resolution"], config["dim"], config["seed"], str(parts)) for k in todo]
+    jobs = [(k, config["level_spec"], config["resolution"], config["dim"], config["seed"], str(parts)) for k in todo]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="sample", disable=not progress,
                desc=f"{config['level']} {config['resolution']}^{config['dim']}")
+    spent = {"sample": 0.0, "solve": 0.0, "io": 0.0}
+
+    def account(seconds):
+        for key in spent:
+            spent[key] += seconds[key]
+        bar.update()
+
     if workers > 1 and len(jobs) > 1:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for _ in pool.imap_unordered(_work, jobs):
-                bar.update()
+        # One thread per worker for every BLAS/OpenMP pool: two workers whose OpenBLAS pools each
+        # spin on both cores solved 3D samples ~20x slower (measured, 2 cores).  The limits are
+        # read when the libraries load, so workers come from a fresh forkserver, not a fork of this
+        # process whose libraries are loaded already.
+        context = mp.get_context("forkserver")
+        context.set_forkserver_preload(["datagen.runner"])
+        saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+        os.environ.update({k: "1" for k in _THREAD_VARIABLES})
+        try:
+            pool = context.Pool(workers)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        with pool:
+            chunk = max(1, min(8, len(jobs) // (4 * workers)))  # fewer round trips for small samples
+            for seconds in pool.imap_unordered(_work, jobs, chunksize=chunk):
+                account(seconds)
     else:
         for job in jobs:
-            _work(job)
-            bar.update()
+            account(_work(job))
     bar.close()
+    t0 = time.perf_counter()
     samples = []
     for k in mine:
         with np.load(parts / f"sample_{k:08d}.npz") as data:
@@ -92,7 +125,8 @@ def run_poisson(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resu
     full = dict(config, shard=f"{index}/{count}")
     write_poisson(out, arrays, grid=grid, config=full, generator_version=GENERATOR_VERSION)
     shutil.rmtree(parts)
-    return out
+    spent["io"] += time.perf_counter() - t0
+    return {"samples": len(todo), "wall": time.perf_counter() - start, **spent}
 
 
 def merge_poisson(paths, out: Path) -> Path:

@@ -5,11 +5,10 @@ File contract (one file per dataset; leading axis = sample):
 * fields: ``a`` (coefficient), ``f`` (source), ``u`` (solution), ``mask`` (bool, active nodes),
   ``bc_type`` (int8) and ``bc_value`` on the grid padded by one ghost layer (see
   :mod:`pdekit.boundary`);
-* per-sample 1-D: ``level``, ``seed``, ``solver_iterations``, ``solver_residual``, ``solve_seconds``;
+* per-sample 1-D: ``level``, ``seed``, ``solver_iterations``, ``solver_residual``, ``solve_seconds``
+  (generators may add more, e.g. ``solver_backward_error``, ``sample_index``);
 * root attributes: ``pde = "poisson"``, ``dim``, ``resolution``, ``spacing``, ``origin``,
   ``schema_version``, ``generator_version``, ``config`` (JSON).
-
-Work in progress toward the datagen issue: the writer lives with the generator.
 """
 from __future__ import annotations
 

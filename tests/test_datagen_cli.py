@@ -1,5 +1,6 @@
 """`datagen poisson` as a user runs it: determinism across workers and shards, resume after a
 real kill, one-line errors for bad arguments."""
+import json
 import signal
 import subprocess
 import sys
@@ -94,3 +95,42 @@ def test_plot_writes_a_png(tmp_path):
     assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = datagen("plot", "nope.h5", cwd=tmp_path)
     assert missing.returncode == 2 and "no such dataset" in missing.stderr
+
+
+def test_level_from_yaml_spec(tmp_path):
+    (tmp_path / "lv.yaml").write_text("name: wide\nbase: hard\ncontrast: 1.0e+4\nobstacles: [1, 2]\n")
+    out = datagen("poisson", "--spec", "lv.yaml", "--n", 2, "--resolution", 24, "--out", "w.h5", "--quiet",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    with h5py.File(tmp_path / "w.h5") as h5:
+        spec = json.loads(h5.attrs["config"])["level_spec"]
+        assert spec["contrast"] == 1e4 and spec["obstacles"] == [1, 2] and spec["coefficient"] == "piecewise"
+        assert h5["a"][0].max() / h5["a"][0].min() == pytest.approx(1e4)
+        assert [v.decode() for v in h5["level"][()]] == ["wide", "wide"]
+    for i in range(2):
+        op, b, u = load_system(tmp_path / "w.h5", i)
+        assert float(op.relative_residual(u, b)) <= 1e-10
+    (tmp_path / "bad.yaml").write_text("name: x\ncontrast: 0.5\nbase: easy\n")
+    bad = datagen("poisson", "--spec", "bad.yaml", "--n", 1, "--resolution", 16, "--out", "b.h5", cwd=tmp_path)
+    assert bad.returncode == 2 and "contrast must be >= 1" in bad.stderr and not (tmp_path / "b.h5").exists()
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_export_places_values_at_their_nodes(tmp_path, dim):
+    import meshio
+
+    assert datagen("poisson", "--level", "medium", "--dim", dim, "--n", 2, "--resolution", 10, "--out", "m.h5",
+                   "--quiet", cwd=tmp_path).returncode == 0
+    assert datagen("export", "m.h5", "--format", "xdmf", cwd=tmp_path).returncode == 0
+    assert datagen("export", "m.h5", "--format", "vtu", cwd=tmp_path).returncode == 0
+    with h5py.File(tmp_path / "m.h5") as h5:
+        u1, spacing, origin = h5["u"][1], h5.attrs["spacing"], h5.attrs["origin"]
+    with meshio.xdmf.TimeSeriesReader(str(tmp_path / "m-paraview.xdmf")) as reader:
+        points, cells = reader.read_points_cells()
+        assert reader.num_steps == 2 and cells[0].type == ("quad" if dim == 2 else "hexahedron")
+        _, point_data, _ = reader.read_data(1)
+    vtu = meshio.read(tmp_path / "m-paraview" / "sample_0001.vtu")
+    node = np.rint((points[:, :dim] - origin) / spacing).astype(int)  # recover each point's grid index
+    for values in (point_data["u"], vtu.point_data["u"]):
+        assert np.array_equal(values, u1[tuple(node.T)])
+    assert cells[0].data.shape[0] == 9 ** dim  # (n-1)^dim cells

@@ -1,0 +1,88 @@
+"""Benchmark of `datagen poisson` (not a test): samples/s per level and where the time goes.
+
+1. Per level at 64^2, 256^2 and 32^3: samples/s of a whole run (one worker), split into sampling
+   (geometry, coefficient, source, operator), solve, and I/O (per-sample parts + the HDF5 file),
+   as shares of the summed time.
+2. Scaling: the same run with --workers 1 and --workers 2.
+
+    python experiments/bench_datagen.py [--small] [--out results.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from datagen.poisson import LEVELS
+from datagen.runner import run_poisson
+
+
+def config_for(level, n, resolution, dim, seed=0):
+    return {"pde": "poisson", "level": level, "level_spec": asdict(LEVELS[level]), "n": n,
+            "resolution": resolution, "dim": dim, "seed": seed}
+
+
+def run(config, workers=1):
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_poisson(config, Path(tmp) / "bench.h5", workers=workers, progress=False)
+
+
+def level_table(sizes):
+    rows = []
+    for resolution, dim, n in sizes:
+        for level in LEVELS:
+            spent = run(config_for(level, n, resolution, dim))
+            total = spent["sample"] + spent["solve"] + spent["io"]
+            rows.append({"grid": f"{resolution}^{dim}", "level": level, "samples": n,
+                         "samples_per_s": n / spent["wall"], "sampling_pct": 100 * spent["sample"] / total,
+                         "solve_pct": 100 * spent["solve"] / total, "io_pct": 100 * spent["io"] / total})
+    return rows
+
+
+def scaling_table(cases):
+    rows = []
+    for level, resolution, dim, n in cases:
+        config = config_for(level, n, resolution, dim)
+        one, two = run(config, 1), run(config, 2)
+        rows.append({"case": f"{level} {resolution}^{dim} x{n}", "workers1_s": one["wall"], "workers2_s": two["wall"],
+                     "speedup": one["wall"] / two["wall"]})
+    return rows
+
+
+def print_table(title, rows):
+    print(f"\n{title}")
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--out", default=None, help="write the tables as JSON")
+    args = parser.parse_args()
+    if args.small:
+        sizes, cases = [(32, 2, 4)], [("hard", 32, 2, 8)]
+    else:
+        sizes = [(64, 2, 16), (256, 2, 6), (32, 3, 4)]
+        cases = [("hard", 64, 2, 200), ("hard", 256, 2, 32), ("medium", 32, 3, 24)]
+    print(f"# datagen benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    tables = {"levels": level_table(sizes), "workers": scaling_table(cases)}
+    print_table("1. samples/s per level (1 worker) and shares of time", tables["levels"])
+    print_table("2. --workers 2 vs 1 (wall seconds of the whole run)", tables["workers"])
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(tables, indent=2))
+        tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
