@@ -1,5 +1,9 @@
-"""The `pdekit` command.  Training (`pdekit fit/validate/test`) and `pdekit evaluate` arrive with
-the training issue; today it reports the installation and solves a check problem."""
+"""The `pdekit` command.
+
+    pdekit fit|validate|test|predict --config cfg.yaml [--key value ...]   (LightningCLI)
+    pdekit evaluate --ckpt model.ckpt --data file.h5 [--out dir]
+    pdekit info | pdekit check
+"""
 from __future__ import annotations
 
 import argparse
@@ -47,7 +51,23 @@ def _check(args) -> int:
     return 0 if err < 1e-7 else 1
 
 
+def _fail(err) -> int:
+    print(f"pdekit: error: {err}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("fit", "validate", "test", "predict"):
+        from pdekit.data import DatasetFormatError
+        from pdekit.errors import PdekitError
+        from pdekit.fit import run
+
+        try:
+            run(argv)
+        except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
+            return _fail(err)
+        return 0
     parser = argparse.ArgumentParser(prog="pdekit", description="pdekit: neural PDE solver framework")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions and devices").set_defaults(run=_info)
@@ -55,8 +75,26 @@ def main(argv=None) -> int:
     check.add_argument("--resolution", type=int, default=128)
     check.add_argument("--device", default=None)
     check.set_defaults(run=_check)
+    ev = sub.add_parser("evaluate", help="metrics.json and figures of a trained checkpoint on a dataset")
+    ev.add_argument("--ckpt", required=True)
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--out", default=None, help="folder (default: evaluation/ next to the checkpoint)")
+    ev.add_argument("--batch-size", type=int, default=16)
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(run=_evaluate)
     args = parser.parse_args(argv)
     return args.run(args)
+
+
+def _evaluate(args) -> int:
+    from pdekit.data import DatasetFormatError
+    from pdekit.errors import PdekitError
+    from pdekit.evaluate import main
+
+    try:
+        return main(args)
+    except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
+        return _fail(err)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,195 @@
+"""Training tasks (LightningModules).  A task owns a network built from a class path, the
+normalization learned from the training split, the loss and the logged metrics; it is what a
+checkpoint restores.
+
+``OperatorLearning``: input fields → solution, relative Lp or H1 loss (neuraloperator's), metrics
+relative L2 and, for Poisson data, the relative residual of the prediction under each sample's own
+discrete operator.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import time
+
+import lightning as L
+import torch
+from torch import nn
+
+from pdekit.errors import NonFiniteError, PdekitError
+from pdekit.grid import Grid
+from pdekit.metrics import poisson_relative_residual, relative_l2
+
+
+class ConfigError(PdekitError, ValueError):
+    """A configuration value that cannot work (unknown class path, missing network argument)."""
+
+
+def import_class(path: str):
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"unknown class path {path!r}: cannot import {name!r} from {module!r}") from None
+
+
+def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int) -> nn.Module:
+    """Instantiate ``path`` with ``kwargs`` plus the channel counts the data defines."""
+    cls = import_class(path)
+    kwargs = {"in_channels": in_channels, "out_channels": out_channels, **(kwargs or {})}
+    required = [p.name for p in inspect.signature(cls).parameters.values()
+                if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in kwargs]
+    if required:
+        raise ConfigError(f"network {path} needs {required} in model.network_kwargs")
+    return cls(**kwargs)
+
+
+class Normalizer(nn.Module):
+    """Per-channel mean/std of inputs and targets of the training split, kept as buffers so they
+    travel in the checkpoint."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        for name, c in (("x", in_channels), ("y", out_channels)):
+            self.register_buffer(f"{name}_mean", torch.zeros(c))
+            self.register_buffer(f"{name}_std", torch.ones(c))
+        self.register_buffer("fitted", torch.tensor(False))
+
+    def set(self, stats: dict):
+        for key, value in stats.items():
+            getattr(self, key).copy_(value)
+        self.fitted.fill_(True)
+
+    @staticmethod
+    def _shape(v, like):
+        return v.view((1, -1) + (1,) * (like.ndim - 2))
+
+    def inputs(self, x):
+        return (x - self._shape(self.x_mean, x)) / self._shape(self.x_std, x)
+
+    def outputs(self, y):
+        return y * self._shape(self.y_std, y) + self._shape(self.y_mean, y)
+
+
+class OperatorLearning(L.LightningModule):
+    """Supervised operator learning: input fields → target fields.
+
+    Args:
+        network: class path of the network (e.g. ``neuralop.models.FNO``, ``neuralop.models.TFNO``);
+            it is called with ``in_channels``, ``out_channels`` and ``network_kwargs``.
+        network_kwargs: the network's own arguments (e.g. ``n_modes``, ``hidden_channels``).
+        in_channels, out_channels, dim: filled in from the data module by ``pdekit fit``.
+        loss: ``l2`` (relative L2, neuraloperator ``LpLoss``) or ``h1`` (relative H1, ``H1Loss``
+            with non-periodic differences).
+        lr, weight_decay: AdamW; the learning rate follows a cosine schedule over ``max_epochs``.
+    """
+
+    def __init__(self, network: str = "neuralop.models.FNO", network_kwargs: dict | None = None,
+                 in_channels: int = 3, out_channels: int = 1, dim: int = 2, loss: str = "l2",
+                 lr: float = 1e-3, weight_decay: float = 1e-4):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_network(network, network_kwargs, in_channels, out_channels)
+        self.normalizer = Normalizer(in_channels, out_channels)
+        self.loss_fn = self._loss(loss, dim)
+        self.data_signature: dict | None = None
+        self.grid: Grid | None = None
+        self._last_batch_start = None
+
+    @staticmethod
+    def _loss(name: str, dim: int):
+        from neuralop.losses import H1Loss, LpLoss
+
+        if name == "l2":
+            return LpLoss(d=dim, p=2, reduction="mean")
+        if name == "h1":
+            return H1Loss(d=dim, reduction="mean", periodic_in_x=False, periodic_in_y=False, periodic_in_z=False)
+        raise ConfigError(f"unknown loss {name!r}; choose 'l2' or 'h1'")
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.normalizer.outputs(self.net(self.normalizer.inputs(x)))
+        return out * mask.unsqueeze(1)  # inactive nodes carry no unknown
+
+    def state_dict(self, *args, **kwargs):
+        state = super().state_dict(*args, **kwargs)
+        # neuraloperator models add their init kwargs (functions included) under "_metadata":
+        # not weights, and not loadable with weights_only=True
+        state.pop("_metadata", None)
+        return state
+
+    # -- data hand-over --------------------------------------------------------------------
+    def setup(self, stage=None):
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            return
+        if not bool(self.normalizer.fitted) and datamodule.stats is not None:
+            self.normalizer.set(datamodule.stats)
+        self.data_signature = datamodule.signature()
+        self.levels = datamodule.levels
+        self.grid = datamodule.grid()
+
+    def on_save_checkpoint(self, checkpoint):
+        cls = type(self)
+        grid = None if self.grid is None else {"shape": list(self.grid.shape), "spacing": list(self.grid.spacing),
+                                                "origin": list(self.grid.origin)}
+        checkpoint["pdekit"] = {"task": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(self.hparams),
+                                "data": self.data_signature, "grid": grid}
+
+    # -- steps -----------------------------------------------------------------------------
+    def _check_finite(self, batch):
+        for key in ("x", "y"):
+            bad = ~torch.isfinite(batch[key]).flatten(1).all(dim=1)
+            if bad.any():
+                datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+                files = getattr(datamodule, "files", None)
+                where = [(files[int(f)] if files else int(f), int(i)) for f, i in
+                         zip(batch["file"][bad], batch["index"][bad])]
+                raise NonFiniteError(f"NaN/Inf in {'inputs' if key == 'x' else 'targets'} of sample(s) "
+                                     f"{where[:3]} (file, index)")
+
+    def training_step(self, batch, batch_idx):
+        self._check_finite(batch)
+        prediction = self(batch["x"], batch["mask"])
+        loss = self.loss_fn(prediction, batch["y"])
+        size = batch["x"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        now = time.perf_counter()
+        if self._last_batch_start is not None:
+            self.log("train/samples_per_s", size / (now - self._last_batch_start), batch_size=size)
+        self._last_batch_start = now
+        return loss
+
+    def on_train_epoch_start(self):
+        self._last_batch_start = None
+
+    def _evaluate(self, batch, prefix):
+        self._check_finite(batch)
+        prediction = self(batch["x"], batch["mask"])
+        size = batch["x"].shape[0]
+        self.log(f"{prefix}/loss", self.loss_fn(prediction, batch["y"]), batch_size=size, sync_dist=True)
+        per_sample = {"rel_l2": relative_l2(prediction, batch["y"])}
+        if "bc_type" in batch and self.grid is not None and prediction.shape[1] == 1:
+            per_sample["rel_residual"] = poisson_relative_residual(
+                prediction[:, 0], self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"]).to(prediction)
+        for name, values in per_sample.items():
+            self.log(f"{prefix}/{name}", values.mean(), batch_size=size, sync_dist=True, prog_bar=name == "rel_l2")
+            for code in batch["level"].unique().tolist():
+                chosen = batch["level"] == code
+                self.log(f"{prefix}/{name}/{self.levels[code]}", values[chosen].mean(),
+                         batch_size=int(chosen.sum()), sync_dist=True)
+        return prediction
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch["x"], batch["mask"])
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
