@@ -63,10 +63,18 @@ def main(argv=None) -> int:
         from pdekit.errors import PdekitError
         from pdekit.fit import run
 
+        named = (FileNotFoundError, DatasetFormatError, PdekitError)
         try:
             run(argv)
-        except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
-            return _fail(err)
+        except Exception as err:
+            # jsonargparse and Lightning wrap errors raised while building the model or data:
+            # report pdekit's own message (the cause), not the wrappers' traces
+            cause = err
+            while cause is not None and not isinstance(cause, named):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            return _fail(cause)
         return 0
     parser = argparse.ArgumentParser(prog="pdekit", description="pdekit: neural PDE solver framework")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,7 +85,7 @@ def main(argv=None) -> int:
     check.set_defaults(run=_check)
     ev = sub.add_parser("evaluate", help="metrics.json and figures of a trained checkpoint on a dataset")
     ev.add_argument("--ckpt", required=True)
-    ev.add_argument("--data", required=True)
+    ev.add_argument("--data", required=True, nargs="+", help="one or more dataset files")
     ev.add_argument("--out", default=None, help="folder (default: evaluation/ next to the checkpoint)")
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--device", default="cpu")

@@ -79,27 +79,34 @@ def _atomic_write(path: Path, write):
 
 
 def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figures: int = 4) -> dict:
+    """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files)."""
     task, info = load_task(ckpt)
-    check_data(info, data)
+    files = [data] if isinstance(data, (str, Path)) else list(data)
+    for path in files:
+        check_data(info, path)
     signature = info["data"]
-    with open_poisson(data) as h5:
-        grid = grid_of(h5)
-        file_levels = list(dict.fromkeys(v.decode() if isinstance(v, bytes) else str(v) for v in h5["level"][()]))
-    samples = FieldSamples(data, signature["inputs"], signature["target"], signature["log_inputs"],
-                           levels=file_levels, system=True)
     task = task.to(device)
-    rel_l2, rel_res, levels, shown = [], [], [], []
+    level_names, rel_l2, rel_res, levels, shown = [], [], [], [], []
     with torch.no_grad():
-        for batch in DataLoader(samples, batch_size=batch_size):
-            prediction = task(batch["x"].to(device), batch["mask"].to(device)).cpu()
-            rel_l2.append(relative_l2(prediction, batch["y"]))
-            if prediction.shape[1] == 1:
-                rel_res.append(poisson_relative_residual(prediction[:, 0], grid, batch["a"], batch["f"],
-                                                         batch["bc_type"], batch["bc_value"]))
-            levels.append(batch["level"])
-            for i in range(min(figures - len(shown), len(prediction))):
-                shown.append((int(batch["index"][i]), batch["y"][i, 0].numpy(), prediction[i, 0].numpy(),
-                               batch["mask"][i].numpy()))
+        for path in files:
+            with open_poisson(path) as h5:
+                grid = grid_of(h5)
+                for v in h5["level"][()]:
+                    name = v.decode() if isinstance(v, bytes) else str(v)
+                    if name not in level_names:
+                        level_names.append(name)
+            samples = FieldSamples(path, signature["inputs"], signature["target"], signature["log_inputs"],
+                                   levels=level_names, system=True)
+            for batch in DataLoader(samples, batch_size=batch_size):
+                prediction = task(batch["x"].to(device), batch["mask"].to(device)).cpu()
+                rel_l2.append(relative_l2(prediction, batch["y"]))
+                if prediction.shape[1] == 1:
+                    rel_res.append(poisson_relative_residual(prediction[:, 0], grid, batch["a"], batch["f"],
+                                                             batch["bc_type"], batch["bc_value"]))
+                levels.append(batch["level"])
+                for i in range(min(figures - len(shown), len(prediction))):
+                    shown.append((f"{Path(path).stem}:{int(batch['index'][i])}", batch["y"][i, 0].numpy(),
+                                  prediction[i, 0].numpy(), batch["mask"][i].numpy()))
     per_sample = {"rel_l2": torch.cat(rel_l2).double().numpy()}
     if rel_res:
         per_sample["rel_residual"] = torch.cat(rel_res).double().numpy()
@@ -110,9 +117,9 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
                 **{f"{k}_mean": float(v[chosen].mean()) for k, v in per_sample.items()},
                 **{f"{k}_median": float(np.median(v[chosen])) for k, v in per_sample.items()}}
 
-    metrics = {"checkpoint": str(ckpt), "data": str(data), "task": info["task"],
+    metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"],
                "overall": summary(np.ones(len(codes), bool)),
-               "per_level": {name: summary(codes == c) for c, name in enumerate(file_levels) if (codes == c).any()}}
+               "per_level": {name: summary(codes == c) for c, name in enumerate(level_names) if (codes == c).any()}}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
@@ -134,7 +141,7 @@ def _figures(out: Path, shown, metrics, ndim):
         for ax, data, title in zip(row, (np.where(mask, truth, np.nan), np.where(mask, prediction, np.nan), error),
                                    ("truth", "prediction", "error")):
             im = ax.imshow(np.asarray(data, float).T, origin="lower", cmap="RdBu_r" if title == "error" else "viridis")
-            ax.set_title(f"sample {index}: {title}", fontsize=9)
+            ax.set_title(f"{index}: {title}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
             fig.colorbar(im, ax=ax, fraction=0.046)

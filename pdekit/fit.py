@@ -18,10 +18,36 @@ class PdekitCLI(LightningCLI):
                                   compute_fn=lambda data, a=attribute: getattr(data, a), apply_on="instantiate")
 
 
+def check_config_files(argv: list[str]) -> None:
+    """Read every ``--config``/``-c`` file with a safe YAML loader first, so a missing file or a
+    syntax error is reported in one line naming the file and line (jsonargparse would bury it
+    under the full usage text)."""
+    import yaml
+
+    from pdekit.tasks import ConfigError
+
+    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
+    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
+    for path in paths:
+        try:
+            with open(path) as handle:
+                content = yaml.safe_load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"no such config file: {path}") from None
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            raise ConfigError(f"{path} is not valid YAML: {getattr(err, 'problem', None) or err}{where}") from None
+        if content is not None and not isinstance(content, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings, not a {type(content).__name__}")
+
+
 def run(argv: list[str]) -> None:
     import sys
 
     import lightning as L
+
+    check_config_files(argv)
 
     PdekitCLI(L.LightningModule, FieldDataModule, subclass_mode_model=True, subclass_mode_data=True,
               save_config_kwargs={"overwrite": True},

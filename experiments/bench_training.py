@@ -1,0 +1,123 @@
+"""Benchmark (not a test): training steps/s of the same FNO on the same data under `pdekit fit`'s
+Lightning stack vs a plain torch loop.  Goal: Lightning overhead <= 10%.
+
+Both run the same task module (normalization, loss), optimizer (AdamW), data loader (same
+sampler and batch size, lazy HDF5 reads) and number of steps; the Lightning run has what
+`pdekit fit` has (CSV logger, per-step metrics and throughput logging, NaN check, an end-of-epoch
+checkpoint), validation off.  The first epoch is a warm-up and not timed.
+
+    python experiments/bench_training.py [--small] [--device cuda] [--out results.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from datagen.poisson import LEVELS
+from datagen.runner import run_poisson
+from pdekit.datamodule import FieldDataModule
+from pdekit.tasks import OperatorLearning
+
+
+class EpochTimer(L.Callback):
+    def __init__(self):
+        self.times = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.strategy.root_device.type == "cuda":
+            torch.cuda.synchronize()
+        self.times.append(time.perf_counter() - self._start)
+
+
+def make_task(dm, width):
+    torch.manual_seed(0)
+    modes = [12] * dm.dim
+    return OperatorLearning(network_kwargs={"n_modes": modes, "hidden_channels": width, "n_layers": 4},
+                            in_channels=dm.in_channels, out_channels=dm.out_channels, dim=dm.dim)
+
+
+def lightning_run(path, folder, epochs, batch, width, device):
+    dm = FieldDataModule([str(path)], batch_size=batch, split=[1.0, 0.0, 0.0])
+    task = make_task(dm, width)
+    timer = EpochTimer()
+    trainer = L.Trainer(max_epochs=epochs, accelerator=device, devices=1, default_root_dir=folder,
+                        logger=L.pytorch.loggers.CSVLogger(folder, name="logs"), callbacks=[timer],
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        use_distributed_sampler=False, log_every_n_steps=1)
+    trainer.fit(task, dm)
+    steps = trainer.num_training_batches
+    return steps * (epochs - 1) / sum(timer.times[1:])
+
+
+def plain_run(path, epochs, batch, width, device):
+    dm = FieldDataModule([str(path)], batch_size=batch, split=[1.0, 0.0, 0.0])
+    dm.setup("fit")
+    task = make_task(dm, width)
+    task.normalizer.set(dm.stats)
+    task = task.to(device)
+    optimizer = torch.optim.AdamW(task.parameters(), lr=1e-3, weight_decay=1e-4)
+    loader = dm.train_dataloader()
+    times, steps = [], 0
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        steps = 0
+        for batch in loader:
+            x, y, mask = (batch[k].to(device) for k in ("x", "y", "mask"))
+            optimizer.zero_grad()
+            loss = task.loss_fn(task(x, mask), y)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return steps * (epochs - 1) / sum(times[1:])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    cases = [(32, 128, 16, 32, 4)] if args.small else [(32, 512, 16, 32, 4), (64, 256, 16, 32, 4)]
+    print(f"# training benchmark: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"device {args.device}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for resolution, n, batch, width, epochs in cases:
+            path = Path(tmp) / f"easy_{resolution}.h5"
+            config = {"pde": "poisson", "level": "easy", "level_spec": asdict(LEVELS["easy"]), "n": n,
+                      "resolution": resolution, "dim": 2, "seed": 0}
+            run_poisson(config, path, progress=False)
+            plain = plain_run(path, epochs, batch, width, args.device)
+            lightning = lightning_run(path, tmp, epochs, batch, width, args.device)
+            rows.append({"grid": f"{resolution}^2", "samples": n, "batch": batch, "plain_steps_per_s": plain,
+                         "pdekit_fit_steps_per_s": lightning, "overhead_pct": 100 * (plain / lightning - 1)})
+    print("| grid | samples | batch | plain torch steps/s | pdekit fit steps/s | overhead % |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['grid']} | {r['samples']} | {r['batch']} | {r['plain_steps_per_s']:.2f} | "
+              f"{r['pdekit_fit_steps_per_s']:.2f} | {r['overhead_pct']:.1f} |")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows, indent=2))
+        tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Training from YAML with `pdekit fit` and `pdekit evaluate`, as a user runs them: exact resume
+after a real kill mid-epoch, DDP on CPU, difficulty mixes, and clear errors for bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from datagen.poisson import LEVELS
+from datagen.runner import run_poisson
+from pdekit.data import load_system
+from pdekit.datamodule import FieldDataModule, mix_counts
+from pdekit.metrics import poisson_relative_residual
+
+PDEKIT = str(Path(sys.executable).parent / "pdekit")
+TESTS = str(Path(__file__).parent)
+
+
+def make_data(folder, level, n, resolution=16):
+    from dataclasses import asdict
+
+    config = {"pde": "poisson", "level": level, "level_spec": asdict(LEVELS[level]), "n": n,
+              "resolution": resolution, "dim": 2, "seed": 0}
+    path = Path(folder) / f"{level}.h5"
+    run_poisson(config, path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    return {level: make_data(folder, level, n) for level, n in (("easy", 40), ("medium", 24))}
+
+
+def config(tmp_path, files, **trainer):
+    cfg = {"seed_everything": 0,
+           "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "default_root_dir": str(tmp_path),
+                       "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
+                       "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                                  "init_args": {"save_dir": str(tmp_path), "name": "logs"}},
+                       "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                                      "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True,
+                                                    "save_top_k": 0, "every_n_train_steps": 1}}],
+                       **trainer},
+           "model": {"class_path": "pdekit.tasks.OperatorLearning",
+                     "init_args": {"network": "neuralop.models.FNO",
+                                   "network_kwargs": {"n_modes": [6, 6], "hidden_channels": 8, "n_layers": 2}}},
+           "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+                    "init_args": {"files": [str(f) for f in files], "batch_size": 8, "seed": 0}}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def pdekit(*args, cwd, timeout=300):
+    env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([PDEKIT, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_resume_after_kill_mid_epoch_is_exact(tmp_path, data):
+    files = [data["easy"], data["medium"]]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = pdekit("fit", "--config", config(tmp_path / "a", files, max_epochs=3), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    # 51 training samples / batch 8 = 7 steps per epoch: step 10 is in the middle of epoch 2
+    cfg_b = config(tmp_path / "b", files, max_epochs=3)
+    killed = pdekit("fit", "--config", cfg_b, "--trainer.callbacks+=training_helpers.KillAtStep",
+                    "--trainer.callbacks.step=10", cwd=tmp_path)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert torch.load(tmp_path / "b/ckpt/last.ckpt", weights_only=True)["global_step"] == 10
+    resumed = pdekit("fit", "--config", cfg_b, "--ckpt_path", "last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final_a, final_b = weights(tmp_path / "a/ckpt/last.ckpt"), weights(tmp_path / "b/ckpt/last.ckpt")
+    assert torch.load(tmp_path / "b/ckpt/last.ckpt", weights_only=True)["global_step"] == 21
+    for key in final_a:
+        torch.testing.assert_close(final_b[key], final_a[key], rtol=0, atol=0, msg=key)
+
+
+def test_evaluate_writes_metrics_and_figures_and_refuses_mismatch(tmp_path, data):
+    files = [data["easy"], data["medium"]]
+    fit = pdekit("fit", "--config", config(tmp_path, files), cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    out = pdekit("evaluate", "--ckpt", ckpt, "--data", data["medium"], "--out", tmp_path / "ev", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["overall"]["samples"] == 24 and set(metrics["per_level"]) == {"medium"}
+    assert 0 < metrics["overall"]["rel_l2_mean"] < 10 and metrics["overall"]["rel_residual_mean"] > 0
+    for png in ("samples.png", "per_level.png"):
+        assert (tmp_path / "ev" / png).read_bytes()[:4] == b"\x89PNG"
+    # a dataset without the fields the model reads
+    with h5py.File(data["easy"]) as src, h5py.File(tmp_path / "no_a.h5", "w") as dst:
+        for key in src:
+            if key != "a":
+                src.copy(key, dst)
+        dst.attrs.update(src.attrs)
+    bad = pdekit("evaluate", "--ckpt", ckpt, "--data", tmp_path / "no_a.h5", cwd=tmp_path)
+    assert bad.returncode == 2 and "is missing datasets ['a']" in bad.stderr
+    not_ckpt = pdekit("evaluate", "--ckpt", data["easy"], "--data", data["easy"], cwd=tmp_path)
+    assert not_ckpt.returncode == 2 and "not a torch checkpoint" in not_ckpt.stderr
+
+
+def test_ddp_on_two_cpu_processes(tmp_path, data):
+    out = pdekit("fit", "--config", config(tmp_path, [data["easy"]], max_epochs=1, strategy="ddp", devices=2),
+                 cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    # 32 training samples, 2 ranks x batch 8: 2 steps per epoch (each rank sees half)
+    assert checkpoint["global_step"] == 2
+
+
+@pytest.mark.parametrize("change,message", [
+    ("yaml", "cfg.yaml is not valid YAML"),
+    ("network", "unknown class path 'neuralop.models.NoSuchNet'"),
+    ("missing", "no such dataset"),
+    ("foreign", "not a pdekit dataset"),
+    ("nan", "NaN/Inf in inputs of sample(s)"),
+])
+def test_bad_input_is_named(tmp_path, data, change, message):
+    files = [data["easy"]]
+    if change == "missing":
+        files = [tmp_path / "absent.h5"]
+    if change == "foreign":
+        with h5py.File(tmp_path / "foreign.h5", "w") as h5:
+            h5["u"] = np.zeros((2, 4, 4))
+        files = [tmp_path / "foreign.h5"]
+    if change == "nan":
+        nan_file = tmp_path / "nan.h5"
+        nan_file.write_bytes(Path(data["easy"]).read_bytes())
+        with h5py.File(nan_file, "r+") as h5:
+            h5["f"][3] = np.nan
+        files = [nan_file]
+    cfg = config(tmp_path, files, max_epochs=1)
+    if change == "yaml":
+        cfg.write_text(cfg.read_text() + "\n  bad: [unclosed\n")
+    if change == "network":
+        cfg.write_text(cfg.read_text().replace("neuralop.models.FNO", "neuralop.models.NoSuchNet"))
+    if change == "nan":  # the NaN sample must reach training: use every sample for training
+        cfg.write_text(cfg.read_text().replace("batch_size: 8", "batch_size: 8\n    split: [1.0, 0.0, 0.0]"))
+    out = pdekit("fit", "--config", cfg, cwd=tmp_path)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) < 40
+
+
+def test_mix_split_and_normalization(data):
+    assert mix_counts([32, 19], [0.7, 0.3]) == [32, 13]  # 45.7 total: easy limits it
+    assert mix_counts([100, 10], [0.5, 0.5]) == [10, 10]
+    dm = FieldDataModule([str(data["easy"]), str(data["medium"])], proportions=[0.5, 0.5], seed=3)
+    dm.setup("fit")
+    train = dm._sets["train"]
+    levels = [train[i]["level"] for i in range(len(train))]
+    assert levels.count(0) == levels.count(1) == 20 and dm.levels == ["easy", "medium"]
+    again = FieldDataModule([str(data["easy"]), str(data["medium"])], proportions=[0.5, 0.5], seed=3)
+    again.setup("fit")
+    keys = lambda ds: {(ds[i]["file"], ds[i]["index"]) for i in range(len(ds))}  # noqa: E731
+    assert keys(train) == keys(again._sets["train"])
+    assert not keys(train) & keys(dm._sets["val"]) and not keys(dm._sets["val"]) & keys(dm._sets["test"])
+    # statistics are those of the training split: check one channel against numpy
+    f_train = np.stack([train[i]["x"][1].numpy() for i in range(len(train))])
+    assert float(dm.stats["x_mean"][1]) == pytest.approx(f_train.mean(), rel=1e-5)
+    assert float(dm.stats["x_std"][1]) == pytest.approx(f_train.std(ddof=1), rel=1e-4)
+
+
+def test_residual_metric_on_known_answers(data):
+    path = data["medium"]
+    with h5py.File(path) as h5:
+        u, a, f, bt, bv = (h5[k][:4] for k in ("u", "a", "f", "bc_type", "bc_value"))
+    op, _, _ = load_system(path, 0)
+    residual = poisson_relative_residual(torch.as_tensor(u), op.grid, a, f, bt, bv)
+    assert float(residual.max()) <= 1e-10
+    zero = poisson_relative_residual(torch.zeros_like(torch.as_tensor(u)), op.grid, a, f, bt, bv)
+    torch.testing.assert_close(zero, torch.ones(4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "experiments/configs").glob("*.yaml")))
+def test_example_configs_resolve(tmp_path, name):
+    cfg = Path(__file__).parents[1] / "experiments/configs" / name
+    out = pdekit("fit", "--config", cfg, "--print_config", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "class_path: pdekit.tasks" in out.stdout
+
+
+def test_tfno_baseline_trains_in_process(tmp_path, data):
+    import lightning as L
+
+    from pdekit.tasks import OperatorLearning
+
+    dm = FieldDataModule([str(data["easy"])], batch_size=8)
+    task = OperatorLearning(network="neuralop.models.TFNO", in_channels=dm.in_channels, out_channels=1, dim=2,
+                            network_kwargs={"n_modes": [6, 6], "hidden_channels": 8, "n_layers": 2,
+                                            "factorization": "tucker", "rank": 0.5})
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False, default_root_dir=tmp_path)
+    trainer.fit(task, dm)
+    assert bool(task.normalizer.fitted) and torch.isfinite(trainer.callback_metrics["val/rel_l2"])
+    assert "val/rel_residual/easy" in trainer.callback_metrics
