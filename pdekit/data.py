@@ -1,4 +1,4 @@
-"""pdekit's Poisson HDF5 files: the schema, a validating reader, exact system rebuild, lazy Dataset.
+"""pdekit's HDF5 files: the schemas, validating readers, exact system rebuild, lazy Dataset.
 
 File contract (one file per dataset; leading axis = sample):
 
@@ -9,6 +9,16 @@ File contract (one file per dataset; leading axis = sample):
   (generators may add more, e.g. ``solver_backward_error``, ``sample_index``);
 * root attributes: ``pde = "poisson"``, ``dim``, ``resolution``, ``spacing``, ``origin``,
   ``schema_version``, ``generator_version``, ``config`` (JSON).
+
+Time-series contract (Navier–Stokes, Burgers, …; ``pde`` names the equation):
+
+* fields with axes ``(sample, time, *grid)`` (scalars, e.g. ``vorticity``) or
+  ``(sample, time, component, *grid)`` (vectors, e.g. ``velocity``; dataset attribute
+  ``components``); optional static ``mask`` ``(sample, *grid)``;
+* ``t`` ``(time,)``; per-sample 1-D ``level``, ``seed`` (generators add e.g. ``viscosity``,
+  ``wall_seconds``);
+* root attributes: ``pde``, ``dim``, ``resolution``, ``spacing``, ``dt``, ``fields`` (names of the
+  time-series fields), ``schema_version``, ``generator_version``, ``config`` (JSON).
 """
 from __future__ import annotations
 
@@ -60,6 +70,90 @@ def validate_poisson(h5: h5py.File, name: str = "file") -> int:
         if h5[key].shape != (n,):
             raise DatasetFormatError(f"{name}: {key} has shape {h5[key].shape}, expected ({n},)")
     return n
+
+
+TIMESERIES_ATTRS = ("pde", "dim", "resolution", "spacing", "dt", "fields", "schema_version", "generator_version",
+                    "config")
+
+
+def validate_timeseries(h5: h5py.File, name: str = "file") -> int:
+    """Check the time-series schema; return the number of samples."""
+    missing = [k for k in TIMESERIES_ATTRS if k not in h5.attrs]
+    if missing:
+        raise DatasetFormatError(f"{name} is not a pdekit time-series dataset: root attributes {missing} are missing")
+    if int(h5.attrs["schema_version"]) != SCHEMA_VERSION:
+        raise DatasetFormatError(f"{name} has schema version {int(h5.attrs['schema_version'])}; this pdekit "
+                                 f"reads version {SCHEMA_VERSION}")
+    fields = [str(f) for f in h5.attrs["fields"]]
+    absent = [k for k in fields + ["t", "level", "seed"] if k not in h5]
+    if absent:
+        raise DatasetFormatError(f"{name} is missing datasets {absent}")
+    dim, n, steps = int(h5.attrs["dim"]), h5["level"].shape[0], h5["t"].shape[0]
+    for key in fields:
+        shape = h5[key].shape
+        if shape[:2] != (n, steps) or len(shape) - 2 - dim not in (0, 1):
+            raise DatasetFormatError(f"{name}: {key} has shape {shape}, expected ({n}, {steps}, [components,] "
+                                     f"*{dim}-D grid) (truncated or inconsistent file)")
+    if "mask" in h5 and h5["mask"].shape != (n,) + h5[fields[0]].shape[-dim:]:
+        raise DatasetFormatError(f"{name}: mask has shape {h5['mask'].shape}, expected (samples, *grid)")
+    return n
+
+
+def open_dataset(path) -> h5py.File:
+    """Open and validate any pdekit dataset (Poisson or time series) for reading."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such dataset: {path}")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise DatasetFormatError(f"{path} is not a readable HDF5 file ({err})") from None
+    try:
+        if "pde" not in h5.attrs:
+            raise DatasetFormatError(f"{path} is not a pdekit dataset: it has no 'pde' attribute")
+        if h5.attrs["pde"] == "poisson":
+            validate_poisson(h5, str(path))
+        else:
+            validate_timeseries(h5, str(path))
+    except Exception:
+        h5.close()
+        raise
+    return h5
+
+
+def is_timeseries(h5: h5py.File) -> bool:
+    return h5.attrs["pde"] != "poisson"
+
+
+def write_timeseries(path, arrays: dict, *, pde: str, fields, spacing, dt: float, config: dict,
+                     generator_version: str) -> Path:
+    """Write a time-series dataset atomically (temporary file, then rename)."""
+    path = Path(path)
+    fields = list(fields)
+    missing = [k for k in fields + ["t", "level", "seed"] if k not in arrays]
+    if missing:
+        raise ValueError(f"missing arrays {missing}")
+    dim = len(spacing)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            for key, value in arrays.items():
+                data = np.asarray(value)
+                if data.dtype.kind in "UO":
+                    h5.create_dataset(key, data=data.astype(object), dtype=h5py.string_dtype())
+                elif key in fields:  # one snapshot per chunk: lazy reads of time windows
+                    h5.create_dataset(key, data=data, chunks=(1, 1) + data.shape[2:])
+                else:
+                    h5.create_dataset(key, data=data)
+            h5.attrs.update({"pde": pde, "dim": dim, "resolution": np.asarray(arrays[fields[0]]).shape[-1],
+                             "spacing": np.asarray(spacing, float), "dt": float(dt), "fields": fields,
+                             "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
+                             "config": json.dumps(config, sort_keys=True)})
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def open_poisson(path) -> h5py.File:

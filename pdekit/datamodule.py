@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
-from pdekit.data import DatasetFormatError, grid_of, open_poisson
+from pdekit.data import DatasetFormatError, grid_of, is_timeseries, open_dataset
 
 SYSTEM_FIELDS = ("a", "f", "bc_type", "bc_value")  # what rebuilds a Poisson sample's linear system
 
@@ -25,13 +25,12 @@ class FieldSamples(Dataset):
     def __init__(self, path, inputs, target, log_inputs=(), levels=(), file_id=0, system=False):
         self.path, self.inputs, self.target = str(path), tuple(inputs), tuple(target)
         self.log_inputs, self.file_id, self.system = tuple(log_inputs), file_id, system
-        with open_poisson(self.path) as h5:
+        with open_dataset(self.path) as h5:
             self.length = h5["u"].shape[0]
             missing = [k for k in self.inputs + self.target if k not in h5]
             if missing:
                 raise DatasetFormatError(f"{self.path} has no field(s) {missing} (it holds {sorted(h5)})")
-            names = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["level"][()]]
-        self.level_codes = np.array([list(levels).index(n) for n in names]) if levels else np.zeros(self.length, int)
+            self.level_codes = _level_codes(h5, levels)
         self._h5 = None
 
     def __len__(self):
@@ -51,6 +50,64 @@ class FieldSamples(Dataset):
         if self.system:
             item.update({k: torch.as_tensor(np.asarray(self._h5[k][i])) for k in SYSTEM_FIELDS})
         return item
+
+    def __getstate__(self):
+        return {**self.__dict__, "_h5": None}
+
+
+def _level_codes(h5, levels) -> np.ndarray:
+    names = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["level"][()]]
+    return np.array([list(levels).index(n) for n in names]) if levels else np.zeros(len(names), int)
+
+
+class TimeSeriesWindows(Dataset):
+    """Windows of trajectories for next-step learning.  Item ``i`` of sample ``s`` starts at
+    time ``k``: ``x`` = the ``history`` snapshots up to ``k`` (channels: history × components),
+    ``y`` = the next ``unroll`` snapshots ``(unroll, components, *grid)``.  Indexing is by
+    sample first (``index_of`` maps a window to its sample) so splits stay by sample."""
+
+    def __init__(self, path, fields, history=1, unroll=1, levels=(), file_id=0):
+        self.path, self.fields, self.history, self.unroll = str(path), tuple(fields), history, unroll
+        self.file_id = file_id
+        with open_dataset(self.path) as h5:
+            missing = [k for k in self.fields if k not in h5]
+            if missing:
+                raise DatasetFormatError(f"{self.path} has no field(s) {missing} (fields: {list(h5.attrs['fields'])})")
+            self.samples, self.steps = h5[self.fields[0]].shape[:2]
+            self.dim = int(h5.attrs["dim"])
+            self.grid_shape = h5[self.fields[0]].shape[-self.dim:]
+            self.components = sum(1 if h5[k].ndim == 2 + self.dim else h5[k].shape[2] for k in self.fields)
+            self.has_mask = "mask" in h5
+            self.level_codes = _level_codes(h5, levels)
+        self.windows = self.steps - history - unroll + 1
+        if self.windows < 1:
+            raise DatasetFormatError(f"{self.path}: {self.steps} snapshots are too few for history {history} + "
+                                     f"unroll {unroll}")
+        self._h5 = None
+
+    def __len__(self):
+        return self.samples * self.windows
+
+    def snapshots(self, sample: int, start: int, stop: int) -> torch.Tensor:
+        """``(stop - start, components, *grid)`` float32."""
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        parts = []
+        for key in self.fields:
+            data = np.asarray(self._h5[key][sample, start:stop], dtype=np.float32)
+            parts.append(data[:, None] if data.ndim == 1 + self.dim else data)
+        return torch.as_tensor(np.concatenate(parts, axis=1))
+
+    def mask(self, sample: int) -> torch.Tensor:
+        if not self.has_mask:
+            return torch.ones(self.grid_shape, dtype=torch.bool)
+        return torch.as_tensor(np.asarray(self._h5["mask"][sample], dtype=bool))
+
+    def __getitem__(self, i):
+        sample, start = divmod(i, self.windows)
+        window = self.snapshots(sample, start, start + self.history + self.unroll)
+        return {"x": window[: self.history].flatten(0, 1), "y": window[self.history:], "mask": self.mask(sample),
+                "level": int(self.level_codes[sample]), "file": self.file_id, "index": sample}
 
     def __getstate__(self):
         return {**self.__dict__, "_h5": None}
@@ -120,65 +177,88 @@ class ResumableLoader(DataLoader):
 
 
 class FieldDataModule(L.LightningDataModule):
-    """Train/val/test data from one or more pdekit files.
+    """Train/val/test data from one or more pdekit files (all Poisson, or all time series).
 
     Args:
         files: dataset paths (HDF5 written by ``datagen``).
         proportions: share of each file in the training set (e.g. ``[0.7, 0.3]``); default: all
             training samples of every file.  Validation and test always use every file's part.
-        inputs, target: field names that form the input and target channels.
-        log_inputs: inputs given to the model as log10 (e.g. a coefficient spanning decades).
+        inputs, target: field names of the input and target channels (default: Poisson
+            ``[a, f, mask]`` → ``[u]``; time series: every field of the file, for both).
+        log_inputs: inputs given to the model as log10 (default ``[a]`` for Poisson).
+        history, unroll: time series only: snapshots the model sees, and steps it is trained to
+            predict by feeding its own predictions back.
         split: train/val/test fractions of each file, by sample, fixed by ``seed``.
-        normalization_samples: training samples used for the per-channel mean/std.
+        normalization_samples: training items used for the per-channel mean/std.
     """
 
     def __init__(self, files: list[str], proportions: list[float] | None = None,
-                 inputs: list[str] = ("a", "f", "mask"), target: list[str] = ("u",),
-                 log_inputs: list[str] = ("a",), split: list[float] = (0.8, 0.1, 0.1), batch_size: int = 16,
-                 num_workers: int = 0, seed: int = 0, normalization_samples: int = 256):
+                 inputs: list[str] | None = None, target: list[str] | None = None,
+                 log_inputs: list[str] | None = None, history: int = 1, unroll: int = 1,
+                 split: list[float] = (0.8, 0.1, 0.1), batch_size: int = 16, num_workers: int = 0, seed: int = 0,
+                 normalization_samples: int = 256):
         super().__init__()
         if not files:
             raise ValueError("data.files is empty: give at least one dataset")
         if len(split) != 3 or any(s < 0 for s in split) or abs(sum(split) - 1) > 1e-6:
             raise ValueError(f"split {list(split)} must be three non-negative fractions summing to 1")
+        if history < 1 or unroll < 1:
+            raise ValueError(f"history and unroll must be >= 1, got {history}, {unroll}")
         self.files = [str(f) for f in files]
         self.proportions = None if proportions is None else list(proportions)
-        self.inputs, self.target, self.log_inputs = list(inputs), list(target), list(log_inputs)
+        self.history, self.unroll = history, unroll
         self.split, self.batch_size, self.num_workers = list(split), batch_size, num_workers
         self.seed, self.normalization_samples = seed, normalization_samples
-        levels, dims = [], set()
+        levels, kinds = [], set()
         for path in self.files:
-            with open_poisson(path) as h5:
-                dims.add(int(h5.attrs["dim"]))
+            with open_dataset(path) as h5:
+                kinds.add((str(h5.attrs["pde"]), int(h5.attrs["dim"])))
+                timeseries = is_timeseries(h5)
+                file_fields = [str(f) for f in h5.attrs["fields"]] if timeseries else None
                 for v in h5["level"][()]:
                     name = v.decode() if isinstance(v, bytes) else str(v)
                     if name not in levels:
                         levels.append(name)
-        if len(dims) != 1:
-            raise DatasetFormatError(f"files mix spatial dimensions {sorted(dims)}")
-        self.dim = dims.pop()
+        if len(kinds) != 1:
+            raise DatasetFormatError(f"files mix PDEs or dimensions {sorted(kinds)}; give files of one kind")
+        self.pde, self.dim = kinds.pop()
+        self.timeseries = timeseries
+        default_in, default_out = (file_fields, file_fields) if timeseries else (["a", "f", "mask"], ["u"])
+        self.inputs = list(inputs) if inputs is not None else default_in
+        self.target = list(target) if target is not None else default_out
+        self.log_inputs = list(log_inputs) if log_inputs is not None else ([] if timeseries else ["a"])
+        if timeseries and self.inputs != self.target:
+            raise ValueError("next-step learning predicts its own inputs: inputs and target must be the same fields")
         self.levels = levels
         self.stats = None
         self._sets = {}
         self._train_sampler = None
+        self._first = self._samples(self.files[0], 0, system=False)
+
+    def _samples(self, path, file_id, system):
+        if self.timeseries:
+            return TimeSeriesWindows(path, self.inputs, self.history, self.unroll, self.levels, file_id)
+        return FieldSamples(path, self.inputs, self.target, self.log_inputs, self.levels, file_id, system=system)
 
     @property
     def in_channels(self) -> int:
-        return len(self.inputs)
+        return self.history * self._first.components if self.timeseries else len(self.inputs)
 
     @property
     def out_channels(self) -> int:
-        return len(self.target)
+        return self._first.components if self.timeseries else len(self.target)
 
     def signature(self) -> dict:
         """What a model trained on this data expects of other data (checked by ``pdekit evaluate``)."""
-        with open_poisson(self.files[0]) as h5:
-            pde = str(h5.attrs["pde"])
-        return {"pde": pde, "dim": self.dim, "inputs": self.inputs, "target": self.target,
-                "log_inputs": self.log_inputs, "levels": self.levels}
+        return {"pde": self.pde, "dim": self.dim, "timeseries": self.timeseries, "inputs": self.inputs,
+                "target": self.target, "log_inputs": self.log_inputs, "history": self.history,
+                "unroll": self.unroll, "levels": self.levels}
 
     def grid(self):
-        with open_poisson(self.files[0]) as h5:
+        """The Poisson grid (for residuals); None for time series."""
+        if self.timeseries:
+            return None
+        with open_dataset(self.files[0]) as h5:
             return grid_of(h5)
 
     def setup(self, stage=None):
@@ -187,8 +267,9 @@ class FieldDataModule(L.LightningDataModule):
         parts = {"train": [], "val": [], "test": []}
         train_sizes = []
         for file_id, path in enumerate(self.files):
-            splits = split_indices(FieldSamples(path, self.inputs, self.target).length, self.split,
-                                   self.seed + file_id)
+            with open_dataset(path) as h5:
+                n = h5["level"].shape[0]
+            splits = split_indices(n, self.split, self.seed + file_id)
             train_sizes.append(len(splits[0]))
             for name, idx in zip(parts, splits):
                 parts[name].append((path, file_id, idx))
@@ -198,8 +279,14 @@ class FieldDataModule(L.LightningDataModule):
             parts["train"] = [(p, i, np.sort(rng.choice(idx, size=c, replace=False)))
                               for (p, i, idx), c in zip(parts["train"], counts)]
         for name, chosen in parts.items():
-            subsets = [Subset(FieldSamples(p, self.inputs, self.target, self.log_inputs, self.levels, i,
-                                           system=name != "train"), idx.tolist()) for p, i, idx in chosen if len(idx)]
+            subsets = []
+            for path, file_id, idx in chosen:
+                if not len(idx):
+                    continue
+                samples = self._samples(path, file_id, system=name != "train")
+                if self.timeseries:  # every window of the chosen trajectories
+                    idx = (idx[:, None] * samples.windows + np.arange(samples.windows)).ravel()
+                subsets.append(Subset(samples, idx.tolist()))
             self._sets[name] = ConcatDataset(subsets) if subsets else None
         if self._sets["train"] is None:
             raise ValueError("no training samples (check proportions and split)")
@@ -209,6 +296,8 @@ class FieldDataModule(L.LightningDataModule):
         take = np.random.default_rng(self.seed).permutation(len(train))[: self.normalization_samples]
         xs = torch.stack([train[int(i)]["x"] for i in take]).double()
         ys = torch.stack([train[int(i)]["y"] for i in take]).double()
+        if self.timeseries:
+            ys = ys.flatten(0, 1)  # (items * unroll, components, *grid)
         reduce = lambda t: (t.transpose(0, 1).flatten(1).mean(1), t.transpose(0, 1).flatten(1).std(1))  # noqa: E731
         (xm, xs_), (ym, ys_) = reduce(xs), reduce(ys)
         return {"x_mean": xm.float(), "x_std": xs_.clamp_min(1e-12).float(),

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from pdekit.data import grid_of, open_poisson
-from pdekit.datamodule import FieldSamples
+from pdekit.data import grid_of, open_dataset, open_poisson
+from pdekit.datamodule import FieldSamples, TimeSeriesWindows
 from pdekit.errors import PdekitError
 from pdekit.metrics import poisson_relative_residual, relative_l2
 from pdekit.tasks import import_class
@@ -56,7 +56,7 @@ def load_task(path, map_location="cpu") -> tuple[L.LightningModule, dict]:
 def check_data(info: dict, path) -> None:
     """Refuse data the model was not trained for (other PDE, dimension or fields)."""
     expected = info.get("data") or {}
-    with open_poisson(path) as h5:
+    with open_dataset(path) as h5:
         pde, dim, fields = str(h5.attrs["pde"]), int(h5.attrs["dim"]), set(h5)
     if expected.get("pde") not in (None, pde):
         raise CheckpointError(f"the model was trained on pde={expected['pde']!r} data; {path} holds {pde!r}")
@@ -79,22 +79,78 @@ def _atomic_write(path: Path, write):
 
 
 def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figures: int = 4) -> dict:
-    """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files)."""
+    """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files):
+    static data → errors and residuals; time series → full-trajectory rollout errors."""
     task, info = load_task(ckpt)
     files = [data] if isinstance(data, (str, Path)) else list(data)
     for path in files:
         check_data(info, path)
-    signature = info["data"]
     task = task.to(device)
-    level_names, rel_l2, rel_res, levels, shown = [], [], [], [], []
+    if info["data"].get("timeseries"):
+        metrics, shown = evaluate_rollouts(task, info["data"], files, device=device, figures=figures)
+    else:
+        metrics, shown = _evaluate_static(task, info["data"], files, batch_size, device, figures)
+    metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"], **metrics}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
+    _figures(out, shown, metrics)
+    return metrics
+
+
+def _summary(per_sample: dict, chosen) -> dict:
+    return {"samples": int(chosen.sum()),
+            **{f"{k}_mean": float(v[chosen].mean()) for k, v in per_sample.items()},
+            **{f"{k}_median": float(np.median(v[chosen])) for k, v in per_sample.items()}}
+
+
+def _level_names(paths) -> list[str]:
+    names = []
+    for path in paths:
+        with open_dataset(path) as h5:
+            for v in h5["level"][()]:
+                name = v.decode() if isinstance(v, bytes) else str(v)
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: int = 4):
+    """Roll each trajectory out from its first ``history`` snapshots to its end; relative L2 error
+    per rollout step, overall and per level."""
+    levels = _level_names(files)
+    history = int(signature["history"])
+    curves, codes, shown = [], [], []
+    with torch.no_grad():
+        for path in files:
+            windows = TimeSeriesWindows(path, signature["inputs"], history, 1, levels)
+            for sample in range(windows.samples):
+                truth = windows.snapshots(sample, 0, windows.steps)
+                mask = windows.mask(sample)[None].to(device)
+                x = truth[:history].flatten(0, 1)[None].to(device)
+                predicted = task.rollout(x, mask, windows.steps - history)[0].cpu()
+                curves.append(relative_l2(predicted, truth[history:]).double().numpy())
+                codes.append(windows.level_codes[sample])
+                if len(shown) < figures:
+                    shown.append((f"{Path(path).stem}:{sample} last step", truth[-1, 0].numpy(), predicted[-1, 0].numpy(),
+                                  mask[0].cpu().numpy()))
+    curves, codes = np.stack(curves), np.asarray(codes)
+    per_sample = {"rollout_rel_l2": curves.mean(1), "final_rel_l2": curves[:, -1]}
+    rollout = {"step": list(range(1, curves.shape[1] + 1)), "rel_l2_mean": curves.mean(0).tolist(),
+               "per_level": {n: curves[codes == c].mean(0).tolist() for c, n in enumerate(levels) if (codes == c).any()}}
+    return {"overall": _summary(per_sample, np.ones(len(codes), bool)),
+            "per_level": {n: _summary(per_sample, codes == c) for c, n in enumerate(levels) if (codes == c).any()},
+            "rollout": rollout}, shown
+
+
+def _evaluate_static(task, signature, files, batch_size, device, figures):
+    """Prediction errors and residuals of every sample (static data, e.g. Poisson)."""
+    level_names = _level_names(files)
+    rel_l2, rel_res, levels, shown = [], [], [], []
     with torch.no_grad():
         for path in files:
             with open_poisson(path) as h5:
                 grid = grid_of(h5)
-                for v in h5["level"][()]:
-                    name = v.decode() if isinstance(v, bytes) else str(v)
-                    if name not in level_names:
-                        level_names.append(name)
             samples = FieldSamples(path, signature["inputs"], signature["target"], signature["log_inputs"],
                                    levels=level_names, system=True)
             for batch in DataLoader(samples, batch_size=batch_size):
@@ -111,46 +167,51 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     if rel_res:
         per_sample["rel_residual"] = torch.cat(rel_res).double().numpy()
     codes = torch.cat(levels).numpy()
-
-    def summary(chosen):
-        return {"samples": int(chosen.sum()),
-                **{f"{k}_mean": float(v[chosen].mean()) for k, v in per_sample.items()},
-                **{f"{k}_median": float(np.median(v[chosen])) for k, v in per_sample.items()}}
-
-    metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"],
-               "overall": summary(np.ones(len(codes), bool)),
-               "per_level": {name: summary(codes == c) for c, name in enumerate(level_names) if (codes == c).any()}}
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
-    _figures(out, shown, metrics, grid.ndim)
-    return metrics
+    return {"overall": _summary(per_sample, np.ones(len(codes), bool)),
+            "per_level": {n: _summary(per_sample, codes == c) for c, n in enumerate(level_names) if (codes == c).any()}}, shown
 
 
-def _figures(out: Path, shown, metrics, ndim):
+def _figures(out: Path, shown, metrics):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    take = (lambda a: a[..., a.shape[-1] // 2]) if ndim == 3 else (lambda a: a)  # noqa: E731  middle z-slice
+    take = lambda a: a[..., a.shape[-1] // 2] if a.ndim == 3 else a  # noqa: E731  3D: middle z-slice
     fig, axes = plt.subplots(len(shown), 3, figsize=(10, 3 * len(shown)), squeeze=False)
     for row, (index, truth, prediction, mask) in zip(axes, shown):
         truth, prediction, mask = take(truth), take(prediction), take(mask)
         error = np.where(mask, prediction - truth, np.nan)
         for ax, data, title in zip(row, (np.where(mask, truth, np.nan), np.where(mask, prediction, np.nan), error),
                                    ("truth", "prediction", "error")):
-            im = ax.imshow(np.asarray(data, float).T, origin="lower", cmap="RdBu_r" if title == "error" else "viridis")
+            if data.ndim == 1:  # 1-D fields: curves
+                ax.plot(data)
+            else:
+                im = ax.imshow(np.asarray(data, float).T, origin="lower",
+                               cmap="RdBu_r" if title == "error" else "viridis")
+                fig.colorbar(im, ax=ax, fraction=0.046)
+                ax.set_xticks([])
+                ax.set_yticks([])
             ax.set_title(f"{index}: {title}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     _atomic_write(out / "samples.png", lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
 
+    if "rollout" in metrics:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for name, curve in metrics["rollout"]["per_level"].items():
+            ax.plot(metrics["rollout"]["step"], curve, label=name)
+        ax.set_xlabel("rollout step")
+        ax.set_ylabel("relative L2 error")
+        ax.set_yscale("log")
+        ax.set_title("error vs rollout step")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        _atomic_write(out / "rollout.png", lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+        plt.close(fig)
+
     names = list(metrics["per_level"])
-    keys = [k for k in ("rel_l2_mean", "rel_residual_mean") if k in metrics["overall"]]
+    keys = [k for k in metrics["overall"] if k.endswith("_mean")]
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 3.5))
     width = 0.8 / len(keys)
     for j, key in enumerate(keys):
@@ -173,6 +234,6 @@ def main(args) -> int:
         f"{k} {v:.3e}" for k, v in overall.items() if k.endswith("_mean")))
     for name, row in metrics["per_level"].items():
         print(f"  {name:<9} " + ", ".join(f"{k} {v:.3e}" for k, v in row.items() if k.endswith("_mean")))
-    print(f"wrote {out}/metrics.json, samples.png, per_level.png")
+    print(f"wrote {out}/metrics.json, samples.png, per_level.png" + (", rollout.png" if "rollout" in metrics else ""))
     return 0
 

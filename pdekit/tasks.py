@@ -4,7 +4,7 @@ checkpoint restores.
 
 ``OperatorLearning``: input fields → solution, relative Lp or H1 loss (neuraloperator's), metrics
 relative L2 and, for Poisson data, the relative residual of the prediction under each sample's own
-discrete operator.
+discrete operator.  ``Autoregressive``: next-step learning on time series with unrolled training.
 """
 from __future__ import annotations
 
@@ -84,6 +84,8 @@ class OperatorLearning(L.LightningModule):
         lr, weight_decay: AdamW; the learning rate follows a cosine schedule over ``max_epochs``.
     """
 
+    expects_timeseries = False
+
     def __init__(self, network: str = "neuralop.models.FNO", network_kwargs: dict | None = None,
                  in_channels: int = 3, out_channels: int = 1, dim: int = 2, loss: str = "l2",
                  lr: float = 1e-3, weight_decay: float = 1e-4):
@@ -125,6 +127,11 @@ class OperatorLearning(L.LightningModule):
         if not bool(self.normalizer.fitted) and datamodule.stats is not None:
             self.normalizer.set(datamodule.stats)
         self.data_signature = datamodule.signature()
+        if bool(self.data_signature.get("timeseries")) != self.expects_timeseries:
+            want = "time-series" if self.expects_timeseries else "static (Poisson)"
+            other = "pdekit.tasks.OperatorLearning" if self.expects_timeseries else "pdekit.tasks.Autoregressive"
+            raise ConfigError(f"{type(self).__name__} needs {want} data; the data module holds "
+                              f"pde={self.data_signature['pde']!r} files (use {other})")
         self.levels = datamodule.levels
         self.grid = datamodule.grid()
 
@@ -153,11 +160,14 @@ class OperatorLearning(L.LightningModule):
         loss = self.loss_fn(prediction, batch["y"])
         size = batch["x"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self._log_throughput(size)
+        return loss
+
+    def _log_throughput(self, size):
         now = time.perf_counter()
         if self._last_batch_start is not None:
             self.log("train/samples_per_s", size / (now - self._last_batch_start), batch_size=size)
         self._last_batch_start = now
-        return loss
 
     def on_train_epoch_start(self):
         self._last_batch_start = None
@@ -171,13 +181,16 @@ class OperatorLearning(L.LightningModule):
         if "bc_type" in batch and self.grid is not None and prediction.shape[1] == 1:
             per_sample["rel_residual"] = poisson_relative_residual(
                 prediction[:, 0], self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"]).to(prediction)
+        self._log_per_level(prefix, per_sample, batch["level"], size)
+        return prediction
+
+    def _log_per_level(self, prefix, per_sample, levels, size):
         for name, values in per_sample.items():
             self.log(f"{prefix}/{name}", values.mean(), batch_size=size, sync_dist=True, prog_bar=name == "rel_l2")
-            for code in batch["level"].unique().tolist():
-                chosen = batch["level"] == code
+            for code in levels.unique().tolist():
+                chosen = levels == code
                 self.log(f"{prefix}/{name}/{self.levels[code]}", values[chosen].mean(),
                          batch_size=int(chosen.sum()), sync_dist=True)
-        return prediction
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")
@@ -193,3 +206,49 @@ class OperatorLearning(L.LightningModule):
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class Autoregressive(OperatorLearning):
+    """Next-step learning for time series: the network maps the last ``history`` snapshots to the
+    next one; training unrolls ``unroll`` steps (set by the data module), feeding predictions back,
+    and averages the loss over them.  ``rollout_regularization`` is where rollout-stability
+    regularizers (JAWS) attach; it adds nothing here.
+
+    Arguments as for :class:`OperatorLearning` (``in_channels`` = history × components).
+    """
+
+    expects_timeseries = True
+
+    def rollout(self, x: torch.Tensor, mask: torch.Tensor, steps: int) -> torch.Tensor:
+        """``x``: (batch, history × components, *grid) → (batch, steps, components, *grid)."""
+        components = self.hparams.out_channels
+        states = []
+        for _ in range(steps):
+            state = self(x, mask)
+            states.append(state)
+            x = torch.cat([x[:, components:], state], dim=1)  # slide the history window
+        return torch.stack(states, dim=1)
+
+    def rollout_regularization(self, batch, predictions) -> torch.Tensor:
+        return predictions.new_zeros(())
+
+    def training_step(self, batch, batch_idx):
+        self._check_finite(batch)
+        predictions = self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])
+        loss = torch.stack([self.loss_fn(predictions[:, k], batch["y"][:, k]) for k in range(predictions.shape[1])]).mean()
+        loss = loss + self.rollout_regularization(batch, predictions)
+        size = batch["x"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self._log_throughput(size)
+        return loss
+
+    def _evaluate(self, batch, prefix):
+        self._check_finite(batch)
+        predictions = self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])
+        size = batch["x"].shape[0]
+        errors = torch.stack([relative_l2(predictions[:, k], batch["y"][:, k]) for k in range(predictions.shape[1])], 1)
+        self.log(f"{prefix}/loss", errors.mean(), batch_size=size, sync_dist=True)
+        self._log_per_level(prefix, {"rel_l2": errors.mean(1), "rel_l2_last_step": errors[:, -1]}, batch["level"], size)
+
+    def predict_step(self, batch, batch_idx):
+        return self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])

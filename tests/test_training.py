@@ -38,7 +38,7 @@ def data(tmp_path_factory):
     return {level: make_data(folder, level, n) for level, n in (("easy", 40), ("medium", 24))}
 
 
-def config(tmp_path, files, **trainer):
+def config(tmp_path, files, task="pdekit.tasks.OperatorLearning", n_modes=(6, 6), data=None, **trainer):
     cfg = {"seed_everything": 0,
            "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "default_root_dir": str(tmp_path),
                        "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
@@ -48,11 +48,11 @@ def config(tmp_path, files, **trainer):
                                       "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True,
                                                     "save_top_k": 0, "every_n_train_steps": 1}}],
                        **trainer},
-           "model": {"class_path": "pdekit.tasks.OperatorLearning",
+           "model": {"class_path": task,
                      "init_args": {"network": "neuralop.models.FNO",
-                                   "network_kwargs": {"n_modes": [6, 6], "hidden_channels": 8, "n_layers": 2}}},
+                                   "network_kwargs": {"n_modes": list(n_modes), "hidden_channels": 8, "n_layers": 2}}},
            "data": {"class_path": "pdekit.datamodule.FieldDataModule",
-                    "init_args": {"files": [str(f) for f in files], "batch_size": 8, "seed": 0}}}
+                    "init_args": {"files": [str(f) for f in files], "batch_size": 8, "seed": 0, **(data or {})}}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -147,7 +147,7 @@ def test_bad_input_is_named(tmp_path, data, change, message):
     if change == "network":
         cfg.write_text(cfg.read_text().replace("neuralop.models.FNO", "neuralop.models.NoSuchNet"))
     if change == "nan":  # the NaN sample must reach training: use every sample for training
-        cfg.write_text(cfg.read_text().replace("batch_size: 8", "batch_size: 8\n    split: [1.0, 0.0, 0.0]"))
+        cfg = config(tmp_path, files, max_epochs=1, data={"split": [1.0, 0.0, 0.0]})
     out = pdekit("fit", "--config", cfg, cwd=tmp_path)
     assert out.returncode != 0
     assert message in out.stderr, out.stderr[-3000:]
@@ -206,3 +206,51 @@ def test_tfno_baseline_trains_in_process(tmp_path, data):
     trainer.fit(task, dm)
     assert bool(task.normalizer.fitted) and torch.isfinite(trainer.callback_metrics["val/rel_l2"])
     assert "val/rel_residual/easy" in trainer.callback_metrics
+
+
+def heat_file(path, samples=12, steps=16, n=32, nu=0.05, dt=0.1):
+    from training_helpers import heat_trajectories
+
+    from pdekit.data import write_timeseries
+
+    t, u = heat_trajectories(samples, steps, n, nu, dt)
+    levels = np.array(["smooth"] * (samples // 2) + ["rough"] * (samples - samples // 2))
+    return write_timeseries(path, {"u": u, "t": t, "level": levels, "seed": np.arange(samples)}, pde="heat",
+                            fields=["u"], spacing=[2 * np.pi / n], dt=dt, config={"nu": nu}, generator_version="test")
+
+
+def test_rollout_of_the_exact_propagator_is_exact(tmp_path):
+    from pdekit.evaluate import evaluate_rollouts
+    from pdekit.tasks import Autoregressive
+
+    path = heat_file(tmp_path / "heat.h5")
+    signature = {"inputs": ["u"], "history": 1}
+
+    def rollout_curve(nu):
+        task = Autoregressive(network="training_helpers.PeriodicHeatPropagator", in_channels=1, out_channels=1,
+                              dim=1, network_kwargs={"nu": nu, "dt": 0.1, "n": 32})
+        metrics, _ = evaluate_rollouts(task, signature, [path])
+        return np.array(metrics["rollout"]["rel_l2_mean"]), metrics
+
+    exact, metrics = rollout_curve(0.05)
+    assert len(exact) == 15 and exact.max() < 1e-5  # float32 round-off only
+    assert set(metrics["per_level"]) == {"smooth", "rough"} and metrics["overall"]["samples"] == 12
+    wrong, _ = rollout_curve(0.1)  # the wrong viscosity: error accumulates step by step
+    assert wrong[0] > 1e-3 and np.all(np.diff(wrong) > 0)
+
+
+def test_autoregressive_training_and_rollout_evaluation(tmp_path):
+    path = heat_file(tmp_path / "heat.h5", samples=16)
+    cfg = config(tmp_path, [path], task="pdekit.tasks.Autoregressive", n_modes=[8], data={"unroll": 2})
+    fit = pdekit("fit", "--config", cfg, cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    out = pdekit("evaluate", "--ckpt", tmp_path / "ckpt" / "last.ckpt", "--data", path, "--out", tmp_path / "ev",
+                 cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert len(metrics["rollout"]["step"]) == 15 and set(metrics["rollout"]["per_level"]) == {"smooth", "rough"}
+    assert (tmp_path / "ev" / "rollout.png").read_bytes()[:4] == b"\x89PNG"
+    # a static-data task on time-series data is refused with a pointer to the right task
+    wrong = config(tmp_path, [path], n_modes=[8])
+    refused = pdekit("fit", "--config", wrong, cwd=tmp_path)
+    assert refused.returncode == 2 and "use pdekit.tasks.Autoregressive" in refused.stderr, refused.stderr[-2000:]
