@@ -23,6 +23,7 @@ Time-series contract (Navier–Stokes, Burgers, …; ``pde`` names the equation)
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -125,6 +126,28 @@ def is_timeseries(h5: h5py.File) -> bool:
     return h5.attrs["pde"] != "poisson"
 
 
+@contextmanager
+def _atomic_h5(path: Path):
+    """An HDF5 file open for writing under a temporary name, renamed to ``path`` on success: a
+    reader never sees a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            yield h5
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_1d(h5, key, value):
+    data = np.asarray(value)
+    if data.dtype.kind in "UO":  # strings (e.g. level names)
+        h5.create_dataset(key, data=data.astype(object), dtype=h5py.string_dtype())
+    else:
+        h5.create_dataset(key, data=data)
+
+
 def write_timeseries(path, arrays: dict, *, pde: str, fields, spacing, dt: float, config: dict,
                      generator_version: str) -> Path:
     """Write a time-series dataset atomically (temporary file, then rename)."""
@@ -133,43 +156,27 @@ def write_timeseries(path, arrays: dict, *, pde: str, fields, spacing, dt: float
     missing = [k for k in fields + ["t", "level", "seed"] if k not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
-    dim = len(spacing)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            for key, value in arrays.items():
+    with _atomic_h5(path) as h5:
+        for key, value in arrays.items():
+            if key in fields:  # one snapshot per chunk: lazy reads of time windows
                 data = np.asarray(value)
-                if data.dtype.kind in "UO":
-                    h5.create_dataset(key, data=data.astype(object), dtype=h5py.string_dtype())
-                elif key in fields:  # one snapshot per chunk: lazy reads of time windows
-                    h5.create_dataset(key, data=data, chunks=(1, 1) + data.shape[2:])
-                else:
-                    h5.create_dataset(key, data=data)
-            h5.attrs.update({"pde": pde, "dim": dim, "resolution": np.asarray(arrays[fields[0]]).shape[-1],
-                             "spacing": np.asarray(spacing, float), "dt": float(dt), "fields": fields,
-                             "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
-                             "config": json.dumps(config, sort_keys=True)})
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+                h5.create_dataset(key, data=data, chunks=(1, 1) + data.shape[2:])
+            else:
+                _write_1d(h5, key, value)
+        h5.attrs.update({"pde": pde, "dim": len(spacing), "resolution": np.asarray(arrays[fields[0]]).shape[-1],
+                         "spacing": np.asarray(spacing, float), "dt": float(dt), "fields": fields,
+                         "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
+                         "config": json.dumps(config, sort_keys=True)})
     return path
 
 
 def open_poisson(path) -> h5py.File:
     """Open and validate a Poisson dataset for reading."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such dataset: {path}")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as err:
-        raise DatasetFormatError(f"{path} is not a readable HDF5 file ({err})") from None
-    try:
-        validate_poisson(h5, str(path))
-    except Exception:
+    h5 = open_dataset(path)
+    if h5.attrs["pde"] != "poisson":
+        pde = h5.attrs["pde"]
         h5.close()
-        raise
+        raise DatasetFormatError(f"{path} holds pde={pde!r}, expected 'poisson'")
     return h5
 
 
@@ -231,26 +238,16 @@ def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_ver
     missing = [k for k in POISSON_FIELDS + POISSON_PER_SAMPLE if k not in arrays]
     if missing:
         raise ValueError(f"missing arrays {missing}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            for key in POISSON_FIELDS:
-                data = np.asarray(arrays[key])
-                chunks = (1,) + data.shape[1:]  # one sample per chunk: lazy per-sample reads
-                h5.create_dataset(key, data=data, chunks=chunks, compression="gzip" if key in ("mask", "bc_type") else None)
-            extra = [k for k in arrays if k not in POISSON_FIELDS + POISSON_PER_SAMPLE]
-            for key in POISSON_PER_SAMPLE + tuple(extra):
-                data = np.asarray(arrays[key])
-                if data.dtype.kind in "UO":
-                    h5.create_dataset(key, data=data.astype(object), dtype=h5py.string_dtype())
-                else:
-                    h5.create_dataset(key, data=data)
-            h5.attrs.update({"pde": "poisson", "dim": grid.ndim, "resolution": grid.shape[0],
-                             "spacing": np.asarray(grid.spacing), "origin": np.asarray(grid.origin),
-                             "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
-                             "config": json.dumps(config, sort_keys=True)})
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with _atomic_h5(path) as h5:
+        for key in POISSON_FIELDS:
+            data = np.asarray(arrays[key])
+            chunks = (1,) + data.shape[1:]  # one sample per chunk: lazy per-sample reads
+            h5.create_dataset(key, data=data, chunks=chunks, compression="gzip" if key in ("mask", "bc_type") else None)
+        extra = [k for k in arrays if k not in POISSON_FIELDS + POISSON_PER_SAMPLE]
+        for key in POISSON_PER_SAMPLE + tuple(extra):
+            _write_1d(h5, key, arrays[key])
+        h5.attrs.update({"pde": "poisson", "dim": grid.ndim, "resolution": grid.shape[0],
+                         "spacing": np.asarray(grid.spacing), "origin": np.asarray(grid.origin),
+                         "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
+                         "config": json.dumps(config, sort_keys=True)})
     return path

@@ -193,9 +193,7 @@ def _figures(out: Path, shown, metrics):
                 ax.set_xticks([])
                 ax.set_yticks([])
             ax.set_title(f"{index}: {title}", fontsize=9)
-    fig.tight_layout()
-    _atomic_write(out / "samples.png", lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-    plt.close(fig)
+    _save(fig, out / "samples.png")
 
     if "rollout" in metrics:
         fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -205,10 +203,7 @@ def _figures(out: Path, shown, metrics):
         ax.set_ylabel("relative L2 error")
         ax.set_yscale("log")
         ax.set_title("error vs rollout step")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        _atomic_write(out / "rollout.png", lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
-        plt.close(fig)
+        _save(fig, out / "rollout.png")
 
     names = list(metrics["per_level"])
     keys = [k for k in metrics["overall"] if k.endswith("_mean")]
@@ -220,9 +215,16 @@ def _figures(out: Path, shown, metrics):
     ax.set_yscale("log")
     ax.set_ylabel("mean over samples")
     ax.set_title("error per level")
-    ax.legend(fontsize=8)
+    _save(fig, out / "per_level.png")
+
+
+def _save(fig, path: Path):
+    import matplotlib.pyplot as plt
+
+    if fig.axes[0].get_legend_handles_labels()[0]:
+        fig.axes[0].legend(fontsize=8)
     fig.tight_layout()
-    _atomic_write(out / "per_level.png", lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
     plt.close(fig)
 
 
