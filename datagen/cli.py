@@ -3,6 +3,7 @@
     datagen poisson --level hard|--spec level.yaml --n 100 --resolution 64 [--dim 2] --seed 0 --out hard.h5
                     [--workers 2] [--shard i/n] [--resume] [--overwrite]
     datagen levels
+    datagen ritz --level medium --resolution 32 --n 1000 [--lanczos-steps 600] --out ritz.h5
     datagen merge shard0.h5 shard1.h5 --out all.h5
     datagen plot file.h5 [--out file.png]
     datagen export file.h5 --format xdmf|vtu [--out path] [--samples 16]
@@ -123,6 +124,29 @@ def _plot(args) -> int:
     return 0
 
 
+def _ritz(args) -> int:
+    from datagen.poisson import load_level_spec, resolve_level
+    from datagen.ritz import GENERATOR_VERSION, generate_ritz
+    from pdekit.data import write_poisson
+
+    try:
+        level = load_level_spec(args.spec) if args.spec else resolve_level(args.level)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if args.n < 1 or args.lanczos_steps < 2 or args.resolution < 8:
+        raise UsageError("need --n >= 1, --lanczos-steps >= 2, --resolution >= 8")
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    arrays, grid, info = generate_ritz(level, args.resolution, args.dim, args.n, args.lanczos_steps, args.seed,
+                                       progress=not args.quiet)
+    config = {"pde": "poisson", "kind": "ritz", "level": level.name, "n": args.n, "resolution": args.resolution,
+              "dim": args.dim, "seed": args.seed, "lanczos_steps": args.lanczos_steps, **info}
+    write_poisson(out, arrays, grid=grid, config=config, generator_version=GENERATOR_VERSION)
+    print(f"wrote {out} ({args.n} Ritz vectors from {info['lanczos_steps']} Lanczos steps, "
+          f"Ritz values {info['ritz_values_min']:.3g} .. {info['ritz_values_max']:.3g})")
+    return 0
+
+
 def _export(args) -> int:
     from datagen.export import export_poisson
     from pdekit.data import DatasetFormatError
@@ -165,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default=None, help="PNG path (default: next to the file)")
     pl.add_argument("--samples", type=int, default=4)
     pl.set_defaults(run=_plot)
+    rz = sub.add_parser("ritz", help="DCDM training vectors: Ritz vectors of one operator of a level")
+    rz.add_argument("--level", default="medium")
+    rz.add_argument("--spec", default=None, help="YAML level spec instead of --level")
+    rz.add_argument("--resolution", type=int, required=True)
+    rz.add_argument("--dim", type=int, default=2)
+    rz.add_argument("--n", type=int, required=True, help="number of vectors")
+    rz.add_argument("--lanczos-steps", type=int, default=600)
+    rz.add_argument("--seed", type=int, default=0)
+    rz.add_argument("--out", required=True)
+    rz.add_argument("--overwrite", action="store_true")
+    rz.add_argument("--quiet", action="store_true")
+    rz.set_defaults(run=_ritz)
     ex = sub.add_parser("export", help="meshio files for ParaView (XDMF series or one VTU per sample)")
     ex.add_argument("file")
     ex.add_argument("--format", choices=("xdmf", "vtu"), default="xdmf")

@@ -189,6 +189,8 @@ class FieldDataModule(L.LightningDataModule):
         history, unroll: time series only: snapshots the model sees, and steps it is trained to
             predict by feeding its own predictions back.
         split: train/val/test fractions of each file, by sample, fixed by ``seed``.
+        system: Poisson only: also give training batches the arrays that rebuild each sample's
+            linear system (``a``, ``f``, ``bc_type``, ``bc_value``; validation/test always have them).
         normalization_samples: training items used for the per-channel mean/std.
     """
 
@@ -196,7 +198,7 @@ class FieldDataModule(L.LightningDataModule):
                  inputs: list[str] | None = None, target: list[str] | None = None,
                  log_inputs: list[str] | None = None, history: int = 1, unroll: int = 1,
                  split: list[float] = (0.8, 0.1, 0.1), batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 normalization_samples: int = 256):
+                 system: bool = False, normalization_samples: int = 256):
         super().__init__()
         if not files:
             raise ValueError("data.files is empty: give at least one dataset")
@@ -208,7 +210,7 @@ class FieldDataModule(L.LightningDataModule):
         self.proportions = None if proportions is None else list(proportions)
         self.history, self.unroll = history, unroll
         self.split, self.batch_size, self.num_workers = list(split), batch_size, num_workers
-        self.seed, self.normalization_samples = seed, normalization_samples
+        self.seed, self.normalization_samples, self.system = seed, normalization_samples, system
         levels, kinds = [], set()
         for path in self.files:
             with open_dataset(path) as h5:
@@ -283,7 +285,7 @@ class FieldDataModule(L.LightningDataModule):
             for path, file_id, idx in chosen:
                 if not len(idx):
                     continue
-                samples = self._samples(path, file_id, system=name != "train")
+                samples = self._samples(path, file_id, system=self.system or name != "train")
                 if self.timeseries:  # every window of the chosen trajectories
                     idx = (idx[:, None] * samples.windows + np.arange(samples.windows)).ravel()
                 subsets.append(Subset(samples, idx.tolist()))

@@ -231,3 +231,19 @@ class ModulePreconditioner(_Base):
         if self._mask is not None:
             out = out * torch.as_tensor(self._mask, device=r.device, dtype=r.dtype)
         return out
+
+
+def load(checkpoint, A, *, device=None) -> ModulePreconditioner:
+    """A trained solver from a pdekit checkpoint (read with ``weights_only=True``) as a
+    preconditioner for operator ``A`` (a :class:`DiffusionOperator`).  The result follows the
+    Preconditioner protocol: ``M(r)`` in pdekit's solvers, ``M.as_linear_operator()`` in
+    ``scipy.sparse.linalg``.  A network is not a fixed linear map (``M.linear`` is False): use it
+    with :func:`pdekit.krylov.fcg` or :func:`pdekit.krylov.conjugate_directions`, not plain PCG."""
+    from pdekit.checkpoints import load_task
+
+    if not isinstance(A, DiffusionOperator):
+        raise TypeError("load() needs the DiffusionOperator whose residuals the model will see")
+    task, _ = load_task(checkpoint)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    module = task.preconditioner_module(A).to(device).eval()
+    return ModulePreconditioner(module, A, linear=False)

@@ -201,6 +201,15 @@ class OperatorLearning(L.LightningModule):
     def predict_step(self, batch, batch_idx):
         return self(batch["x"], batch["mask"])
 
+    def preconditioner_module(self, op) -> nn.Module:
+        """This solver as a map residual ``(batch, 1, *grid)`` → correction for operator ``op``: the
+        residual takes the place of the source ``f`` (scaled to max |r| = 1 and the answer scaled
+        back, so the map is positively homogeneous); ``a`` and ``mask`` come from ``op``."""
+        inputs = (self.data_signature or {}).get("inputs", ["a", "f", "mask"])
+        if self.expects_timeseries or not set(inputs) <= {"a", "f", "mask"} or "f" not in inputs:
+            raise ConfigError(f"{type(self).__name__} with inputs {inputs} cannot act as a Poisson preconditioner")
+        return _SourceToSolution(self, op, inputs, (self.data_signature or {}).get("log_inputs", ["a"]))
+
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
@@ -252,3 +261,22 @@ class Autoregressive(OperatorLearning):
 
     def predict_step(self, batch, batch_idx):
         return self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])
+
+
+class _SourceToSolution(nn.Module):
+    """An operator-learning model (a, f, mask → u) used as r → A⁻¹r approximately."""
+
+    def __init__(self, task, op, inputs, log_inputs):
+        super().__init__()
+        self.task, self.inputs = task, list(inputs)
+        interior = (slice(None),) + tuple(slice(1, -1) for _ in op.grid.shape)
+        a = torch.as_tensor(op.coefficient[:1][interior], dtype=torch.float32)  # stored padded
+        self.register_buffer("a", torch.log10(a) if "a" in log_inputs else a)
+        self.register_buffer("mask", torch.as_tensor(op.mask[:1], dtype=torch.float32))
+
+    def forward(self, r):
+        r = r[:, 0]
+        scale = r.flatten(1).abs().amax(1).clamp_min(1e-30).view((-1,) + (1,) * (r.ndim - 1))
+        fields = {"a": self.a.expand_as(r), "f": r / scale, "mask": self.mask.expand_as(r)}
+        x = torch.stack([fields[k] for k in self.inputs], dim=1)
+        return (self.task(x, self.mask.expand_as(r).bool()) * scale.unsqueeze(1))

@@ -109,6 +109,14 @@ def test_evaluate_writes_metrics_and_figures_and_refuses_mismatch(tmp_path, data
     assert bad.returncode == 2 and "is missing datasets ['a']" in bad.stderr
     not_ckpt = pdekit("evaluate", "--ckpt", data["easy"], "--data", data["easy"], cwd=tmp_path)
     assert not_ckpt.returncode == 2 and "not a torch checkpoint" in not_ckpt.stderr
+    # the same trained FNO as a (nonlinear) preconditioner of a held-out system, in flexible CG
+    from pdekit.krylov import fcg
+    from pdekit.precond import load
+
+    op, b, _ = load_system(data["medium"], 0)
+    M = load(ckpt, op)
+    result = fcg(op, b, M, tol=1e-8, maxiter=2000)
+    assert bool(result.converged) and float(op.relative_residual(result.x, b)) <= 1e-8
 
 
 def test_ddp_on_two_cpu_processes(tmp_path, data):
