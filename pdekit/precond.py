@@ -216,6 +216,9 @@ class ModulePreconditioner(_Base):
         param = next(iter(self.module.parameters()), None)
         dtype = param.dtype if param is not None else r.dtype
         device = param.device if param is not None else r.device
+        single = self.grid_layout and tuple(r.shape) == self.layout.shape
+        if single:  # one unbatched field
+            return self(r.unsqueeze(0))[0]
         was_training = self.module.training
         self.module.eval()
         try:
