@@ -131,7 +131,6 @@ def run_poisson(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resu
 
 def merge_poisson(paths, out: Path) -> Path:
     """Join shard files (same configuration) into one dataset ordered by sample index."""
-    import h5py
 
     from pdekit.data import grid_of, open_poisson
 

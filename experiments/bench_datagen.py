@@ -10,12 +10,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+
+from results_io import write_json  # experiments/ is on sys.path when run as a script
 
 from datagen.poisson import LEVELS
 from datagen.runner import run_poisson
@@ -78,10 +79,7 @@ def main():
     print_table("1. samples/s per level (1 worker) and shares of time", tables["levels"])
     print_table("2. --workers 2 vs 1 (wall seconds of the whole run)", tables["workers"])
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(tables, indent=2))
-        tmp.replace(args.out)
+        write_json(args.out, tables)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,15 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
-import tempfile
 import time
 
 import numpy as np
 import scipy.sparse.linalg as spla
 import torch
+
+from results_io import write_json  # experiments/ is on sys.path when run as a script
 
 from pdekit import DiffusionOperator, Grid
 from pdekit.krylov import pcg
@@ -145,11 +144,7 @@ def main(argv=None):
     print(markdown(matvec, ["problem", "batch", "torch_ms", "csr_ms", "speedup"]))
     print(markdown(batched, ["problem", "batch", "iterations_max", "torch_batched_ms_per_rhs",
                              "scipy_ms_per_rhs", "speedup"]))
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(result, fh, indent=1)
-    os.replace(tmp, args.out)  # atomic: a killed run leaves the old file intact
+    write_json(args.out, result)  # atomic: a killed run leaves the old file intact
     print(f"wrote {args.out}")
 
 

@@ -11,7 +11,6 @@ checkpoint), validation off.  The first epoch is a warm-up and not timed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+from results_io import write_json  # experiments/ is on sys.path when run as a script
 
 from datagen.poisson import LEVELS
 from datagen.runner import run_poisson
@@ -113,10 +114,7 @@ def main():
         print(f"| {r['grid']} | {r['samples']} | {r['batch']} | {r['plain_steps_per_s']:.2f} | "
               f"{r['pdekit_fit_steps_per_s']:.2f} | {r['overhead_pct']:.1f} |")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows, indent=2))
-        tmp.replace(args.out)
+        write_json(args.out, rows)
 
 
 if __name__ == "__main__":

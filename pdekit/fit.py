@@ -3,6 +3,8 @@ pdekit's tasks and data module, so configs are plain YAML with ``class_path``/``
 any key can be overridden on the command line."""
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch.cli import LightningCLI
 
 from pdekit.datamodule import FieldDataModule
@@ -43,15 +45,18 @@ def check_config_files(argv: list[str]) -> None:
 
 
 def run(argv: list[str]) -> None:
-    import sys
-
     import lightning as L
 
     check_config_files(argv)
+    if not any(a.startswith("--weights_only") for a in argv):
+        # checkpoints given by --ckpt_path are read with weights_only=True, explicitly
+        argv = [argv[0], "--weights_only", "true", *argv[1:]]
+    # LightningCLI reads sys.argv (and DDP's launcher re-runs it); it warns if handed args as well
+    sys.argv = [sys.argv[0], *argv]
 
     PdekitCLI(L.LightningModule, FieldDataModule, subclass_mode_model=True, subclass_mode_data=True,
               save_config_kwargs={"overwrite": True},
               # pdekit's samplers shard across ranks themselves (and resume mid-epoch); Lightning
               # must not wrap them in a DistributedSampler
               trainer_defaults={"use_distributed_sampler": False},
-              args=None if argv == sys.argv[1:] else argv, auto_configure_optimizers=False)
+              args=None, auto_configure_optimizers=False)

@@ -200,7 +200,10 @@ def test_example_configs_resolve(tmp_path, name):
     cfg = Path(__file__).parents[1] / "experiments/configs" / name
     out = pdekit("fit", "--config", cfg, "--print_config", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "class_path: pdekit.tasks" in out.stdout
+    resolved = yaml.safe_load(out.stdout)
+    assert resolved["model"]["class_path"] in ("pdekit.tasks.OperatorLearning", "pdekit.tasks.Autoregressive",
+                                               "models.dcdm.DCDM")
+    assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
 
 
 def test_tfno_baseline_trains_in_process(tmp_path, data):

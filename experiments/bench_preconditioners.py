@@ -1,0 +1,159 @@
+"""Benchmark (not a test): a trained DCDM network as a solver / preconditioner vs classical ones.
+
+Held-out Poisson systems (one per level, seeds never used in training) at 64², 128², 256² and 32³
+(64³ with --large), to relative residual 1e-6 and 1e-8: iterations and wall time for CG,
+ILU-PCG, AMG-PCG (setup included), DCDM (network directions, k = 2) and FCG with the network.
+The network is trained once at the smallest size (2D 32², 3D 16³, Ritz vectors of the easy
+level's operator) and applied unchanged to the larger grids.
+
+    python experiments/bench_preconditioners.py [--small] [--large] [--device cuda]
+        [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--out results.json] [--plot convergence.png]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from results_io import write_json  # experiments/ is on sys.path when run as a script
+
+from datagen.poisson import LEVELS, sample_problem
+from datagen.ritz import generate_ritz
+from models.dcdm import DCDM
+from pdekit import DiffusionOperator
+from pdekit.data import write_poisson
+from pdekit.datamodule import FieldDataModule
+from pdekit.krylov import conjugate_directions, fcg, pcg
+from pdekit.precond import AMG, ILU, load
+
+CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000}
+NETWORK_CAP_3D = 150  # a 3-D network apply costs ~0.2 s at 32^3 on a 2-core CPU
+
+
+def train(dim, resolution, vectors, steps, epochs, folder, device):
+    """Train a DCDM network on Ritz vectors of the easy level; returns the checkpoint path."""
+    arrays, grid, info = generate_ritz("easy", resolution, dim, vectors, steps, seed=0, progress=False)
+    data = Path(folder) / f"ritz_{dim}d.h5"
+    write_poisson(data, arrays, grid=grid, config={"kind": "ritz", **info}, generator_version="bench")
+    torch.manual_seed(0)
+    dm = FieldDataModule([str(data)], system=True, batch_size=16, split=[0.95, 0.05, 0.0])
+    task = DCDM(lr=1e-3, dim=dim)
+    trainer = L.Trainer(max_epochs=epochs, accelerator=device, devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=folder, use_distributed_sampler=False,
+                        enable_checkpointing=False)
+    start = time.perf_counter()
+    trainer.fit(task, dm)
+    print(f"  trained {dim}D DCDM at {resolution}^{dim} on {vectors} Ritz vectors: {time.perf_counter() - start:.0f} s, "
+          f"val loss {float(trainer.callback_metrics['val/loss']):.3g}")
+    path = Path(folder) / f"dcdm_{dim}d.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def solve_all(op, b, ckpt, tol, device):
+    rows = {}
+    for method, cap in CAPS.items():
+        if method in ("DCDM", "FCG-net") and op.grid.ndim == 3:
+            cap = min(cap, NETWORK_CAP_3D)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        start = time.perf_counter()
+        if method == "CG":
+            res = pcg(op, b, None, tol=tol, maxiter=cap)
+        elif method in ("ILU-PCG", "AMG-PCG"):
+            M = ILU(op) if method == "ILU-PCG" else AMG(op)
+            res = pcg(op, b, M, tol=tol, maxiter=cap)
+        else:
+            M = load(ckpt, op, device=device)
+            solve = conjugate_directions if method == "DCDM" else fcg
+            kwargs = {"k": 2} if method == "DCDM" else {"truncation": 5}
+            res = solve(op, b, M, tol=tol, maxiter=cap, **kwargs)
+        sync()
+        rows[method] = {"iterations": int(res.iterations), "converged": bool(res.converged),
+                        "seconds": time.perf_counter() - start, "history": res.history[:, 0].cpu().tolist()}
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="smoke run: 2D only, small grids, short training")
+    parser.add_argument("--large", action="store_true", help="add 64^3 (slow on a CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ckpt2d", default=None)
+    parser.add_argument("--ckpt3d", default=None)
+    parser.add_argument("--out", default=None)
+    parser.add_argument("--plot", default=None)
+    parser.add_argument("--grids", default=None, help="only these grids, e.g. 32x32x32,64x64")
+    args = parser.parse_args()
+    print(f"# preconditioner benchmark: {platform.machine()}, {os.cpu_count()} cores, device {args.device}")
+    folder = tempfile.mkdtemp(prefix="bench_precond_")
+    if args.small:
+        sizes = [((32, 32), 2), ((64, 64), 2)]
+        ckpt = {2: args.ckpt2d or train(2, 16, 400, 200, 8, folder, args.device)}
+    else:
+        sizes = [((64, 64), 2), ((128, 128), 2), ((256, 256), 2), ((32, 32, 32), 3)]
+        sizes += [((64, 64, 64), 3)] if args.large else []
+        wanted = args.grids.split(",") if args.grids else None
+        dims = {dim for shape, dim in sizes if wanted is None or "x".join(map(str, shape)) in wanted}
+        ckpt = {2: args.ckpt2d or (train(2, 32, 2000, 800, 15, folder, args.device) if 2 in dims else None),
+                3: args.ckpt3d or (train(3, 16, 1000, 600, 10, folder, args.device) if 3 in dims else None)}
+    if args.grids:
+        sizes = [(shape, dim) for shape, dim in sizes if "x".join(map(str, shape)) in args.grids.split(",")]
+    results = []
+    for shape, dim in sizes:
+        for level in LEVELS:
+            grid, a, mask, bc, f = sample_problem(level, shape[0], dim, 10_000)  # held-out seed
+            op = DiffusionOperator(grid, a, mask, bc)
+            b = op.rhs(f).to(args.device)
+            for tol in (1e-6, 1e-8):
+                for method, row in solve_all(op, b, ckpt[dim], tol, args.device).items():
+                    results.append({"grid": "x".join(map(str, shape)), "level": level, "tol": tol, "method": method,
+                                    **row})
+                    print(f"  {results[-1]['grid']:>9} {level:<8} {tol:.0e} {method:<8} "
+                          f"{row['iterations']:>5} {'' if row['converged'] else '(cap)'} {row['seconds']:.3f} s")
+    print("\n| grid | level | tol | CG | ILU-PCG | AMG-PCG | DCDM | FCG-net |  (iterations / seconds; * = cap)")
+    print("|---|---|---|---|---|---|---|---|")
+    for key in dict.fromkeys((r["grid"], r["level"], r["tol"]) for r in results):
+        cells = []
+        for method in CAPS:
+            r = next(x for x in results if (x["grid"], x["level"], x["tol"], x["method"]) == key + (method,))
+            cells.append(f"{r['iterations']}{'' if r['converged'] else '*'} / {r['seconds']:.2f}")
+        print(f"| {key[0]} | {key[1]} | {key[2]:.0e} | " + " | ".join(cells) + " |")
+    if args.out:
+        write_json(args.out, results)
+    if args.plot:
+        plot(results, args.plot)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [k for k in dict.fromkeys((r["grid"], r["level"]) for r in results if r["tol"] == 1e-8)]
+    cases = [c for c in cases if c[1] in ("easy", "hard")][-4:]
+    fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 3.5), squeeze=False)
+    for ax, (grid, level) in zip(axes[0], cases):
+        for r in results:
+            if (r["grid"], r["level"], r["tol"]) == (grid, level, 1e-8):
+                ax.semilogy(r["history"], label=r["method"])
+        ax.set_title(f"{grid} {level}")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("relative residual")
+        ax.set_xscale("symlog", linthresh=10)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
