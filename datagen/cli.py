@@ -40,18 +40,24 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise UsageError(f"cannot write {out}: folder {parent} is not writable")
 
 
+def _level(args):
+    """The level named by ``--spec`` (a YAML file) or else ``--level``."""
+    from datagen.poisson import load_level_spec, resolve_level
+
+    try:
+        return load_level_spec(args.spec) if args.spec else resolve_level(args.level)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
 def _poisson(args) -> int:
     from dataclasses import asdict
 
-    from datagen.poisson import load_level_spec, resolve_level
     from datagen.runner import run_poisson
 
     if (args.level is None) == (args.spec is None):
         raise UsageError("give exactly one of --level NAME or --spec level.yaml")
-    try:
-        level = load_level_spec(args.spec) if args.spec else resolve_level(args.level)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    level = _level(args)
     if args.n < 1:
         raise UsageError(f"--n must be >= 1, got {args.n}")
     if args.resolution < 8:
@@ -125,14 +131,10 @@ def _plot(args) -> int:
 
 
 def _ritz(args) -> int:
-    from datagen.poisson import load_level_spec, resolve_level
     from datagen.ritz import GENERATOR_VERSION, generate_ritz
     from pdekit.data import write_poisson
 
-    try:
-        level = load_level_spec(args.spec) if args.spec else resolve_level(args.level)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    level = _level(args)
     if args.n < 1 or args.lanczos_steps < 2 or args.resolution < 8:
         raise UsageError("need --n >= 1, --lanczos-steps >= 2, --resolution >= 8")
     out = Path(args.out)

@@ -36,6 +36,10 @@ def structured_mesh(grid):
     raise ValueError(f"export needs a 2-D or 3-D grid, got {grid.ndim}-D")
 
 
+def _flat(fields: dict) -> dict:
+    return {k: np.asarray(v).ravel() for k, v in fields.items()}  # point data in the points' C order
+
+
 @contextmanager
 def _staging(folder: Path):
     """A temporary folder in ``folder`` (same filesystem, so moves out of it are renames)."""
@@ -60,7 +64,7 @@ def write_xdmf_series(out: Path, grid, frames) -> list[Path]:
             with meshio.xdmf.TimeSeriesWriter(out.name) as writer:
                 writer.write_points_cells(points, cells)
                 for t, fields in frames:
-                    writer.write_data(t, point_data={k: np.asarray(v).ravel() for k, v in fields.items()})
+                    writer.write_data(t, point_data=_flat(fields))
         finally:
             os.chdir(cwd)
         companion = out.with_suffix(".h5")
@@ -76,14 +80,11 @@ def write_vtu_frames(folder: Path, grid, frames, stem: str = "frame") -> list[Pa
 
     folder = Path(folder)
     points, cells = structured_mesh(grid)
-    written = []
-    tmp = Path(tempfile.mkdtemp(dir=folder.resolve().parent, prefix=".export_"))
-    try:
-        entries = []
+    written, entries = [], []
+    with _staging(folder.resolve().parent) as tmp:
         for i, (t, fields) in enumerate(frames):
             name = f"{stem}_{i:04d}.vtu"
-            meshio.write(tmp / name, meshio.Mesh(points, cells, point_data={
-                k: np.asarray(v).ravel() for k, v in fields.items()}))
+            meshio.write(tmp / name, meshio.Mesh(points, cells, point_data=_flat(fields)))
             written.append(folder / name)
             entries.append(f'    <DataSet timestep="{t!r}" part="0" file="{name}"/>')
         # meshio has no .pvd writer: this small collection lets ParaView open the frames as one series
@@ -92,13 +93,10 @@ def write_vtu_frames(folder: Path, grid, frames, stem: str = "frame") -> list[Pa
         written.insert(0, folder / f"{stem}.pvd")
         if folder.exists():
             shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        os.replace(tmp, folder)  # the staging folder becomes the result (its cleanup finds nothing)
         umask = os.umask(0)
         os.umask(umask)
         folder.chmod(0o777 & ~umask)  # mkdtemp made it private
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
 
 

@@ -1,13 +1,12 @@
 """PNG grid of a few samples of a Poisson dataset: coefficient, mask, source, solution."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from pdekit.data import open_poisson
+from pdekit.atomic import atomic_path
+from pdekit.data import level_names, open_poisson
 
 
 def plot_poisson(path, out=None, samples: int = 4) -> Path:
@@ -24,11 +23,11 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
             take = lambda key, i: h5[key][i][..., h5[key].shape[-1] // 2]  # noqa: E731
         else:
             take = lambda key, i: h5[key][i]  # noqa: E731
+        levels = level_names(h5)
         fig, axes = plt.subplots(count, 4, figsize=(12, 3 * count), squeeze=False)
         for i in range(count):
             mask = take("mask", i).astype(bool)
-            level = h5["level"][i]
-            level = level.decode() if isinstance(level, bytes) else str(level)
+            level = levels[i]
             panels = (("a", np.log10(take("a", i)), "log10 a"), ("mask", mask, "mask"),
                       ("f", take("f", i), "f"), ("u", np.where(mask, take("u", i), np.nan), "u"))
             for ax, (key, data, title) in zip(axes[i], panels):
@@ -38,9 +37,7 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
                 ax.set_yticks([])
                 fig.colorbar(im, ax=ax, fraction=0.046)
         fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(dir=out.resolve().parent, suffix=".png")
-        os.close(fd)
-        fig.savefig(tmp, dpi=80)
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80)
         plt.close(fig)
-        os.replace(tmp, out)
     return out

@@ -11,7 +11,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from datagen.poisson import level_from_dict, solve_sample
 from pdekit import Grid
+from pdekit.atomic import atomic_path
 from pdekit.data import write_poisson
 
 GENERATOR_VERSION = "poisson-2"
@@ -28,17 +28,6 @@ ARRAY_KEYS = ("a", "f", "u", "mask", "bc_type", "bc_value", "level", "seed", "so
 
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _atomic_savez(path: Path, **arrays):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".npz")  # np.savez wants .npz
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _work(job):
@@ -50,8 +39,9 @@ def _work(job):
     grid = out.pop("grid")
     out["sample_index"] = k
     t0 = time.perf_counter()
-    _atomic_savez(Path(parts) / f"sample_{k:08d}.npz", **{key: np.asarray(out[key]) for key in ARRAY_KEYS},
-                  spacing=np.asarray(grid.spacing), origin=np.asarray(grid.origin))
+    with atomic_path(Path(parts) / f"sample_{k:08d}.npz") as tmp:  # np.savez keeps the .npz suffix
+        np.savez(tmp, **{key: np.asarray(out[key]) for key in ARRAY_KEYS},
+                 spacing=np.asarray(grid.spacing), origin=np.asarray(grid.origin))
     return {"sample": out["sample_seconds"], "solve": out["solve_seconds"], "io": time.perf_counter() - t0}
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
+from pdekit.tasks import attached_datamodule, checkpoint_record
 
 
 class DCDMNet(nn.Module):
@@ -91,15 +92,13 @@ class DCDM(L.LightningModule):
         return q * mask if mask is not None else q
 
     def setup(self, stage=None):
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = attached_datamodule(self)
         if datamodule is not None:
             self.grid = datamodule.grid()
             self.data_signature = datamodule.signature()
 
     def on_save_checkpoint(self, checkpoint):
-        cls = type(self)
-        checkpoint["pdekit"] = {"task": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(self.hparams),
-                                "data": self.data_signature}
+        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
 
     def _loss(self, batch):
         if "bc_type" not in batch:

@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 import torch
 
+from pdekit.atomic import atomic_path
 from pdekit.grid import Grid
 from pdekit.operators import DiffusionOperator
 
@@ -122,22 +123,29 @@ def open_dataset(path) -> h5py.File:
     return h5
 
 
+def level_names(h5: h5py.File) -> list[str]:
+    """Each sample's level name (h5py returns variable-length strings as bytes)."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in h5["level"][()]]
+
+
+def levels_in(paths) -> list[str]:
+    """The distinct level names of one or more dataset files, in order of first appearance."""
+    names = {}
+    for path in paths:
+        with open_dataset(path) as h5:
+            names.update(dict.fromkeys(level_names(h5)))
+    return list(names)
+
+
 def is_timeseries(h5: h5py.File) -> bool:
     return h5.attrs["pde"] != "poisson"
 
 
 @contextmanager
 def _atomic_h5(path: Path):
-    """An HDF5 file open for writing under a temporary name, renamed to ``path`` on success: a
-    reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            yield h5
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """An HDF5 file open for writing, renamed to ``path`` only when complete."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        yield h5
 
 
 def _write_1d(h5, key, value):
@@ -202,7 +210,23 @@ def config_of(path) -> dict:
         return json.loads(h5.attrs["config"])
 
 
-class PoissonDataset(torch.utils.data.Dataset):
+class LazyH5:
+    """Mixin for datasets that read one file lazily: ``self.h5`` is opened on first use, so each
+    DataLoader worker (and each pickled copy) gets its own handle.  Needs ``self.path``."""
+
+    _h5 = None
+
+    @property
+    def h5(self) -> h5py.File:
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def __getstate__(self):
+        return {**self.__dict__, "_h5": None}
+
+
+class PoissonDataset(LazyH5, torch.utils.data.Dataset):
     """Lazy per-sample reader (opens the file in each worker; never loads the whole file)."""
 
     def __init__(self, path, fields=("a", "f", "mask", "u")):
@@ -213,22 +237,14 @@ class PoissonDataset(torch.utils.data.Dataset):
             unknown = [k for k in self.fields if k not in h5]
             if unknown:
                 raise KeyError(f"{self.path} has no field(s) {unknown}")
-        self._h5 = None
 
     def __len__(self) -> int:
         return self._len
 
     def __getitem__(self, index: int) -> dict:
-        if self._h5 is None:  # opened lazily so DataLoader workers each get their own handle
-            self._h5 = h5py.File(self.path, "r")
-        item = {k: torch.as_tensor(np.asarray(self._h5[k][index])) for k in self.fields}
+        item = {k: torch.as_tensor(np.asarray(self.h5[k][index])) for k in self.fields}
         item["index"] = index
         return item
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_h5"] = None
-        return state
 
 
 def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_version: str) -> Path:

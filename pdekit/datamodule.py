@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import math
 
-import h5py
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
-from pdekit.data import DatasetFormatError, grid_of, is_timeseries, open_dataset
+from pdekit.data import DatasetFormatError, LazyH5, grid_of, is_timeseries, level_names, levels_in, open_dataset
 
 SYSTEM_FIELDS = ("a", "f", "bc_type", "bc_value")  # what rebuilds a Poisson sample's linear system
 
 
-class FieldSamples(Dataset):
+class FieldSamples(LazyH5, Dataset):
     """Samples of one file as model inputs/targets: ``x`` (C_in, *grid) float32 with ``log_inputs``
     log10-transformed, ``y`` (C_out, *grid), ``mask``, ``level`` (code in ``levels``), ``file``,
     ``index``; with ``system=True`` also the arrays that rebuild the sample's linear system."""
@@ -31,40 +30,35 @@ class FieldSamples(Dataset):
             if missing:
                 raise DatasetFormatError(f"{self.path} has no field(s) {missing} (it holds {sorted(h5)})")
             self.level_codes = _level_codes(h5, levels)
-        self._h5 = None
 
     def __len__(self):
         return self.length
 
     def _field(self, key, i):
-        data = np.asarray(self._h5[key][i], dtype=np.float64)
+        data = np.asarray(self.h5[key][i], dtype=np.float64)
         return np.log10(data) if key in self.log_inputs else data
 
     def __getitem__(self, i):
-        if self._h5 is None:  # opened lazily: each DataLoader worker gets its own handle
-            self._h5 = h5py.File(self.path, "r")
         item = {"x": torch.as_tensor(np.stack([self._field(k, i) for k in self.inputs]), dtype=torch.float32),
                 "y": torch.as_tensor(np.stack([self._field(k, i) for k in self.target]), dtype=torch.float32),
-                "mask": torch.as_tensor(np.asarray(self._h5["mask"][i], dtype=bool)),
+                "mask": torch.as_tensor(np.asarray(self.h5["mask"][i], dtype=bool)),
                 "level": int(self.level_codes[i]), "file": self.file_id, "index": i}
         if self.system:
-            item.update({k: torch.as_tensor(np.asarray(self._h5[k][i])) for k in SYSTEM_FIELDS})
+            item.update({k: torch.as_tensor(np.asarray(self.h5[k][i])) for k in SYSTEM_FIELDS})
         return item
 
-    def __getstate__(self):
-        return {**self.__dict__, "_h5": None}
 
 
 def _level_codes(h5, levels) -> np.ndarray:
-    names = [v.decode() if isinstance(v, bytes) else str(v) for v in h5["level"][()]]
+    names = level_names(h5)
     return np.array([list(levels).index(n) for n in names]) if levels else np.zeros(len(names), int)
 
 
-class TimeSeriesWindows(Dataset):
+class TimeSeriesWindows(LazyH5, Dataset):
     """Windows of trajectories for next-step learning.  Item ``i`` of sample ``s`` starts at
     time ``k``: ``x`` = the ``history`` snapshots up to ``k`` (channels: history × components),
-    ``y`` = the next ``unroll`` snapshots ``(unroll, components, *grid)``.  Indexing is by
-    sample first (``index_of`` maps a window to its sample) so splits stay by sample."""
+    ``y`` = the next ``unroll`` snapshots ``(unroll, components, *grid)``.  Item ``i`` is window
+    ``i % windows`` of sample ``i // windows``, so a split by sample selects whole trajectories."""
 
     def __init__(self, path, fields, history=1, unroll=1, levels=(), file_id=0):
         self.path, self.fields, self.history, self.unroll = str(path), tuple(fields), history, unroll
@@ -83,25 +77,22 @@ class TimeSeriesWindows(Dataset):
         if self.windows < 1:
             raise DatasetFormatError(f"{self.path}: {self.steps} snapshots are too few for history {history} + "
                                      f"unroll {unroll}")
-        self._h5 = None
 
     def __len__(self):
         return self.samples * self.windows
 
     def snapshots(self, sample: int, start: int, stop: int) -> torch.Tensor:
         """``(stop - start, components, *grid)`` float32."""
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
         parts = []
         for key in self.fields:
-            data = np.asarray(self._h5[key][sample, start:stop], dtype=np.float32)
+            data = np.asarray(self.h5[key][sample, start:stop], dtype=np.float32)
             parts.append(data[:, None] if data.ndim == 1 + self.dim else data)
         return torch.as_tensor(np.concatenate(parts, axis=1))
 
     def mask(self, sample: int) -> torch.Tensor:
         if not self.has_mask:
             return torch.ones(self.grid_shape, dtype=torch.bool)
-        return torch.as_tensor(np.asarray(self._h5["mask"][sample], dtype=bool))
+        return torch.as_tensor(np.asarray(self.h5["mask"][sample], dtype=bool))
 
     def __getitem__(self, i):
         sample, start = divmod(i, self.windows)
@@ -109,8 +100,6 @@ class TimeSeriesWindows(Dataset):
         return {"x": window[: self.history].flatten(0, 1), "y": window[self.history:], "mask": self.mask(sample),
                 "level": int(self.level_codes[sample]), "file": self.file_id, "index": sample}
 
-    def __getstate__(self):
-        return {**self.__dict__, "_h5": None}
 
 
 def split_indices(n: int, fractions, seed: int) -> list[np.ndarray]:
@@ -211,16 +200,12 @@ class FieldDataModule(L.LightningDataModule):
         self.history, self.unroll = history, unroll
         self.split, self.batch_size, self.num_workers = list(split), batch_size, num_workers
         self.seed, self.normalization_samples, self.system = seed, normalization_samples, system
-        levels, kinds = [], set()
+        kinds = set()
         for path in self.files:
             with open_dataset(path) as h5:
                 kinds.add((str(h5.attrs["pde"]), int(h5.attrs["dim"])))
                 timeseries = is_timeseries(h5)
                 file_fields = [str(f) for f in h5.attrs["fields"]] if timeseries else None
-                for v in h5["level"][()]:
-                    name = v.decode() if isinstance(v, bytes) else str(v)
-                    if name not in levels:
-                        levels.append(name)
         if len(kinds) != 1:
             raise DatasetFormatError(f"files mix PDEs or dimensions {sorted(kinds)}; give files of one kind")
         self.pde, self.dim = kinds.pop()
@@ -231,7 +216,7 @@ class FieldDataModule(L.LightningDataModule):
         self.log_inputs = list(log_inputs) if log_inputs is not None else ([] if timeseries else ["a"])
         if timeseries and self.inputs != self.target:
             raise ValueError("next-step learning predicts its own inputs: inputs and target must be the same fields")
-        self.levels = levels
+        self.levels = levels_in(self.files)
         self.stats = None
         self._sets = {}
         self._train_sampler = None

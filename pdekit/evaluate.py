@@ -3,16 +3,15 @@ and PNG figures.  Checkpoints are read with ``weights_only=True`` and must match
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from pdekit.atomic import atomic_path
 from pdekit.checkpoints import CheckpointError, load_task
-from pdekit.data import grid_of, open_dataset, open_poisson
+from pdekit.data import grid_of, levels_in, open_dataset, open_poisson
 from pdekit.datamodule import FieldSamples, TimeSeriesWindows
 from pdekit.metrics import poisson_relative_residual, relative_l2
 
@@ -31,17 +30,6 @@ def check_data(info: dict, path) -> None:
         raise CheckpointError(f"{path} lacks the field(s) {missing} the model reads")
 
 
-def _atomic_write(path: Path, write):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figures: int = 4) -> dict:
     """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files):
     static data → errors and residuals; time series → full-trajectory rollout errors."""
@@ -57,7 +45,8 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"], **metrics}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
+    with atomic_path(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2))
     _figures(out, shown, metrics)
     return metrics
 
@@ -68,21 +57,10 @@ def _summary(per_sample: dict, chosen) -> dict:
             **{f"{k}_median": float(np.median(v[chosen])) for k, v in per_sample.items()}}
 
 
-def _level_names(paths) -> list[str]:
-    names = []
-    for path in paths:
-        with open_dataset(path) as h5:
-            for v in h5["level"][()]:
-                name = v.decode() if isinstance(v, bytes) else str(v)
-                if name not in names:
-                    names.append(name)
-    return names
-
-
 def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: int = 4):
     """Roll each trajectory out from its first ``history`` snapshots to its end; relative L2 error
     per rollout step, overall and per level."""
-    levels = _level_names(files)
+    levels = levels_in(files)
     history = int(signature["history"])
     curves, codes, shown = [], [], []
     with torch.no_grad():
@@ -109,7 +87,7 @@ def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: in
 
 def _evaluate_static(task, signature, files, batch_size, device, figures):
     """Prediction errors and residuals of every sample (static data, e.g. Poisson)."""
-    level_names = _level_names(files)
+    level_names = levels_in(files)
     rel_l2, rel_res, levels, shown = [], [], [], []
     with torch.no_grad():
         for path in files:
@@ -188,7 +166,8 @@ def _save(fig, path: Path):
     if fig.axes[0].get_legend_handles_labels()[0]:
         fig.axes[0].legend(fontsize=8)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import sys
 
+import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from pdekit.datamodule import FieldDataModule
-
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
-
 
 class PdekitCLI(LightningCLI):
     def add_arguments_to_parser(self, parser):
@@ -45,8 +43,6 @@ def check_config_files(argv: list[str]) -> None:
 
 
 def run(argv: list[str]) -> None:
-    import lightning as L
-
     check_config_files(argv)
     if not any(a.startswith("--weights_only") for a in argv):
         # checkpoints given by --ckpt_path are read with weights_only=True, explicitly

@@ -44,6 +44,19 @@ def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int) 
     return cls(**kwargs)
 
 
+def attached_datamodule(module: L.LightningModule):
+    """The data module of the trainer ``module`` is attached to, or None."""
+    return getattr(module.trainer, "datamodule", None) if module._trainer is not None else None
+
+
+def checkpoint_record(module: L.LightningModule, data_signature: dict | None, **extra) -> dict:
+    """What pdekit adds to every checkpoint (read back by :func:`pdekit.checkpoints.load_task`):
+    the task's class path, its hyperparameters and the data it was trained on."""
+    cls = type(module)
+    return {"task": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(module.hparams),
+            "data": data_signature, **extra}
+
+
 class Normalizer(nn.Module):
     """Per-channel mean/std of inputs and targets of the training split, kept as buffers so they
     travel in the checkpoint."""
@@ -121,7 +134,7 @@ class OperatorLearning(L.LightningModule):
 
     # -- data hand-over --------------------------------------------------------------------
     def setup(self, stage=None):
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = attached_datamodule(self)
         if datamodule is None:
             return
         if not bool(self.normalizer.fitted) and datamodule.stats is not None:
@@ -136,19 +149,16 @@ class OperatorLearning(L.LightningModule):
         self.grid = datamodule.grid()
 
     def on_save_checkpoint(self, checkpoint):
-        cls = type(self)
         grid = None if self.grid is None else {"shape": list(self.grid.shape), "spacing": list(self.grid.spacing),
                                                 "origin": list(self.grid.origin)}
-        checkpoint["pdekit"] = {"task": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(self.hparams),
-                                "data": self.data_signature, "grid": grid}
+        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature, grid=grid)
 
     # -- steps -----------------------------------------------------------------------------
     def _check_finite(self, batch):
         for key in ("x", "y"):
             bad = ~torch.isfinite(batch[key]).flatten(1).all(dim=1)
             if bad.any():
-                datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-                files = getattr(datamodule, "files", None)
+                files = getattr(attached_datamodule(self), "files", None)
                 where = [(files[int(f)] if files else int(f), int(i)) for f, i in
                          zip(batch["file"][bad], batch["index"][bad])]
                 raise NonFiniteError(f"NaN/Inf in {'inputs' if key == 'x' else 'targets'} of sample(s) "
