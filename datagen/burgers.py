@@ -1,12 +1,14 @@
 """1-D viscous Burgers u_t + u u_x = nu u_xx on the periodic interval [0, 2 pi): pseudo-spectral
 in space (2/3 dealiasing), integrating-factor RK4 in time (the viscous term is integrated
 exactly, so stiffness does not limit the step; the nonlinear term is 4th order).  Batched over
-trajectories in torch, CPU or CUDA.  Work toward the Navier–Stokes/Burgers issue.
+trajectories in torch, CPU or CUDA.  Levels along viscosity (smooth fronts -> thin shocks).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -65,3 +67,63 @@ def cole_hopf(x: torch.Tensor, t: float, nu: float, modes) -> torch.Tensor:
         phi = phi + decay * torch.cos(k * x + s)
         phi_x = phi_x - decay * k * torch.sin(k * x + s)
     return -2 * nu * phi_x / phi
+
+
+# ------------------------------------------------------------------------- levels and samples
+@dataclass(frozen=True)
+class BurgersLevel:
+    name: str
+    viscosity: float
+    resolution: int  # default grid points on [0, 2 pi); --resolution overrides
+    modes: int  # initial condition: random Fourier modes 1..modes, spectrum ~ 1/k
+    amplitude: float  # max |u0| (the maximum principle keeps |u| below it)
+    t_end: float
+    interval: float
+    cfl: float
+    description: str
+
+    def problems(self):
+        checks = [(self.viscosity > 0, "viscosity must be > 0"), (self.resolution >= 8, "resolution must be >= 8"),
+                  (self.modes >= 1, "modes must be >= 1"), (self.amplitude > 0, "amplitude must be > 0"),
+                  (self.interval > 0 and self.t_end >= self.interval, "need 0 < interval <= t_end"),
+                  (0 < self.cfl <= 1, "cfl must be in (0, 1]")]
+        return [message for ok, message in checks if not ok]
+
+
+LEVELS = {  # shocks form at t ~ 1 / max|u0'|; their width ~ nu / |jump| must stay resolved
+    "easy": BurgersLevel("easy", 0.1, 256, 4, 1.0, 2.0, 0.02, 0.4, "nu = 0.1: smooth fronts, 256 points"),
+    "medium": BurgersLevel("medium", 0.01, 1024, 6, 1.0, 2.0, 0.02, 0.4, "nu = 0.01: steep fronts, 1024 points"),
+    "hard": BurgersLevel("hard", 0.002, 4096, 8, 1.0, 2.0, 0.02, 0.4, "nu = 0.002: thin shocks, 4096 points"),
+}
+
+
+def initial_condition(n: int, modes: int, amplitude: float, seed: int) -> torch.Tensor:
+    """Random smooth periodic u0 (float64): modes 1..``modes`` with N(0, 1/k) amplitudes and random
+    phases, scaled to max |u0| = ``amplitude``."""
+    g = torch.Generator().manual_seed(int(seed))
+    x = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+    coeff = torch.randn(modes, generator=g, dtype=torch.float64) / torch.arange(1, modes + 1, dtype=torch.float64)
+    phase = torch.rand(modes, generator=g, dtype=torch.float64) * 2 * math.pi
+    u = sum(coeff[k] * torch.cos((k + 1) * x + phase[k]) for k in range(modes))
+    return amplitude * u / u.abs().max()
+
+
+def burgers_samples(level: BurgersLevel, resolution: int, seeds, names, *, device=None) -> list[dict]:
+    """One batch of trajectories; the step ``cfl h / amplitude`` is the same for all."""
+    import time
+
+    start = time.perf_counter()
+    u0 = torch.stack([initial_condition(resolution, level.modes, level.amplitude, s) for s in seeds]).to(device)
+    h = 2 * math.pi / resolution
+    every = max(1, math.ceil(level.interval / (level.cfl * h / level.amplitude) - 1e-9))
+    dt = level.interval / every
+    count = int(round(level.t_end / level.interval))
+    try:
+        u = solve_burgers(u0, level.viscosity, dt, count * every, save_every=every)
+    except BlowUpError as err:
+        raise BlowUpError(f"{err} (samples {list(names)})") from None
+    wall = (time.perf_counter() - start) / len(seeds)
+    t = np.arange(count + 1) * level.interval
+    u = u.cpu().numpy().astype(np.float32)
+    return [{"u": u[i], "t": t, "viscosity": level.viscosity, "steps": count * every, "solver_dt": dt,
+             "wall_seconds": wall} for i in range(len(seeds))]

@@ -14,15 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pdekit.data import grid_of, open_poisson
+from pdekit import Grid
+from pdekit.data import grid_of, is_timeseries, open_dataset, open_poisson
 
 FORMATS = ("xdmf", "vtu")
 
 
 def structured_mesh(grid):
-    """Points (node coordinates, C order) and cells (quads in 2D, hexahedra in 3D) of a grid."""
+    """Points (node coordinates, C order) and cells (lines in 1D, quads in 2D, hexahedra in 3D)."""
     coords = grid.coordinates()
     points = np.stack([c.ravel() for c in coords], axis=1)
+    if grid.ndim == 1:  # a polyline
+        points = np.concatenate([points, np.zeros((len(points), 2))], axis=1)
+        index = np.arange(len(points))
+        return points, [("line", np.stack([index[:-1], index[1:]], axis=1))]
     if grid.ndim == 2:
         points = np.concatenate([points, np.zeros((len(points), 1))], axis=1)  # ParaView wants 3-D points
     index = np.arange(points.shape[0]).reshape(grid.shape)
@@ -33,11 +38,12 @@ def structured_mesh(grid):
         bottom = [index[:-1, :-1, :-1], index[1:, :-1, :-1], index[1:, 1:, :-1], index[:-1, 1:, :-1]]
         top = [c for c in (index[:-1, :-1, 1:], index[1:, :-1, 1:], index[1:, 1:, 1:], index[:-1, 1:, 1:])]
         return points, [("hexahedron", np.stack([c.ravel() for c in bottom + top], axis=1))]
-    raise ValueError(f"export needs a 2-D or 3-D grid, got {grid.ndim}-D")
+    raise ValueError(f"export needs a 1-D, 2-D or 3-D grid, got {grid.ndim}-D")
 
 
 def _flat(fields: dict) -> dict:
-    return {k: np.asarray(v).ravel() for k, v in fields.items()}  # point data in the points' C order
+    """Point data in the points' C order; vectors come as (points, 3) already."""
+    return {k: (v if np.ndim(v) == 2 and np.shape(v)[1] == 3 else np.asarray(v).ravel()) for k, v in fields.items()}
 
 
 @contextmanager
@@ -117,3 +123,47 @@ def export_poisson(path, fmt: str, out=None, samples: int = 16) -> list[Path]:
         if fmt == "xdmf":
             return write_xdmf_series(out, grid, frames)
         return write_vtu_frames(out, grid, frames, stem="sample")
+
+
+def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> list[Path]:
+    """Poisson files: the first ``samples`` samples; time series: the snapshots of one trajectory
+    with their times (vector fields as 3-component point data, as ParaView expects)."""
+    with open_dataset(path) as h5:
+        timeseries = is_timeseries(h5)
+    if not timeseries:
+        return export_poisson(path, fmt, out, samples)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    path = Path(path)
+    suffix = f"-trajectory{trajectory}"
+    out = Path(out) if out else path.with_name(path.stem + suffix + ("-paraview.xdmf" if fmt == "xdmf" else "-paraview"))
+    if fmt == "xdmf" and out.with_suffix(".h5").resolve() == path.resolve():
+        raise ValueError(f"{out} would write its data to {path}, the input; choose another --out")
+    with open_dataset(path) as h5:
+        n = h5["level"].shape[0]
+        if not 0 <= trajectory < n:
+            raise ValueError(f"--trajectory {trajectory} out of range: the file has {n} samples")
+        fields = [str(f) for f in h5.attrs["fields"]]
+        dim = int(h5.attrs["dim"])
+        shape = h5[fields[0]].shape[-dim:]
+        origin = tuple(h5.attrs["origin"]) if "origin" in h5.attrs else 0.0
+        grid = Grid(shape, spacing=tuple(h5.attrs["spacing"]), origin=origin)
+        mask = h5["mask"][trajectory].astype(np.uint8) if "mask" in h5 else None
+
+        def frame(j):
+            data = {}
+            for name in fields:
+                value = h5[name][trajectory, j]
+                if value.ndim == dim + 1:  # components first: to (points..., 3)
+                    value = np.moveaxis(value, 0, -1)
+                    value = np.concatenate([value, np.zeros(value.shape[:-1] + (3 - value.shape[-1],))], axis=-1)
+                    value = value.reshape(-1, 3)
+                data[name] = value
+            if mask is not None:
+                data["mask"] = mask
+            return data
+
+        frames = ((float(t), frame(j)) for j, t in enumerate(h5["t"][()]))
+        if fmt == "xdmf":
+            return write_xdmf_series(out, grid, frames)
+        return write_vtu_frames(out, grid, frames, stem="snapshot")

@@ -1,4 +1,6 @@
-"""PNG grid of a few samples of a Poisson dataset: coefficient, mask, source, solution."""
+"""Figures of datasets: a PNG grid of a few samples (Poisson: coefficient, mask, source, solution;
+time series: snapshots over time, plus drag/lift for channel flows) and an animation of one
+trajectory (MP4 when ffmpeg is available, else GIF through Pillow)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pdekit.atomic import atomic_path
-from pdekit.data import level_names, open_poisson
+from pdekit.data import is_timeseries, level_names, open_dataset, open_poisson
 
 
 def plot_poisson(path, out=None, samples: int = 4) -> Path:
@@ -41,3 +43,134 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
             fig.savefig(tmp, dpi=80)
         plt.close(fig)
     return out
+
+
+def plot(path, out=None, samples: int = 4, *, animate: bool = True, trajectory: int = 0) -> list[Path]:
+    """Figures for any pdekit dataset; returns the files written."""
+    with open_dataset(path) as h5:
+        timeseries = is_timeseries(h5)
+    if not timeseries:
+        return [plot_poisson(path, out, samples)]
+    return plot_timeseries(path, out, samples, animate=animate, trajectory=trajectory)
+
+
+def _frames(h5, i: int):
+    """(title, frames (T, ...) as numpy, mask or None, kind) of sample ``i`` for display."""
+    if "vorticity" in h5:
+        return "vorticity", h5["vorticity"][i], None
+    if "velocity" in h5:
+        velocity = h5["velocity"][i].astype(float)  # (T, 2, nx, ny)
+        spacing = h5.attrs["spacing"]
+        mask = h5["mask"][i].astype(bool)
+        curl = np.gradient(velocity[:, 1], spacing[0], axis=1) - np.gradient(velocity[:, 0], spacing[1], axis=2)
+        return "vorticity", np.where(mask, curl, np.nan), mask
+    return "u", h5["u"][i], None
+
+
+def _image(ax, data, title, limit):
+    im = ax.imshow(np.asarray(data, float).T, origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                   interpolation="nearest")
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
+def plot_timeseries(path, out=None, samples: int = 4, *, animate: bool = True, trajectory: int = 0) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    out = Path(out) if out else path.with_suffix(".png")
+    written = []
+    with open_dataset(path) as h5:
+        n, t = h5["level"].shape[0], h5["t"][()]
+        if not 0 <= trajectory < n:
+            raise ValueError(f"--trajectory {trajectory} out of range: the file has {n} samples")
+        levels = level_names(h5)
+        count = min(samples, n)
+        columns = np.unique(np.linspace(0, len(t) - 1, min(6, len(t))).round().astype(int))
+        one_d = int(h5.attrs["dim"]) == 1
+        fig, axes = plt.subplots(count, 1 if one_d else len(columns), squeeze=False,
+                                 figsize=(8, 2.2 * count) if one_d else (2.6 * len(columns) * _aspect(h5), 2.4 * count))
+        for i in range(count):
+            name, frames, _ = _frames(h5, i)
+            if one_d:
+                x = np.arange(frames.shape[-1]) * h5.attrs["spacing"][0]
+                for j in columns:
+                    axes[i, 0].plot(x, frames[j], label=f"t = {t[j]:.3g}", lw=1)
+                axes[i, 0].set_title(f"sample {i} ({levels[i]})", fontsize=8)
+                axes[i, 0].legend(fontsize=6, ncol=len(columns))
+                continue
+            limit = float(np.nanpercentile(np.abs(frames), 99.5)) or 1.0
+            for ax, j in zip(axes[i], columns):
+                im = _image(ax, frames[j], f"{name}, sample {i} ({levels[i]}), t = {t[j]:.3g}", limit)
+            fig.colorbar(im, ax=axes[i, -1], fraction=0.046)
+        fig.tight_layout()
+        with atomic_path(out, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=80)
+        plt.close(fig)
+        written.append(out)
+        if "drag" in h5:
+            written.append(_plot_forces(h5, out.with_name(out.stem + "-forces.png"), trajectory))
+        if animate:
+            written.append(_animate(h5, out, trajectory))
+    return written
+
+
+def _aspect(h5) -> float:
+    shape = h5[str(h5.attrs["fields"][0])].shape[-2:]
+    return max(1.0, shape[0] / shape[1])
+
+
+def _plot_forces(h5, out: Path, i: int) -> Path:
+    import matplotlib.pyplot as plt
+
+    t = h5["t_force"][()]
+    fig, axes = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True)
+    for k in range(int(h5["n_obstacles"][i])):
+        axes[0].plot(t, h5["drag"][i, :, k], lw=1, label=f"obstacle {k + 1}")
+        axes[1].plot(t, h5["lift"][i, :, k], lw=1)
+    axes[0].set_ylabel("drag coefficient")
+    axes[1].set_ylabel("lift coefficient")
+    axes[1].set_xlabel("t (after the warm-up)")
+    axes[0].set_title(f"sample {i}, Re = {float(h5['reynolds'][i]):g}", fontsize=9)
+    if int(h5["n_obstacles"][i]):
+        axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return out
+
+
+def _animate(h5, out: Path, i: int) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib import animation
+
+    name, frames, _ = _frames(h5, i)
+    t = h5["t"][()]
+    mp4 = animation.writers.is_available("ffmpeg")
+    target = out.with_name(f"{out.stem}-trajectory{i}" + (".mp4" if mp4 else ".gif"))
+    writer = animation.FFMpegWriter(fps=10) if mp4 else animation.PillowWriter(fps=10)
+    fig, ax = plt.subplots(figsize=(6 * (_aspect(h5) if frames.ndim == 3 else 1), 4))
+    with atomic_path(target, suffix=target.suffix) as tmp, writer.saving(fig, str(tmp), dpi=70):
+        if frames.ndim == 2:  # 1-D: a moving line
+            x = np.arange(frames.shape[-1]) * h5.attrs["spacing"][0]
+            (line,) = ax.plot(x, frames[0])
+            ax.set_ylim(float(np.min(frames)) * 1.1, float(np.max(frames)) * 1.1)
+            for j in range(len(t)):
+                line.set_ydata(frames[j])
+                ax.set_title(f"{name}, sample {i}, t = {t[j]:.3g}")
+                writer.grab_frame()
+        else:
+            limit = float(np.nanpercentile(np.abs(frames), 99.5)) or 1.0
+            im = _image(ax, frames[0], "", limit)
+            for j in range(len(t)):
+                im.set_data(np.asarray(frames[j], float).T)
+                ax.set_title(f"{name}, sample {i}, t = {t[j]:.3g}", fontsize=9)
+                writer.grab_frame()
+    plt.close(fig)
+    return target

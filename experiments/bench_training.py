@@ -15,7 +15,6 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
@@ -23,8 +22,8 @@ import torch
 
 from results_io import write_json  # experiments/ is on sys.path when run as a script
 
-from datagen.poisson import LEVELS
-from datagen.runner import run_poisson
+from datagen import runner
+from datagen.generators import config_for
 from pdekit.datamodule import FieldDataModule
 from pdekit.tasks import OperatorLearning
 
@@ -101,9 +100,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for resolution, n, batch, width, epochs in cases:
             path = Path(tmp) / f"easy_{resolution}.h5"
-            config = {"pde": "poisson", "level": "easy", "level_spec": asdict(LEVELS["easy"]), "n": n,
-                      "resolution": resolution, "dim": 2, "seed": 0}
-            run_poisson(config, path, progress=False)
+            runner.run(config_for("poisson", "easy", n, resolution, dim=2), path, progress=False)
             plain = plain_run(path, epochs, batch, width, args.device)
             lightning = lightning_run(path, tmp, epochs, batch, width, args.device)
             rows.append({"grid": f"{resolution}^2", "samples": n, "batch": batch, "plain_steps_per_s": plain,

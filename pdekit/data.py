@@ -157,8 +157,9 @@ def _write_1d(h5, key, value):
 
 
 def write_timeseries(path, arrays: dict, *, pde: str, fields, spacing, dt: float, config: dict,
-                     generator_version: str) -> Path:
-    """Write a time-series dataset atomically (temporary file, then rename)."""
+                     generator_version: str, attrs: dict | None = None) -> Path:
+    """Write a time-series dataset atomically (temporary file, then rename).  ``dt`` is the time
+    between snapshots; ``attrs`` adds root attributes (e.g. ``domain_size``, ``boundary``)."""
     path = Path(path)
     fields = list(fields)
     missing = [k for k in fields + ["t", "level", "seed"] if k not in arrays]
@@ -174,7 +175,7 @@ def write_timeseries(path, arrays: dict, *, pde: str, fields, spacing, dt: float
         h5.attrs.update({"pde": pde, "dim": len(spacing), "resolution": np.asarray(arrays[fields[0]]).shape[-1],
                          "spacing": np.asarray(spacing, float), "dt": float(dt), "fields": fields,
                          "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
-                         "config": json.dumps(config, sort_keys=True)})
+                         "config": json.dumps(config, sort_keys=True), **(attrs or {})})
     return path
 
 
@@ -247,7 +248,8 @@ class PoissonDataset(LazyH5, torch.utils.data.Dataset):
         return item
 
 
-def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_version: str) -> Path:
+def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_version: str,
+                  attrs: dict | None = None) -> Path:
     """Write a complete Poisson dataset atomically (temporary file in the same folder, then
     rename): a reader never sees a half-written file."""
     path = Path(path)
@@ -265,5 +267,5 @@ def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_ver
         h5.attrs.update({"pde": "poisson", "dim": grid.ndim, "resolution": grid.shape[0],
                          "spacing": np.asarray(grid.spacing), "origin": np.asarray(grid.origin),
                          "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
-                         "config": json.dumps(config, sort_keys=True)})
+                         "config": json.dumps(config, sort_keys=True), **(attrs or {})})
     return path

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from datagen.poisson import LEVELS
-from datagen.runner import run_poisson
+from datagen import runner
+from datagen.generators import config_for
 from pdekit.data import load_system
 from pdekit.datamodule import FieldDataModule, mix_counts
 from pdekit.metrics import poisson_relative_residual
@@ -23,12 +23,8 @@ TESTS = str(Path(__file__).parent)
 
 
 def make_data(folder, level, n, resolution=16):
-    from dataclasses import asdict
-
-    config = {"pde": "poisson", "level": level, "level_spec": asdict(LEVELS[level]), "n": n,
-              "resolution": resolution, "dim": 2, "seed": 0}
     path = Path(folder) / f"{level}.h5"
-    run_poisson(config, path, progress=False)
+    runner.run(config_for("poisson", level, n, resolution, dim=2), path, progress=False)
     return path
 
 

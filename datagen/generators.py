@@ -1,0 +1,201 @@
+"""What the runner runs: for each kind of dataset, how to generate a batch of samples (pure
+functions of the configuration and the sample indices) and how to write the finished samples
+as one HDF5 file.
+
+``config`` always holds ``generator``, ``level``, ``level_spec`` (every axis of the level), ``n``,
+``resolution`` and ``seed``; sample ``k`` uses seed ``seed + k``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pdekit.data import write_poisson, write_timeseries
+
+VERSIONS = {"poisson": "poisson-2", "navier_stokes_periodic": "ns-periodic-1", "navier_stokes_obstacles": "ns-channel-1",
+            "burgers": "burgers-1"}
+POISSON_KEYS = ("a", "f", "u", "mask", "bc_type", "bc_value", "level", "seed", "solver_iterations",
+                "solver_residual", "solver_backward_error", "solve_seconds", "sample_index")
+
+
+def resolve_level(generator: str, level=None, spec=None):
+    """The level of a generator: a name, a level instance, or a YAML file (``spec``)."""
+    from datagen import levelspec
+
+    cls, levels = level_classes(generator)
+    if spec is not None:
+        return levelspec.load(cls, levels, spec)
+    return levelspec.resolve(levels, level)
+
+
+def level_classes(generator: str):
+    if generator == "poisson":
+        from datagen.poisson import LEVELS, Level
+
+        return Level, LEVELS
+    if generator == "burgers":
+        from datagen.burgers import LEVELS, BurgersLevel
+
+        return BurgersLevel, LEVELS
+    from datagen.navier_stokes import FAMILIES
+
+    return FAMILIES[generator.rsplit("_", 1)[1]]
+
+
+def config_for(generator: str, level, n: int, resolution: int | None = None, seed: int = 0, **extra) -> dict:
+    """A run configuration; ``resolution`` defaults to the level's own (time-series levels)."""
+    from dataclasses import asdict
+
+    level = resolve_level(generator, level)
+    resolution = resolution if resolution is not None else level.resolution
+    pde = "poisson" if generator == "poisson" else ("burgers" if generator == "burgers" else "navier_stokes")
+    return {"generator": generator, "pde": pde, "level": level.name, "level_spec": asdict(level), "n": n,
+            "resolution": resolution, "seed": seed, **extra}
+
+
+def _level(config):
+    from datagen import levelspec
+
+    cls, levels = level_classes(config["generator"])
+    return levelspec.from_dict(cls, levels, config["level_spec"])
+
+
+def _device(config):
+    return config.get("device") or "cpu"
+
+
+# ------------------------------------------------------------------------------- generate
+def generate(config: dict, indices, progress=None) -> list[dict]:
+    """Samples ``indices`` of ``config`` as dicts of numpy arrays/scalars (``sample_index``,
+    ``seed`` and ``level`` included)."""
+    kind = config["generator"]
+    seeds = [config["seed"] + k for k in indices]
+    if kind == "poisson":
+        from datagen.poisson import solve_sample
+
+        samples = []
+        for seed in seeds:
+            out = solve_sample(_level(config), config["resolution"], config["dim"], seed)
+            grid = out.pop("grid")
+            out.update(spacing=np.asarray(grid.spacing), origin=np.asarray(grid.origin))
+            samples.append(out)
+    elif kind == "navier_stokes_periodic":
+        from datagen.navier_stokes import periodic_samples
+
+        samples = periodic_samples(_level(config), config["resolution"], seeds,
+                                   names=list(indices), device=_device(config))
+    elif kind == "navier_stokes_obstacles":
+        from datagen.navier_stokes import obstacle_sample
+
+        level = _level(config)
+        samples = [obstacle_sample(level, config["resolution"], seed, k, pressure_precond=config["pressure_precond"],
+                                   pressure_tol=config["pressure_tol"],
+                                   pressure_systems=bool(config.get("pressure_systems")), device=_device(config),
+                                   progress=progress)
+                   for k, seed in zip(indices, seeds)]
+    elif kind == "burgers":
+        from datagen.burgers import burgers_samples
+
+        samples = burgers_samples(_level(config), config["resolution"], seeds, names=list(indices),
+                                  device=_device(config))
+    else:
+        raise ValueError(f"unknown generator {kind!r}")
+    for k, seed, sample in zip(indices, seeds, samples):
+        sample.update(sample_index=k, seed=seed, level=config["level"])
+    return samples
+
+
+def batch_size(config: dict) -> int:
+    """Samples per job: the batched torch solvers take several trajectories at once."""
+    return int(config.get("batch", 1)) if config["generator"] in ("navier_stokes_periodic", "burgers") else 1
+
+
+# ---------------------------------------------------------------------------------- write
+def _stack(samples, key):
+    return np.stack([np.asarray(s[key]) for s in samples])
+
+
+def _shared(samples, key):
+    first = np.asarray(samples[0][key])
+    if any(not np.array_equal(np.asarray(s[key]), first) for s in samples):
+        raise RuntimeError(f"samples of one file must share {key}")
+    return first
+
+
+def write(out: Path, samples: list[dict], config: dict) -> list[Path]:
+    """Write the samples (ordered by index) of one run; returns the files written."""
+    kind = config["generator"]
+    version = VERSIONS[kind]
+    if kind == "poisson":
+        from pdekit import Grid
+
+        arrays = {key: _stack(samples, key) for key in POISSON_KEYS}
+        grid = Grid(arrays["u"].shape[1:], spacing=tuple(_shared(samples, "spacing")),
+                    origin=tuple(_shared(samples, "origin")))
+        return [write_poisson(out, arrays, grid=grid, config=config, generator_version=version)]
+    per_sample = [k for k in samples[0] if k not in ("t", "t_force") and not k.startswith("ps_")]
+    arrays = {key: _stack(samples, key) for key in per_sample}
+    arrays["t"] = _shared(samples, "t")
+    spec = config["level_spec"]
+    if kind == "navier_stokes_periodic":
+        n = config["resolution"]
+        attrs = {"family": "periodic", "domain_size": [1.0, 1.0], "origin": [0.0, 0.0], "boundary": "periodic",
+                 "equation": "w_t + u.grad w = nu lap w - drag w + f, -lap psi = w, u = (psi_y, -psi_x)"}
+        written = [write_timeseries(out, arrays, pde="navier_stokes", fields=["vorticity"], spacing=(1.0 / n,) * 2,
+                                    dt=spec["interval"], config=config, generator_version=version, attrs=attrs)]
+    elif kind == "burgers":
+        n = config["resolution"]
+        attrs = {"domain_size": [2 * np.pi], "origin": [0.0], "boundary": "periodic", "equation": "u_t + u u_x = nu u_xx"}
+        written = [write_timeseries(out, arrays, pde="burgers", fields=["u"], spacing=(2 * np.pi / n,),
+                                    dt=spec["interval"], config=config, generator_version=version, attrs=attrs)]
+    else:
+        ny = config["resolution"]
+        nx = arrays["mask"].shape[1]
+        arrays["t_force"] = _shared(samples, "t_force")
+        attrs = {"family": "obstacles", "domain_size": [nx / ny, 1.0], "origin": [0.5 / ny] * 2, "u_max": 1.0,
+                 "u_mean": 2.0 / 3.0,
+                 "boundary": json.dumps({"x-": "parabolic inflow", "x+": "convective outflow, p = 0",
+                                         "y-": "no-slip", "y+": "no-slip", "obstacles": "no-slip (staircase)"}),
+                 "velocity_location": "cell centres (averaged from the staggered faces)"}
+        written = [write_timeseries(out, arrays, pde="navier_stokes", fields=["velocity", "pressure"],
+                                    spacing=(1.0 / ny,) * 2, dt=spec["interval"], config=config,
+                                    generator_version=version, attrs=attrs)]
+        if config.get("pressure_systems"):
+            written.append(_write_pressure_systems(Path(config["pressure_systems"]), samples, config, version))
+    return written
+
+
+def _write_pressure_systems(path: Path, samples, config, version) -> Path:
+    """The pressure Poisson systems of every snapshot as a Poisson-format dataset (a = 1,
+    f = right-hand side, u = pressure, the pressure operator's boundary arrays)."""
+    import torch
+
+    from datagen.poisson import normwise_backward_error
+    from pdekit import DiffusionOperator, Grid
+
+    ny = config["resolution"]
+    rows = {key: [] for key in POISSON_KEYS}
+    for s in samples:
+        count = len(s["ps_rhs"])
+        grid = Grid(s["mask"].shape, spacing=1.0 / ny, origin=0.5 / ny)
+        op = DiffusionOperator.from_arrays(grid, None, s["ps_bc_type"], s["ps_bc_value"])
+        A, layout = op.to_sparse(), op.layout()
+        for j in range(count):
+            u, b = torch.as_tensor(s["ps_solution"][j]), torch.as_tensor(s["ps_rhs"][j])
+            residual = float(op.relative_residual(u, b))
+            values = {"a": np.ones(s["mask"].shape), "f": s["ps_rhs"][j], "u": s["ps_solution"][j],
+                      "mask": s["mask"].astype(bool), "bc_type": s["ps_bc_type"], "bc_value": s["ps_bc_value"],
+                      "level": s["level"], "seed": s["seed"], "solver_iterations": s["ps_iterations"][j],
+                      "solver_residual": residual,
+                      "solver_backward_error": normwise_backward_error(A, layout.to_vectors(u).numpy(),
+                                                                       layout.to_vectors(b).numpy(), residual),
+                      "solve_seconds": s["pressure_seconds"] / max(s["steps"], 1),
+                      "sample_index": s["sample_index"] * count + j}
+            for key in POISSON_KEYS:
+                rows[key].append(values[key])
+    arrays = {key: np.stack([np.asarray(v) for v in values]) for key, values in rows.items()}
+    grid = Grid(arrays["u"].shape[1:], spacing=1.0 / ny, origin=0.5 / ny)
+    pconfig = dict(config, kind="pressure_systems", source="navier_stokes obstacles (one system per snapshot)")
+    return write_poisson(path, arrays, grid=grid, config=pconfig, generator_version=version)

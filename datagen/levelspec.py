@@ -1,0 +1,85 @@
+"""Difficulty levels as frozen dataclasses: build one from a dict or a YAML file (``--spec``),
+optionally starting from a named level (``base: medium``), with errors that name the bad key.
+
+A level class lists its axes as fields (plain ``int``/``float``/``str``/``bool`` or tuples of
+them) and may define ``problems()`` returning messages for inconsistent values.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from pathlib import Path
+
+
+def _coerce(annotation: str, value):
+    annotation = annotation.replace(" ", "")
+    scalar = {"int": int, "float": float, "str": str, "bool": bool}
+    if annotation in scalar:
+        if annotation == "bool" and not isinstance(value, bool):
+            raise ValueError(f"expected true/false, got {value!r}")
+        if annotation in ("int", "float") and isinstance(value, (bool, str, list, tuple, dict)):
+            raise ValueError(f"expected a number, got {value!r}")
+        return scalar[annotation](value)
+    if annotation.startswith("tuple["):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {value!r}")
+        inner = annotation[len("tuple["):-1].split(",")
+        if inner[-1] == "...":
+            return tuple(_coerce(inner[0], v) for v in value)
+        if len(inner) != len(value):
+            raise ValueError(f"expected {len(inner)} values, got {len(value)}")
+        return tuple(_coerce(a, v) for a, v in zip(inner, value))
+    raise TypeError(f"unsupported level field type {annotation}")
+
+
+def from_dict(cls, levels: dict, spec, source: str = "spec"):
+    """An instance of the level dataclass ``cls`` from explicit axis values."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{source}: expected a mapping of level axes, got {type(spec).__name__}")
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(spec) - set(names) - {"base"})
+    if unknown:
+        raise ValueError(f"{source}: unknown key(s) {unknown}; a level has {names} (and optional base)")
+    spec = dict(spec)
+    base = spec.pop("base", None)
+    if base is not None and base not in levels:
+        raise ValueError(f"{source}: unknown base level {base!r}; choose from {', '.join(levels)}")
+    values = {**(asdict(levels[base]) if base else {}), **spec}
+    if "description" in names and "description" not in spec:
+        changed = sorted(set(spec) - {"name"})
+        values["description"] = f"{base} with {', '.join(changed) or 'nothing'} changed" if base else "custom level"
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise ValueError(f"{source}: missing key(s) {missing}")
+    coerced = {}
+    for f in fields(cls):
+        try:
+            coerced[f.name] = _coerce(str(f.type), values[f.name])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{source}: bad value for {f.name} ({err})") from None
+    level = cls(**coerced)
+    for message in level.problems() if hasattr(level, "problems") else ():
+        raise ValueError(f"{source}: {message}")
+    return level
+
+
+def load(cls, levels: dict, path):
+    """A level from a YAML file (safe loader)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no such level spec: {path}")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    return from_dict(cls, levels, spec, str(path))
+
+
+def resolve(levels: dict, level):
+    """A named level (or a level instance, returned as is)."""
+    if not isinstance(level, str):
+        return level
+    if level not in levels:
+        raise ValueError(f"unknown level {level!r}; choose from {', '.join(levels)} or pass --spec level.yaml")
+    return levels[level]

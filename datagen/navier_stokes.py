@@ -1,0 +1,178 @@
+"""Navier–Stokes trajectories at named difficulty levels, two families:
+
+* ``periodic``: vorticity on the periodic unit square (:mod:`datagen.ns_periodic`), levels along
+  viscosity and resolution, Gaussian-random-field initial vorticity;
+* ``obstacles``: channel flow past random obstacles (:mod:`datagen.ns_channel`), levels named
+  ``<geometry>-<physics>`` along the obstacle count/shapes and the Reynolds number.
+
+Each trajectory is a pure function of ``(level, resolution, seed)``; the functions here return
+per-sample numpy arrays for :mod:`datagen.runner`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from datagen.ns_periodic import Forcing, gaussian_random_field, simulate as simulate_periodic
+
+
+@dataclass(frozen=True)
+class PeriodicLevel:
+    name: str
+    viscosity: float
+    resolution: int  # default grid (n x n); --resolution overrides
+    t_end: float  # simulated time kept after the warm-up
+    interval: float  # time between snapshots
+    warmup: float
+    forcing: str  # "fno" | "kolmogorov" | "none"
+    forcing_amplitude: float
+    forcing_wavenumber: int
+    drag: float  # linear damping mu (w_t = ... - mu w)
+    grf_alpha: float
+    grf_tau: float
+    cfl: float
+    max_dt: float
+    description: str
+
+    def problems(self):
+        checks = [(self.viscosity > 0, "viscosity must be > 0"), (self.resolution >= 8, "resolution must be >= 8"),
+                  (self.interval > 0 and self.t_end >= self.interval, "need 0 < interval <= t_end"),
+                  (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]"),
+                  (self.forcing in ("fno", "kolmogorov", "none"), "forcing must be fno, kolmogorov or none"),
+                  (self.max_dt > 0, "max_dt must be > 0")]
+        return [message for ok, message in checks if not ok]
+
+
+def _periodic(name, nu, n, t_end, description):
+    return PeriodicLevel(name, nu, n, t_end, 1.0, 0.0, "fno", 0.1, 4, 0.0, 2.5, 7.0, 0.5, 1e-2, description)
+
+
+PERIODIC_LEVELS = {  # the FNO benchmark's three viscosities and time spans
+    "easy": _periodic("easy", 1e-3, 64, 50.0, "nu = 1e-3 (smooth, laminar), 64^2, T = 50"),
+    "medium": _periodic("medium", 1e-4, 128, 30.0, "nu = 1e-4 (turbulent-like, thinner filaments), 128^2, T = 30"),
+    "hard": _periodic("hard", 1e-5, 256, 20.0, "nu = 1e-5 (near inviscid, cascade to the grid scale), 256^2, T = 20"),
+}
+
+
+@dataclass(frozen=True)
+class ObstacleLevel:
+    name: str
+    reynolds: float  # U_max H / nu
+    obstacles: tuple[int, int]  # min, max count
+    shapes: tuple[str, ...]  # drawn uniformly from circle / rectangle / polygon
+    size: tuple[float, float]  # bounding radius range, fractions of the channel height
+    resolution: int  # default cells across the channel (ny); nx = aspect * ny
+    aspect: float  # channel length / height
+    t_end: float
+    interval: float
+    warmup: float
+    cfl: float
+    description: str
+
+    def problems(self):
+        from datagen.obstacles import SHAPES
+
+        checks = [(self.reynolds > 0, "reynolds must be > 0"),
+                  (0 <= self.obstacles[0] <= self.obstacles[1], "obstacles must be [min, max] with 0 <= min <= max"),
+                  (len(self.shapes) > 0 and set(self.shapes) <= set(SHAPES), f"shapes must be a non-empty list from {SHAPES}"),
+                  (0 < self.size[0] <= self.size[1] < 0.5, "size must be [min, max] fractions of the height below 0.5"),
+                  (self.resolution >= 8, "resolution must be >= 8"), (self.aspect >= 1, "aspect must be >= 1"),
+                  (self.interval > 0 and self.t_end >= self.interval, "need 0 < interval <= t_end"),
+                  (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]")]
+        return [message for ok, message in checks if not ok]
+
+
+GEOMETRY = {  # obstacle count, shapes, size range (bounding radius / H)
+    "easy": ((1, 1), ("circle",), (0.08, 0.12), "one circle"),
+    "medium": ((2, 4), ("circle", "rectangle"), (0.06, 0.12), "2-4 circles/rectangles"),
+    "hard": ((5, 8), ("circle", "rectangle", "polygon"), (0.05, 0.10), "5-8 circles/rectangles/convex polygons"),
+}
+PHYSICS = {"easy": 100.0, "medium": 1000.0, "hard": 3000.0}  # Re = U_max H / nu
+
+
+def _obstacle_levels():
+    levels = {}
+    for g, (count, shapes, size, g_text) in GEOMETRY.items():
+        for p, re in PHYSICS.items():
+            name = f"{g}-{p}"
+            levels[name] = ObstacleLevel(name, re, count, shapes, size, 64, 4.0, 8.0, 0.2, 2.0, 0.4,
+                                         f"{g_text}, Re = {re:g}")
+    for name in ("easy", "medium", "hard"):  # both axes at once
+        levels[name] = levels[f"{name}-{name}"]
+    return levels
+
+
+OBSTACLE_LEVELS = _obstacle_levels()
+FAMILIES = {"periodic": (PeriodicLevel, PERIODIC_LEVELS), "obstacles": (ObstacleLevel, OBSTACLE_LEVELS)}
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------------------------- periodic
+def periodic_samples(level: PeriodicLevel, resolution: int, seeds, names, *, device=None,
+                     dtype=torch.float64) -> list[dict]:
+    """One batch of periodic trajectories (one per seed)."""
+    start = time.perf_counter()
+    w0 = torch.stack([gaussian_random_field(resolution, torch.Generator().manual_seed(int(s)), level.grf_alpha,
+                                            level.grf_tau, dtype=torch.float64) for s in seeds])
+    forcing = Forcing(level.forcing, level.forcing_amplitude, level.forcing_wavenumber)
+    out = simulate_periodic(w0.to(device=device, dtype=dtype), nu=level.viscosity, t_end=level.t_end,
+                            interval=level.interval, forcing=forcing, drag=level.drag, warmup=level.warmup,
+                            cfl=level.cfl, max_dt=level.max_dt, names=names)
+    wall = (time.perf_counter() - start) / len(seeds)  # the batch's time, shared out
+    vorticity = out["vorticity"].cpu().numpy().astype(np.float32)
+    return [{"vorticity": vorticity[i], "t": out["t"].numpy(), "viscosity": level.viscosity,
+             "reynolds": 1.0 / level.viscosity, "steps": int(out["steps"][i]), "max_cfl": float(out["max_cfl"][i]),
+             "wall_seconds": wall} for i in range(len(seeds))]
+
+
+# ---------------------------------------------------------------------------------- obstacles
+def draw_obstacles(level: ObstacleLevel, seed: int) -> list[dict]:
+    from datagen.obstacles import place
+
+    rng = _rng(seed)
+    count = int(rng.integers(level.obstacles[0], level.obstacles[1] + 1))
+    if count == 0:
+        return []
+    x_range = (0.4 / level.aspect, 0.6) if count > 1 else (0.5 / level.aspect, 1.0 / level.aspect)
+    return place(rng, count, level.shapes, level.size, level.aspect, 1.0, x_range=x_range)
+
+
+def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, pressure_precond="amg",
+                    pressure_tol: float = 1e-6, pressure_systems: bool = False, device=None, progress=None) -> dict:
+    """One channel-flow trajectory (channel height 1, U_max = 1, nu = 1 / Re)."""
+    from datagen.ns_channel import ChannelFlow, simulate
+
+    start = time.perf_counter()
+    shapes = draw_obstacles(level, seed)
+    ny = resolution
+    nx = int(round(level.aspect * ny))
+    flow = ChannelFlow(shapes, nx=nx, ny=ny, height=1.0, nu=1.0 / level.reynolds, u_max=1.0,
+                       pressure_precond=pressure_precond, tol=pressure_tol, device=device)
+    out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
+                   pressure_systems=pressure_systems, progress=progress)
+    k_max = level.obstacles[1]
+    pad = lambda a: np.pad(a.cpu().numpy().astype(np.float32), ((0, 0), (0, k_max - a.shape[1])),  # noqa: E731
+                           constant_values=np.nan)
+    sample = {
+        "velocity": out["velocity"].cpu().numpy().astype(np.float32),
+        "pressure": out["pressure"].cpu().numpy().astype(np.float32),
+        "mask": (~flow.solid).astype(np.uint8), "t": out["t"].numpy(), "t_force": out["t_force"].numpy(),
+        "drag": pad(out["drag"]), "lift": pad(out["lift"]), "reynolds": level.reynolds,
+        "viscosity": 1.0 / level.reynolds, "n_obstacles": len(shapes), "obstacles": json.dumps(shapes),
+        "steps": out["steps"], "solver_dt": out["dt"], "pressure_iterations": out["pressure_iterations"],
+        "pressure_seconds": out["pressure_seconds"], "max_relative_divergence": float(out["relative_divergence"].max()),
+        "wall_seconds": time.perf_counter() - start,
+    }
+    if pressure_systems:
+        ps = out["pressure_systems"]
+        sample.update({"ps_rhs": ps["rhs"].cpu().numpy(), "ps_solution": ps["solution"].cpu().numpy(),
+                       "ps_iterations": ps["iterations"].numpy(),
+                       "ps_bc_type": flow.op.bc_type[0], "ps_bc_value": flow.op.bc_value[0]})
+    return sample
