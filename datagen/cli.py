@@ -239,7 +239,8 @@ def _common(p, resolution_help: str) -> None:
     p.add_argument("--seed", type=int, default=0, help="sample k uses seed + k")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=1, help="processes (one sample or batch per job)")
-    p.add_argument("--shard", default="0/1", help="i/n: generate samples k with k %% n == i")
+    p.add_argument("--shard", default="0/1",
+                   help="i/n: generate the samples k with (k // batch) %% n == i (batch = 1 unless --batch)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted run")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -196,7 +196,14 @@ class AMG(_SciPyBacked):
     def __init__(self, A, *, cycle: str = "V", index: int | None = None, **pyamg_kwargs):
         matrix, layout, grid = _system(A, index)
         super().__init__(layout, grid)
-        self.hierarchy = pyamg.smoothed_aggregation_solver(matrix, **pyamg_kwargs)
+        # pyamg estimates spectral radii from np.random's global state: seed it for the setup so
+        # the same matrix always gives the same hierarchy (and the same iterations), then restore
+        state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            self.hierarchy = pyamg.smoothed_aggregation_solver(matrix, **pyamg_kwargs)
+        finally:
+            np.random.set_state(state)
         self._cycle = self.hierarchy.aspreconditioner(cycle=cycle)
 
     def _solve(self, V: np.ndarray) -> np.ndarray:

@@ -1,0 +1,165 @@
+"""Navier–Stokes generator throughput: periodic solver steps/s and FFT share, channel solver
+steps/s and pressure-solve share, and the cost of one trajectory per difficulty level.
+
+    python experiments/bench_navier_stokes.py [--small] [--device cuda] [--out results.json]
+
+Cost per level is extrapolated from a short run of every level (``--fraction`` of its simulated
+time, default 5%) at the level's default resolution: seconds per trajectory = measured seconds
+per simulated time unit x (warm-up + t_end).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from datagen.burgers import LEVELS as BURGERS_LEVELS
+from datagen.navier_stokes import OBSTACLE_LEVELS, PERIODIC_LEVELS, draw_obstacles
+from datagen.ns_channel import ChannelFlow, simulate as simulate_channel
+from datagen.ns_periodic import Forcing, SpectralGrid, gaussian_random_field, simulate as simulate_periodic
+
+try:
+    from results_io import write_json
+except ImportError:  # run from elsewhere
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from results_io import write_json
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _initial(n, batch, device):
+    gen = torch.Generator().manual_seed(0)
+    return torch.stack([gaussian_random_field(n, gen) for _ in range(batch)]).to(device)
+
+
+def periodic_table(sizes, batches, device, steps):
+    rows = []
+    for n in sizes:
+        for batch in batches:
+            w0 = _initial(n, batch, device)
+            spec = SpectralGrid(n, w0.dtype, w0.device)
+            # a fixed number of steps: interval = steps * dt with dt pinned by max_dt (CFL far below 1 here)
+            kwargs = dict(nu=1e-4, forcing=Forcing("fno"), cfl=1.0, max_dt=1e-4)
+            simulate_periodic(w0, t_end=2e-4, interval=2e-4, **kwargs)  # warm-up (plans, allocations)
+            _sync(device)
+            t0 = time.perf_counter()
+            simulate_periodic(w0, t_end=steps * 1e-4, interval=steps * 1e-4, **kwargs)
+            _sync(device)
+            step = (time.perf_counter() - t0) / steps
+            w_hat = torch.fft.rfft2(w0)
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):  # the 10 transforms of one Heun step (2 x (4 inverse + 1 forward))
+                for _ in range(2):
+                    for _ in range(4):
+                        field = torch.fft.irfft2(w_hat, s=(n, n))
+                    w_hat = torch.fft.rfft2(field)
+            _sync(device)
+            fft = (time.perf_counter() - t0) / steps
+            del spec
+            rows.append({"grid": f"{n}^2", "batch": batch, "steps_per_s": 1 / step,
+                         "trajectory_steps_per_s": batch / step, "fft_ms_per_step": 1e3 * fft,
+                         "step_ms": 1e3 * step, "fft_share_pct": 100 * fft / step})
+    return rows
+
+
+def channel_table(grids, device, steps):
+    rows = []
+    level = OBSTACLE_LEVELS["medium-medium"]
+    shapes = draw_obstacles(level, 0)
+    for nx, ny in grids:
+        for precond in ("amg",):
+            flow = ChannelFlow(shapes, nx=nx, ny=ny, height=1.0, nu=1.0 / level.reynolds, u_max=1.0,
+                               pressure_precond=precond, tol=1e-6, device=device)
+            dt = 0.4 / ny / 2.5
+            simulate_channel(flow, t_end=5 * dt, interval=5 * dt, dt=dt)  # warm-up
+            flow.pressure_seconds, flow.pressure_iterations = 0.0, 0
+            _sync(device)
+            t0 = time.perf_counter()
+            out = simulate_channel(flow, t_end=steps * dt, interval=steps * dt, dt=dt)
+            _sync(device)
+            wall = time.perf_counter() - t0
+            rows.append({"grid": f"{nx}x{ny}", "pressure": f"{precond}-pcg 1e-6", "steps_per_s": steps / wall,
+                         "pressure_its_per_step": out["pressure_iterations"] / steps,
+                         "pressure_share_pct": 100 * out["pressure_seconds"] / wall})
+    return rows
+
+
+def level_costs(fraction, device):
+    from datagen.burgers import burgers_samples
+    from datagen.navier_stokes import obstacle_sample, periodic_samples
+    from dataclasses import replace
+
+    rows = []
+
+    def add(family, name, resolution, simulated, run, total):
+        t0 = time.perf_counter()
+        run()
+        _sync(device)
+        seconds = time.perf_counter() - t0
+        rows.append({"family": family, "level": name, "grid": resolution, "simulated": simulated,
+                     "measured_s": seconds, "s_per_trajectory": seconds / simulated * total})
+
+    for name, lv in PERIODIC_LEVELS.items():
+        short = replace(lv, t_end=max(lv.interval, round(lv.t_end * fraction)))
+        add("periodic", name, f"{lv.resolution}^2", short.t_end,
+            lambda: periodic_samples(short, lv.resolution, [0], [0], device=device), lv.t_end + lv.warmup)
+    for name, lv in OBSTACLE_LEVELS.items():
+        if "-" not in name:
+            continue
+        span = (lv.t_end + lv.warmup) * fraction
+        short = replace(lv, warmup=0.0, t_end=max(lv.interval, round(span / lv.interval) * lv.interval))
+        add("obstacles", name, f"{int(lv.aspect * lv.resolution)}x{lv.resolution}", short.t_end,
+            lambda: obstacle_sample(short, lv.resolution, 0, 0, device=device), lv.t_end + lv.warmup)
+    for name, lv in BURGERS_LEVELS.items():
+        add("burgers", name, str(lv.resolution), lv.t_end,
+            lambda: burgers_samples(lv, lv.resolution, [0], [0], device=device), lv.t_end)
+    return rows
+
+
+def print_table(title, rows):
+    print(f"\n{title}")
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
+        print("| " + " | ".join(cells) + " |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--fraction", type=float, default=0.05, help="share of each level's time span to run")
+    parser.add_argument("--out", default=None, help="write the tables as JSON")
+    args = parser.parse_args()
+    if args.small:
+        sizes, batches, grids, steps = [32], [1, 4], [(64, 16)], 5
+    else:
+        sizes, batches, grids, steps = [64, 256, 512], [1, 16], [(256, 64), (512, 128)], 20
+    print(f"# navier-stokes benchmark: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, device {args.device}, float64")
+    tables = {"periodic": periodic_table(sizes, batches, args.device, steps),
+              "channel": channel_table(grids, args.device, steps)}
+    print_table("1. periodic vorticity solver (Heun + Crank-Nicolson, 10 FFTs per step)", tables["periodic"])
+    print_table("2. channel solver (medium-medium geometry, Re 1000)", tables["channel"])
+    if not args.small:
+        tables["levels"] = level_costs(args.fraction, args.device)
+        print_table(f"3. cost per trajectory and level (extrapolated from {100 * args.fraction:g}% of each run)",
+                    tables["levels"])
+    if args.out:
+        write_json(args.out, tables)
+
+
+if __name__ == "__main__":
+    main()
