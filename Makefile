@@ -32,6 +32,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) experiments/bench_krylov.py --out experiments/results/bench_krylov.json
 	$(PY) experiments/bench_datagen.py --out experiments/results/bench_datagen.json
+	$(PY) experiments/bench_navier_stokes.py --out experiments/results/bench_navier_stokes.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache experiments/results

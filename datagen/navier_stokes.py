@@ -91,16 +91,17 @@ GEOMETRY = {  # obstacle count, shapes, size range (bounding radius / H)
     "medium": ((2, 4), ("circle", "rectangle"), (0.06, 0.12), "2-4 circles/rectangles"),
     "hard": ((5, 8), ("circle", "rectangle", "polygon"), (0.05, 0.10), "5-8 circles/rectangles/convex polygons"),
 }
-PHYSICS = {"easy": 100.0, "medium": 1000.0, "hard": 3000.0}  # Re = U_max H / nu
+# Re = U_max H / nu and cells across the channel: the grid Reynolds number U h / nu stays <= 24
+PHYSICS = {"easy": (100.0, 64), "medium": (1000.0, 64), "hard": (3000.0, 128)}
 
 
 def _obstacle_levels():
     levels = {}
     for g, (count, shapes, size, g_text) in GEOMETRY.items():
-        for p, re in PHYSICS.items():
+        for p, (re, ny) in PHYSICS.items():
             name = f"{g}-{p}"
-            levels[name] = ObstacleLevel(name, re, count, shapes, size, 64, 4.0, 8.0, 0.2, 2.0, 0.4,
-                                         f"{g_text}, Re = {re:g}")
+            levels[name] = ObstacleLevel(name, re, count, shapes, size, ny, 4.0, 8.0, 0.2, 2.0, 0.4,
+                                         f"{g_text}, Re = {re:g}, {4 * ny}x{ny}")
     for name in ("easy", "medium", "hard"):  # both axes at once
         levels[name] = levels[f"{name}-{name}"]
     return levels

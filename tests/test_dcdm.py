@@ -123,3 +123,32 @@ def test_readme_preconditioner_snippet_runs(trained):
     assert 'CKPT = "runs/dcdm_small_2d/checkpoints/last.ckpt"' in block
     block = re.sub(r'CKPT = "[^"]+"', f'CKPT = {str(trained / "dcdm.ckpt")!r}', block)
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_learned_pressure_preconditioner_gives_the_amg_flow(trained, tmp_path):
+    """`datagen navier-stokes --family obstacles --pressure-precond model.ckpt`: the network inside
+    flexible CG gives the same flow as AMG-PCG, within the pressure tolerance."""
+    import h5py
+
+    (tmp_path / "tiny.yaml").write_text("base: easy-medium\nt_end: 0.2\ninterval: 0.1\nwarmup: 0.0\nresolution: 16\n")
+    files = {}
+    for name, precond in (("amg", "amg"), ("net", str(trained / "dcdm.ckpt"))):
+        out = subprocess.run([DATAGEN, "navier-stokes", "--family", "obstacles", "--spec", "tiny.yaml", "--n", "1",
+                              "--pressure-precond", precond, "--pressure-tol", "1e-9", "--out", f"{name}.h5",
+                              "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        files[name] = h5py.File(tmp_path / f"{name}.h5")
+    amg, net = files["amg"], files["net"]
+    scale = np.abs(amg["velocity"][()]).max()
+    assert np.abs(net["velocity"][()] - amg["velocity"][()]).max() <= 1e-6 * scale
+    assert np.abs(net["pressure"][()] - amg["pressure"][()]).max() <= 1e-6 * np.abs(amg["pressure"][()]).max()
+    assert (net["max_relative_divergence"][()] <= 1e-9 * (1 + 1e-6)).all()
+    assert json_config(net)["pressure_precond"].endswith("dcdm.ckpt")
+    for f in files.values():
+        f.close()
+
+
+def json_config(h5):
+    import json
+
+    return json.loads(h5.attrs["config"])
