@@ -95,11 +95,14 @@ def channel_table(grids, device, steps):
 
 
 def level_costs(fraction, device):
+    """Seconds per trajectory for every level, with one torch thread as `datagen` runs them."""
     from datagen.burgers import burgers_samples
     from datagen.navier_stokes import obstacle_sample, periodic_samples
     from dataclasses import replace
 
     rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
 
     def add(family, name, resolution, simulated, run, total):
         t0 = time.perf_counter()
@@ -123,6 +126,7 @@ def level_costs(fraction, device):
     for name, lv in BURGERS_LEVELS.items():
         add("burgers", name, str(lv.resolution), lv.t_end,
             lambda: burgers_samples(lv, lv.resolution, [0], [0], device=device), lv.t_end)
+    torch.set_num_threads(threads)
     return rows
 
 
@@ -142,7 +146,11 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fraction", type=float, default=0.05, help="share of each level's time span to run")
     parser.add_argument("--out", default=None, help="write the tables as JSON")
+    parser.add_argument("--levels-only", action="store_true", help="only the cost-per-level table")
     args = parser.parse_args()
+    if args.levels_only:
+        print_table("cost per trajectory and level", level_costs(args.fraction, args.device))
+        return
     if args.small:
         sizes, batches, grids, steps = [32], [1, 4], [(64, 16)], 5
     else:

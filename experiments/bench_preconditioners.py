@@ -50,7 +50,7 @@ def train(dim, resolution, vectors, steps, epochs, folder, device):
                         enable_model_summary=False, default_root_dir=folder, use_distributed_sampler=False,
                         enable_checkpointing=False)
     start = time.perf_counter()
-    trainer.fit(task, dm)
+    trainer.fit(task, dm, weights_only=True)
     print(f"  trained {dim}D DCDM at {resolution}^{dim} on {vectors} Ritz vectors: {time.perf_counter() - start:.0f} s, "
           f"val loss {float(trainer.callback_metrics['val/loss']):.3g}")
     path = Path(folder) / f"dcdm_{dim}d.ckpt"

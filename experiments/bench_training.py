@@ -56,7 +56,7 @@ def lightning_run(path, folder, epochs, batch, width, device):
                         logger=L.pytorch.loggers.CSVLogger(folder, name="logs"), callbacks=[timer],
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                         use_distributed_sampler=False, log_every_n_steps=1)
-    trainer.fit(task, dm)
+    trainer.fit(task, dm, weights_only=True)
     steps = trainer.num_training_batches
     return steps * (epochs - 1) / sum(timer.times[1:])
 

@@ -77,7 +77,7 @@ def trained(tmp_path_factory):
     task = DCDM(channels=16, fine=2, coarse=2, post=2, lr=2e-3)
     trainer = L.Trainer(max_epochs=12, default_root_dir=folder, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False)
-    trainer.fit(task, dm)
+    trainer.fit(task, dm, weights_only=True)
     trainer.save_checkpoint(folder / "dcdm.ckpt")
     return folder
 

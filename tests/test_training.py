@@ -213,7 +213,7 @@ def test_tfno_baseline_trains_in_process(tmp_path, data):
                                             "factorization": "tucker", "rank": 0.5})
     trainer = L.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False, default_root_dir=tmp_path)
-    trainer.fit(task, dm)
+    trainer.fit(task, dm, weights_only=True)
     assert bool(task.normalizer.fitted) and torch.isfinite(trainer.callback_metrics["val/rel_l2"])
     assert "val/rel_residual/easy" in trainer.callback_metrics
 
