@@ -93,8 +93,17 @@ def plot_timeseries(path, out=None, samples: int = 4, *, animate: bool = True, t
         count = min(samples, n)
         columns = np.unique(np.linspace(0, len(t) - 1, min(6, len(t))).round().astype(int))
         one_d = int(h5.attrs["dim"]) == 1
-        fig, axes = plt.subplots(count, 1 if one_d else len(columns), squeeze=False,
-                                 figsize=(8, 2.2 * count) if one_d else (2.6 * len(columns) * _aspect(h5), 2.4 * count))
+        aspect = 1.0 if one_d else _aspect(h5)
+        wide = aspect >= 2  # channels: snapshots stacked down a column per sample
+        if one_d:
+            fig, axes = plt.subplots(count, 1, squeeze=False, figsize=(8, 2.2 * count), layout="constrained")
+        elif wide:
+            fig, axes = plt.subplots(len(columns), count, squeeze=False, layout="constrained",
+                                     figsize=(2.0 * aspect * count, 2.4 * len(columns) / aspect * 2))
+            axes = axes.T  # axes[sample, snapshot] either way
+        else:
+            fig, axes = plt.subplots(count, len(columns), squeeze=False, figsize=(2.6 * len(columns), 2.4 * count),
+                                     layout="constrained")
         for i in range(count):
             name, frames, _ = _frames(h5, i)
             if one_d:
@@ -107,8 +116,7 @@ def plot_timeseries(path, out=None, samples: int = 4, *, animate: bool = True, t
             limit = float(np.nanpercentile(np.abs(frames), 99.5)) or 1.0
             for ax, j in zip(axes[i], columns):
                 im = _image(ax, frames[j], f"{name}, sample {i} ({levels[i]}), t = {t[j]:.3g}", limit)
-            fig.colorbar(im, ax=axes[i, -1], fraction=0.046)
-        fig.tight_layout()
+            fig.colorbar(im, ax=axes[i].tolist(), fraction=0.046 if not wide else 0.02)
         with atomic_path(out, suffix=".png") as tmp:
             fig.savefig(tmp, dpi=80)
         plt.close(fig)
