@@ -15,7 +15,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from results_io import write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
 
 from datagen.poisson import LEVELS
 from datagen import generators, runner
@@ -51,16 +51,6 @@ def scaling_table(cases):
         rows.append({"case": f"{level} {resolution}^{dim} x{n}", "workers1_s": one["wall"], "workers2_s": two["wall"],
                      "speedup": one["wall"] / two["wall"]})
     return rows
-
-
-def print_table(title, rows):
-    print(f"\n{title}")
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
-        print("| " + " | ".join(cells) + " |")
 
 
 def main():

@@ -23,12 +23,12 @@ from datagen.ns_channel import ChannelFlow, simulate as simulate_channel
 from datagen.ns_periodic import Forcing, SpectralGrid, gaussian_random_field, simulate as simulate_periodic
 
 try:
-    from results_io import write_json
+    from results_io import print_table, write_json
 except ImportError:  # run from elsewhere
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from results_io import write_json
+    from results_io import print_table, write_json
 
 
 def _sync(device):
@@ -128,16 +128,6 @@ def level_costs(fraction, device):
             lambda: burgers_samples(lv, lv.resolution, [0], [0], device=device), lv.t_end)
     torch.set_num_threads(threads)
     return rows
-
-
-def print_table(title, rows):
-    print(f"\n{title}")
-    keys = list(rows[0])
-    print("| " + " | ".join(keys) + " |")
-    print("|" + "---|" * len(keys))
-    for row in rows:
-        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
-        print("| " + " | ".join(cells) + " |")
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: write a results file atomically (temporary file, then rename)."""
+"""Shared by the benchmark scripts: print a markdown table; write a results file atomically."""
 import json
 from pathlib import Path
 
@@ -10,3 +10,14 @@ def write_json(path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2))
+
+
+def print_table(title, rows) -> None:
+    """``rows``: dicts with the same keys, printed as a markdown table under ``title``."""
+    print(f"\n{title}")
+    keys = list(rows[0])
+    print("| " + " | ".join(keys) + " |")
+    print("|" + "---|" * len(keys))
+    for row in rows:
+        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
+        print("| " + " | ".join(cells) + " |")

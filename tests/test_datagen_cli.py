@@ -43,16 +43,22 @@ def test_workers_and_shards_give_identical_data(tmp_path):
     assert bad.returncode == 2 and "exactly once" in bad.stderr and not (tmp_path / "partial.h5").exists()
 
 
-def test_resume_after_kill_finishes_without_redoing(tmp_path):
-    args = ("poisson", "--level", "hard", "--n", 60, "--resolution", 48, "--seed", 1, "--quiet", "--out", "run.h5")
-    proc = subprocess.Popen([DATAGEN, *map(str, args)], cwd=tmp_path)
-    parts = tmp_path / "run.h5.parts"
+def kill_after_parts(args, cwd, count: int) -> dict:
+    """Start `datagen *args`, SIGKILL it once ``count`` samples are saved; the saved parts."""
+    proc = subprocess.Popen([DATAGEN, *map(str, args)], cwd=cwd)
+    parts = Path(cwd) / (str(args[args.index("--out") + 1]) + ".parts")
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("sample_*.npz"))) < 3:
+    while time.time() < deadline and len(list(parts.glob("sample_*.npz"))) < count:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in parts.glob("sample_*.npz")}
+    return {p.name: p.stat().st_mtime_ns for p in parts.glob("sample_*.npz")}
+
+
+def test_resume_after_kill_finishes_without_redoing(tmp_path):
+    args = ("poisson", "--level", "hard", "--n", 60, "--resolution", 48, "--seed", 1, "--quiet", "--out", "run.h5")
+    parts = tmp_path / "run.h5.parts"
+    finished = kill_after_parts(args, tmp_path, 3)
     assert 3 <= len(finished) < 40 and not (tmp_path / "run.h5").exists()
     refused = datagen(*args, cwd=tmp_path)
     assert refused.returncode == 2 and "--resume" in refused.stderr

@@ -2,16 +2,13 @@
 determinism across workers, batches and shards, resume after a kill, pressure systems that solve
 their own equations, plots, ParaView export, one-line errors."""
 import json
-import signal
-import subprocess
-import time
 
 import h5py
 import numpy as np
 import pytest
 
 from pdekit.data import load_system, open_dataset
-from test_datagen_cli import DATAGEN, datagen
+from test_datagen_cli import datagen, kill_after_parts
 
 SPECS = {  # tiny versions of real levels
     "periodic": ("navier-stokes", "--family", "periodic", "base: easy\nt_end: 1.0\ninterval: 0.25\nresolution: 16\n"),
@@ -94,17 +91,11 @@ def test_pressure_systems_file_solves_its_own_equations(tmp_path):
 
 def test_resume_after_kill(tmp_path):
     args = (*command("obstacles", tmp_path), "--n", 12, "--out", "run.h5")
-    proc = subprocess.Popen([DATAGEN, *map(str, args)], cwd=tmp_path)
-    parts = tmp_path / "run.h5.parts"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("sample_*.npz"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = {p.name: p.stat().st_mtime_ns for p in parts.glob("sample_*.npz")}
+    finished = kill_after_parts(args, tmp_path, 2)
     assert 2 <= len(finished) < 12 and not (tmp_path / "run.h5").exists()
     done = datagen(*args, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "run.h5.parts").exists()
     assert f"({12 - len(finished)} samples computed" in done.stdout
     assert datagen(*args[:-1], "ref.h5", cwd=tmp_path).returncode == 0
     assert same_data(tmp_path / "run.h5", tmp_path / "ref.h5")
