@@ -7,6 +7,7 @@
     datagen burgers --level hard --n 256 --out burgers.h5 (+ the above)
     datagen levels
     datagen ritz --level medium --resolution 32 --n 1000 [--lanczos-steps 600] --out ritz.h5
+    datagen ritz --system pressure.h5:0 --n 1000 --out ritz_pressure.h5
     datagen merge shard0.h5 shard1.h5 --out all.h5
     datagen plot file.h5 [--out file.png] [--trajectory 0]
     datagen export file.h5 --format xdmf|vtu [--out path] [--samples 16 | --trajectory 0]
@@ -199,19 +200,37 @@ def _plot(args) -> int:
     return 0
 
 
+def _system(text: str):
+    """``FILE:INDEX`` (or ``FILE``: sample 0) of a stored Poisson-format system."""
+    path, _, index = text.rpartition(":") if ":" in text else (text, "", "0")
+    try:
+        index = int(index)
+    except ValueError:
+        raise UsageError(f"--system must look like FILE:INDEX, got {text!r}") from None
+    if not Path(path).is_file():
+        raise UsageError(f"--system: no such file {path}")
+    return Path(path), index
+
+
 def _ritz(args) -> int:
     from datagen.ritz import GENERATOR_VERSION, generate_ritz
-    from pdekit.data import write_poisson
+    from pdekit.data import DatasetFormatError, write_poisson
 
-    level = _level(args)
-    if args.n < 1 or args.lanczos_steps < 2 or args.resolution < 8:
-        raise UsageError("need --n >= 1, --lanczos-steps >= 2, --resolution >= 8")
+    system = _system(args.system) if args.system else None
+    level = None if system else _level(args)
+    if args.n < 1 or args.lanczos_steps < 2 or (system is None and (args.resolution or 0) < 8):
+        raise UsageError("need --n >= 1, --lanczos-steps >= 2 and --resolution >= 8 (or --system FILE:INDEX)")
     out = Path(args.out)
     _check_out(out, args.overwrite)
-    arrays, grid, info = generate_ritz(level, args.resolution, args.dim, args.n, args.lanczos_steps, args.seed,
-                                       progress=not args.quiet)
-    config = {"pde": "poisson", "kind": "ritz", "level": level.name, "n": args.n, "resolution": args.resolution,
-              "dim": args.dim, "seed": args.seed, "lanczos_steps": args.lanczos_steps, **info}
+    try:
+        arrays, grid, info = generate_ritz(level, args.resolution, args.dim, args.n, args.lanczos_steps, args.seed,
+                                           progress=not args.quiet, system=system)
+    except (DatasetFormatError, IndexError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    source = {"system": f"{system[0]}:{system[1]}"} if system else {"level": level.name, "resolution": args.resolution,
+                                                                    "dim": args.dim}
+    config = {"pde": "poisson", "kind": "ritz", "n": args.n, "seed": args.seed, "lanczos_steps": args.lanczos_steps,
+              **source, **info}
     write_poisson(out, arrays, grid=grid, config=config, generator_version=GENERATOR_VERSION)
     print(f"wrote {out} ({args.n} Ritz vectors from {info['lanczos_steps']} Lanczos steps, "
           f"Ritz values {info['ritz_values_min']:.3g} .. {info['ritz_values_max']:.3g})")
@@ -290,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     rz = sub.add_parser("ritz", help="DCDM training vectors: Ritz vectors of one operator of a level")
     rz.add_argument("--level", default="medium")
     rz.add_argument("--spec", default=None, help="YAML level spec instead of --level")
-    rz.add_argument("--resolution", type=int, required=True)
+    rz.add_argument("--system", default=None,
+                    help="FILE:INDEX: the operator of a stored system instead of a level (e.g. a pressure system)")
+    rz.add_argument("--resolution", type=int, default=None, help="with --level: nodes per axis")
     rz.add_argument("--dim", type=int, default=2)
     rz.add_argument("--n", type=int, required=True, help="number of vectors")
     rz.add_argument("--lanczos-steps", type=int, default=600)

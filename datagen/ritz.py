@@ -58,23 +58,38 @@ def ritz_vectors(values, vectors, count: int, seed: int, low_fraction: float = 0
     return (b / np.linalg.norm(b, axis=0)).T
 
 
-def generate_ritz(level, resolution: int, dim: int, count: int, steps: int, seed: int, progress: bool = True):
-    """Arrays of a Poisson dataset of ``count`` Ritz right-hand sides of one operator of ``level``."""
-    level = resolve_level(level)
-    grid, a, mask, bc, _ = sample_problem(level, resolution, dim, seed)
-    op = DiffusionOperator(grid, a, mask, bc)
+def generate_ritz(level, resolution: int, dim: int, count: int, steps: int, seed: int, progress: bool = True,
+                  system=None):
+    """Arrays of a Poisson dataset of ``count`` Ritz right-hand sides of one operator: sampled from
+    ``level``, or the operator of a stored system ``system = (file, index)`` (any Poisson-format
+    file, e.g. the pressure systems of `datagen navier-stokes --pressure-systems`)."""
+    if system is not None:
+        import h5py
+
+        from pdekit.data import load_system
+
+        path, index = system
+        op, _, _ = load_system(path, index)
+        with h5py.File(path) as h5:
+            a = h5["a"][index]
+        grid, name = op.grid, f"ritz-{path.stem if hasattr(path, 'stem') else path}-{index}"
+    else:
+        level = resolve_level(level)
+        grid, a, mask, bc, _ = sample_problem(level, resolution, dim, seed)
+        op = DiffusionOperator(grid, a, mask, bc)
+        name = f"ritz-{level.name}"
     A, layout = op.to_sparse(), op.layout()
     values, vectors = lanczos(A, steps, seed, progress)
     B = ritz_vectors(values, vectors, count, seed)
     if np.any(op.bc_value[0] != 0):  # then b = f on the active nodes would not hold
-        raise ValueError(f"level {level.name} has inhomogeneous boundary data; Ritz data needs homogeneous")
+        raise ValueError(f"{name}: the operator has inhomogeneous boundary data; Ritz data needs homogeneous")
     U = spla.splu(A.tocsc()).solve(np.ascontiguousarray(B.T)).T  # one factorization, all right-hand sides
     f = layout.to_fields(torch.as_tensor(B)).numpy()
     u = layout.to_fields(torch.as_tensor(U)).numpy()
     residual = np.linalg.norm(B - (A @ U.T).T, axis=1) / np.linalg.norm(B, axis=1)
     repeat = lambda x: np.broadcast_to(x, (count,) + x.shape)  # noqa: E731
     arrays = {"a": repeat(a), "f": f, "u": u, "mask": repeat(op.mask[0]), "bc_type": repeat(op.bc_type[0]),
-              "bc_value": repeat(op.bc_value[0]), "level": np.array([f"ritz-{level.name}"] * count),
+              "bc_value": repeat(op.bc_value[0]), "level": np.array([name] * count),
               "seed": np.full(count, seed), "solver_iterations": np.zeros(count, int), "solver_residual": residual,
               "solve_seconds": np.zeros(count), "sample_index": np.arange(count)}
     info = {"ritz_values_min": float(values.min()), "ritz_values_max": float(values.max()), "lanczos_steps": len(values)}

@@ -72,9 +72,10 @@ def pressure_system(n: int, steps: int = 20):
     return flow.op, flow.last_solve[0]
 
 
-def solve_all(op, b, ckpt, tol, device):
+def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS)):
     rows = {}
-    for method, cap in CAPS.items():
+    for method in methods:
+        cap = CAPS[method]
         if method in ("DCDM", "FCG-net") and op.grid.ndim == 3:
             cap = min(cap, NETWORK_CAP_3D)
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -105,9 +106,17 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--plot", default=None)
     parser.add_argument("--grids", default=None, help="only these grids, e.g. 32x32x32,64x64")
+    parser.add_argument("--levels", default=None, help="only these rows, e.g. easy,ns-pressure")
+    parser.add_argument("--ckpt-pressure", default=None,
+                        help="a model for the ns-pressure rows (e.g. from configs/dcdm_pressure_2d.yaml), "
+                             "reported as DCDM-p / FCG-net-p next to the 2-D model")
     args = parser.parse_args()
     print(f"# preconditioner benchmark: {platform.machine()}, {os.cpu_count()} cores, device {args.device}")
-    folder = tempfile.mkdtemp(prefix="bench_precond_")
+    with tempfile.TemporaryDirectory(prefix="bench_precond_") as folder:  # trained models and Ritz data
+        run(args, folder)
+
+
+def run(args, folder):
     if args.small:
         sizes = [((32, 32), 2), ((64, 64), 2)]
         ckpt = {2: args.ckpt2d or train(2, 16, 400, 200, 8, folder, args.device)}
@@ -123,6 +132,8 @@ def main():
     results = []
     for shape, dim in sizes:
         for level in list(LEVELS) + (["ns-pressure"] if dim == 2 else []):
+            if args.levels and level not in args.levels.split(","):
+                continue
             if level == "ns-pressure":
                 op, b = pressure_system(shape[0])
             else:
@@ -131,17 +142,25 @@ def main():
                 b = op.rhs(f)
             b = b.to(args.device)
             for tol in (1e-6, 1e-8):
-                for method, row in solve_all(op, b, ckpt[dim], tol, args.device).items():
+                rows = solve_all(op, b, ckpt[dim], tol, args.device)
+                if level == "ns-pressure" and args.ckpt_pressure:
+                    own = solve_all(op, b, args.ckpt_pressure, tol, args.device, methods=("DCDM", "FCG-net"))
+                    rows.update({f"{m}-p": r for m, r in own.items()})
+                for method, row in rows.items():
                     results.append({"grid": "x".join(map(str, shape)), "level": level, "tol": tol, "method": method,
                                     **row})
                     print(f"  {results[-1]['grid']:>9} {level:<8} {tol:.0e} {method:<8} "
                           f"{row['iterations']:>5} {'' if row['converged'] else '(cap)'} {row['seconds']:.3f} s")
-    print("\n| grid | level | tol | CG | ILU-PCG | AMG-PCG | DCDM | FCG-net |  (iterations / seconds; * = cap)")
-    print("|---|---|---|---|---|---|---|---|")
+    methods = list(dict.fromkeys(r["method"] for r in results))
+    print(f"\n| grid | level | tol | {' | '.join(methods)} |  (iterations / seconds; * = cap; -p: pressure model)")
+    print("|---|---|---|" + "---|" * len(methods))
     for key in dict.fromkeys((r["grid"], r["level"], r["tol"]) for r in results):
         cells = []
-        for method in CAPS:
-            r = next(x for x in results if (x["grid"], x["level"], x["tol"], x["method"]) == key + (method,))
+        for method in methods:
+            r = next((x for x in results if (x["grid"], x["level"], x["tol"], x["method"]) == key + (method,)), None)
+            if r is None:
+                cells.append("")
+                continue
             cells.append(f"{r['iterations']}{'' if r['converged'] else '*'} / {r['seconds']:.2f}")
         print(f"| {key[0]} | {key[1]} | {key[2]:.0e} | " + " | ".join(cells) + " |")
     if args.out:
@@ -157,7 +176,7 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     cases = [k for k in dict.fromkeys((r["grid"], r["level"]) for r in results if r["tol"] == 1e-8)]
-    cases = [c for c in cases if c[1] in ("easy", "hard")][-4:]
+    cases = ([c for c in cases if c[1] in ("easy", "hard", "ns-pressure")] or cases)[-4:]
     fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 3.5), squeeze=False)
     for ax, (grid, level) in zip(axes[0], cases):
         for r in results:

@@ -87,6 +87,17 @@ def test_pressure_systems_file_solves_its_own_equations(tmp_path):
     for i in range(4):
         op, b, u = load_system(tmp_path / "p.h5", i)
         assert float(op.relative_residual(u, b)) <= 1e-9 * (1 + 1e-6)
+    # DCDM training vectors from this very operator (`datagen ritz --system FILE:INDEX`)
+    out = datagen("ritz", "--system", "p.h5:1", "--n", 12, "--lanczos-steps", 40, "--out", "r.h5", "--quiet",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    pressure_op, _, _ = load_system(tmp_path / "p.h5", 1)
+    for i in (0, 11):
+        op, b, u = load_system(tmp_path / "r.h5", i)
+        assert np.array_equal(op.bc_type, pressure_op.bc_type) and abs(float(b.norm()) - 1) < 1e-12
+        assert float(op.relative_residual(u, b)) <= 1e-10
+    bad = datagen("ritz", "--system", "p.h5:x", "--n", 2, "--out", "r2.h5", cwd=tmp_path)
+    assert bad.returncode == 2 and "FILE:INDEX" in bad.stderr
 
 
 def test_resume_after_kill(tmp_path):
