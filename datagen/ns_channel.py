@@ -50,7 +50,7 @@ def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
     return 4.0 * u_max * (y * (height - y) + h * h / 4.0) / height**2
 
 
-def make_preconditioner(spec, op: DiffusionOperator):
+def make_preconditioner(spec, op: DiffusionOperator, device=None):
     """``spec``: ``"amg"``, ``"jacobi"``, ``"ilu"``, ``"none"``, a path to a trained pdekit
     checkpoint (loaded with :func:`pdekit.precond.load`), or any object with ``__call__`` (a
     pdekit Preconditioner).  Returns ``(M, flexible)``: a network needs flexible CG."""
@@ -66,7 +66,7 @@ def make_preconditioner(spec, op: DiffusionOperator):
         return precond.Jacobi(op), False
     if spec == "ilu":
         return precond.ILU(op), False
-    return precond.load(spec, op), True
+    return precond.load(spec, op, device=device), True  # the network runs where the flow does
 
 
 class ChannelFlow:
@@ -95,7 +95,7 @@ class ChannelFlow:
             self.op = DiffusionOperator(grid, mask=fluid, bc=bc)
         except SingularOperatorError:
             raise ValueError("the obstacles enclose fluid cut off from the outlet") from None
-        self.M, self.flexible = make_preconditioner(pressure_precond, self.op)
+        self.M, self.flexible = make_preconditioner(pressure_precond, self.op, self.device)
         t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
         self.fluid = t(fluid).to(dtype)
         # faces free to move: both neighbouring cells fluid (the outlet faces get the convective BC)
