@@ -106,15 +106,21 @@ def write_vtu_frames(folder: Path, grid, frames, stem: str = "frame") -> list[Pa
     return written
 
 
+def _target(path: Path, fmt: str, out, stem: str) -> Path:
+    """Checked output path: ``out``, else ``<stem>-paraview.xdmf`` / folder ``<stem>-paraview``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    out = Path(out) if out else path.with_name(stem + ("-paraview.xdmf" if fmt == "xdmf" else "-paraview"))
+    if fmt == "xdmf" and out.with_suffix(".h5").resolve() == path.resolve():
+        raise ValueError(f"{out} would write its data to {path}, the input; choose another --out")
+    return out
+
+
 def export_poisson(path, fmt: str, out=None, samples: int = 16) -> list[Path]:
     """Export the first ``samples`` samples of a Poisson file (fields a, f, u, mask; the sample
     index is the XDMF "time")."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     path = Path(path)
-    out = Path(out) if out else path.with_name(path.stem + ("-paraview.xdmf" if fmt == "xdmf" else "-paraview"))
-    if fmt == "xdmf" and out.with_suffix(".h5").resolve() == path.resolve():
-        raise ValueError(f"{out} would write its data to {path}, the input; choose another --out")
+    out = _target(path, fmt, out, path.stem)
     with open_poisson(path) as h5:
         grid = grid_of(h5)
         count = min(samples, h5["u"].shape[0])
@@ -132,13 +138,8 @@ def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> 
         timeseries = is_timeseries(h5)
     if not timeseries:
         return export_poisson(path, fmt, out, samples)
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     path = Path(path)
-    suffix = f"-trajectory{trajectory}"
-    out = Path(out) if out else path.with_name(path.stem + suffix + ("-paraview.xdmf" if fmt == "xdmf" else "-paraview"))
-    if fmt == "xdmf" and out.with_suffix(".h5").resolve() == path.resolve():
-        raise ValueError(f"{out} would write its data to {path}, the input; choose another --out")
+    out = _target(path, fmt, out, f"{path.stem}-trajectory{trajectory}")
     with open_dataset(path) as h5:
         n = h5["level"].shape[0]
         if not 0 <= trajectory < n:

@@ -138,32 +138,27 @@ def write(out: Path, samples: list[dict], config: dict) -> list[Path]:
     per_sample = [k for k in samples[0] if k not in ("t", "t_force") and not k.startswith("ps_")]
     arrays = {key: _stack(samples, key) for key in per_sample}
     arrays["t"] = _shared(samples, "t")
-    spec = config["level_spec"]
+    n = config["resolution"]
     if kind == "navier_stokes_periodic":
-        n = config["resolution"]
+        fields, spacing = ["vorticity"], (1.0 / n,) * 2
         attrs = {"family": "periodic", "domain_size": [1.0, 1.0], "origin": [0.0, 0.0], "boundary": "periodic",
                  "equation": "w_t + u.grad w = nu lap w - drag w + f, -lap psi = w, u = (psi_y, -psi_x)"}
-        written = [write_timeseries(out, arrays, pde="navier_stokes", fields=["vorticity"], spacing=(1.0 / n,) * 2,
-                                    dt=spec["interval"], config=config, generator_version=version, attrs=attrs)]
     elif kind == "burgers":
-        n = config["resolution"]
+        fields, spacing = ["u"], (2 * np.pi / n,)
         attrs = {"domain_size": [2 * np.pi], "origin": [0.0], "boundary": "periodic", "equation": "u_t + u u_x = nu u_xx"}
-        written = [write_timeseries(out, arrays, pde="burgers", fields=["u"], spacing=(2 * np.pi / n,),
-                                    dt=spec["interval"], config=config, generator_version=version, attrs=attrs)]
-    else:
-        ny = config["resolution"]
-        nx = arrays["mask"].shape[1]
+    else:  # the channel: n cells across a channel of height 1
         arrays["t_force"] = _shared(samples, "t_force")
-        attrs = {"family": "obstacles", "domain_size": [nx / ny, 1.0], "origin": [0.5 / ny] * 2, "u_max": 1.0,
-                 "u_mean": 2.0 / 3.0,
+        fields, spacing = ["velocity", "pressure"], (1.0 / n,) * 2
+        attrs = {"family": "obstacles", "domain_size": [arrays["mask"].shape[1] / n, 1.0], "origin": [0.5 / n] * 2,
+                 "u_max": 1.0, "u_mean": 2.0 / 3.0,
                  "boundary": json.dumps({"x-": "parabolic inflow", "x+": "convective outflow, p = 0",
                                          "y-": "no-slip", "y+": "no-slip", "obstacles": "no-slip (staircase)"}),
                  "velocity_location": "cell centres (averaged from the staggered faces)"}
-        written = [write_timeseries(out, arrays, pde="navier_stokes", fields=["velocity", "pressure"],
-                                    spacing=(1.0 / ny,) * 2, dt=spec["interval"], config=config,
-                                    generator_version=version, attrs=attrs)]
-        if config.get("pressure_systems"):
-            written.append(_write_pressure_systems(Path(config["pressure_systems"]), samples, config, version))
+    written = [write_timeseries(out, arrays, pde=config["pde"], fields=fields, spacing=spacing,
+                                dt=config["level_spec"]["interval"], config=config, generator_version=version,
+                                attrs=attrs)]
+    if config.get("pressure_systems"):
+        written.append(_write_pressure_systems(Path(config["pressure_systems"]), samples, config, version))
     return written
 
 

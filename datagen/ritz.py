@@ -9,6 +9,8 @@ reader, ``load_system`` and the DCDM task take them as they take any Poisson fil
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg as spla
@@ -72,7 +74,7 @@ def generate_ritz(level, resolution: int, dim: int, count: int, steps: int, seed
         op, _, _ = load_system(path, index)
         with h5py.File(path) as h5:
             a = h5["a"][index]
-        grid, name = op.grid, f"ritz-{path.stem if hasattr(path, 'stem') else path}-{index}"
+        grid, name = op.grid, f"ritz-{Path(path).stem}-{index}"
     else:
         level = resolve_level(level)
         grid, a, mask, bc, _ = sample_problem(level, resolution, dim, seed)

@@ -51,10 +51,9 @@ def _work(job, progress=None):
             _save(sample, Path(parts))
     finally:
         torch.set_num_threads(threads)
-    seconds = {"compute": compute, "io": time.perf_counter() - t0, "count": len(samples), "new": new}
-    for key in ("sample_seconds", "solve_seconds"):  # Poisson's split of the compute time
-        if key in samples[0]:
-            seconds[key] = float(sum(s[key] for s in samples))
+    seconds = {"compute": compute, "io": time.perf_counter() - t0, "new": new}
+    if "solve_seconds" in samples[0]:  # Poisson's split of the compute time
+        seconds["solve_seconds"] = float(sum(s["solve_seconds"] for s in samples))
     return seconds
 
 
@@ -113,7 +112,7 @@ def run(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resume: bool
 
     def account(seconds):
         for key, value in seconds.items():
-            if key not in ("count", "new"):
+            if key != "new":
                 spent[key] = spent.get(key, 0.0) + value
         bar.update(seconds["new"] - shown[0])
         shown[0] = 0.0

@@ -20,7 +20,7 @@ import torch
 from datagen.burgers import LEVELS as BURGERS_LEVELS
 from datagen.navier_stokes import OBSTACLE_LEVELS, PERIODIC_LEVELS, draw_obstacles
 from datagen.ns_channel import ChannelFlow, simulate as simulate_channel
-from datagen.ns_periodic import Forcing, SpectralGrid, gaussian_random_field, simulate as simulate_periodic
+from datagen.ns_periodic import Forcing, gaussian_random_field, simulate as simulate_periodic
 
 try:
     from results_io import print_table, write_json
@@ -46,7 +46,6 @@ def periodic_table(sizes, batches, device, steps):
     for n in sizes:
         for batch in batches:
             w0 = _initial(n, batch, device)
-            spec = SpectralGrid(n, w0.dtype, w0.device)
             # a fixed number of steps: interval = steps * dt with dt pinned by max_dt (CFL far below 1 here)
             kwargs = dict(nu=1e-4, forcing=Forcing("fno"), cfl=1.0, max_dt=1e-4)
             simulate_periodic(w0, t_end=2e-4, interval=2e-4, **kwargs)  # warm-up (plans, allocations)
@@ -65,7 +64,6 @@ def periodic_table(sizes, batches, device, steps):
                     w_hat = torch.fft.rfft2(field)
             _sync(device)
             fft = (time.perf_counter() - t0) / steps
-            del spec
             rows.append({"grid": f"{n}^2", "batch": batch, "steps_per_s": 1 / step,
                          "trajectory_steps_per_s": batch / step, "fft_ms_per_step": 1e3 * fft,
                          "step_ms": 1e3 * step, "fft_share_pct": 100 * fft / step})

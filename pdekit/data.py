@@ -248,8 +248,7 @@ class PoissonDataset(LazyH5, torch.utils.data.Dataset):
         return item
 
 
-def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_version: str,
-                  attrs: dict | None = None) -> Path:
+def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_version: str) -> Path:
     """Write a complete Poisson dataset atomically (temporary file in the same folder, then
     rename): a reader never sees a half-written file."""
     path = Path(path)
@@ -267,5 +266,5 @@ def write_poisson(path, arrays: dict, *, grid: Grid, config: dict, generator_ver
         h5.attrs.update({"pde": "poisson", "dim": grid.ndim, "resolution": grid.shape[0],
                          "spacing": np.asarray(grid.spacing), "origin": np.asarray(grid.origin),
                          "schema_version": SCHEMA_VERSION, "generator_version": generator_version,
-                         "config": json.dumps(config, sort_keys=True), **(attrs or {})})
+                         "config": json.dumps(config, sort_keys=True)})
     return path
