@@ -16,12 +16,68 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
+import signal
 import sys
 from pathlib import Path
 
 
 class UsageError(Exception):
     """Bad arguments: reported as one line, exit status 2."""
+
+
+LARGEST_SEED = 2**63 - 1  # seeds are stored as int64; sample k uses seed + k
+
+
+def _check_seed(seed: int, n: int) -> None:
+    """One seed rule for every generator: sample k uses ``seed + k``, a non-negative int64."""
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+    if seed + n - 1 > LARGEST_SEED:
+        raise UsageError(f"--seed {seed} with --n {n}: the last sample's seed {seed + n - 1} exceeds {LARGEST_SEED}")
+
+
+def _cap_workers(workers: int) -> int:
+    """More processes than CPUs only slow each other down: cap with a notice."""
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers > cpus:
+        print(f"datagen: note: --workers {workers} capped to the {cpus} CPUs available", file=sys.stderr)
+        return cpus
+    return workers
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if nbytes < 1024 or unit == "PiB":
+            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} PiB"
+
+
+def _check_resources(data_bytes: int, peak_bytes: int, folder: Path, what: str) -> None:
+    """Refuse up front a run whose data cannot fit in memory or on disk (before any work)."""
+    memory = _available_memory()
+    if peak_bytes > memory:
+        raise UsageError(f"{what} needs about {peak_bytes} bytes ({_size(peak_bytes)}) of memory; "
+                         f"{_size(memory)} are available (lower --n or --resolution, or split the run with --shard)")
+    free = shutil.disk_usage(folder).free
+    if 2 * data_bytes > free:  # the finished parts and the file exist together for a moment
+        raise UsageError(f"{what} needs about {2 * data_bytes} bytes ({_size(2 * data_bytes)}) of disk in {folder}; "
+                         f"{_size(free)} are free")
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -35,6 +91,8 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name (e.g. {out / 'data.h5'})")
     if out.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
     parent = out.resolve().parent
@@ -61,8 +119,8 @@ def _generator(args) -> str:
 def _generate(args) -> int:
     """``datagen poisson | navier-stokes | burgers``: one path through the runner."""
     from datagen.burgers import BlowUpError
-    from datagen.generators import config_for
-    from datagen.runner import run
+    from datagen.generators import GenerationError, config_for, estimate_bytes
+    from datagen.runner import RunInUseError, StaleRunError, run
 
     generator = _generator(args)
     if (args.level is None) == (args.spec is None):
@@ -72,8 +130,7 @@ def _generate(args) -> int:
     if resolution is None:
         raise UsageError("--resolution is required")
     checks = [(args.n >= 1, f"--n must be >= 1, got {args.n}"),
-              (resolution >= 8, f"--resolution must be >= 8, got {resolution}"),
-              (args.workers >= 1, f"--workers must be >= 1, got {args.workers}")]
+              (resolution >= 8, f"--resolution must be >= 8, got {resolution}")]
     extra = {}
     if generator == "poisson":
         checks.append((args.dim in (2, 3), f"--dim must be 2 or 3, got {args.dim}"))
@@ -93,17 +150,33 @@ def _generate(args) -> int:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    _check_seed(args.seed, args.n)
+    shard = _shard(args.shard)
     out = Path(args.out)
     _check_out(out, args.overwrite)
     config = config_for(generator, level, args.n, resolution, args.seed, **extra)
+    data_bytes, peak_bytes = estimate_bytes(config, -(-args.n // shard[1]))
+    _check_resources(data_bytes, peak_bytes, out.resolve().parent,
+                     f"--n {args.n} at --resolution {resolution}" + (f" --dim {args.dim}" if generator == "poisson" else ""))
+    workers = _cap_workers(args.workers)
     try:
-        spent = run(config, out, workers=args.workers, shard=_shard(args.shard), resume=args.resume,
+        spent = run(config, out, workers=workers, shard=shard, resume=args.resume, overwrite=args.overwrite,
                     progress=not args.quiet)
-    except (FileExistsError, ValueError, BlowUpError) as err:
+    except StaleRunError as err:
+        command = _command_line(args.argv)
+        raise UsageError(f"{err.parts} holds an interrupted run: `{command} --resume` continues it, "
+                         f"`{command} --overwrite` starts over") from None
+    except (RunInUseError, ValueError, BlowUpError, GenerationError) as err:
         raise UsageError(str(err)) from None
     side = f" and {extra['pressure_systems']}" if extra.get("pressure_systems") else ""
     print(f"wrote {out}{side} ({spent['samples']} samples computed in {spent['wall']:.1f} s)")
     return 0
+
+
+def _command_line(argv) -> str:
+    """The command as the user typed it, without --resume/--overwrite (the message adds one)."""
+    kept = [a for a in argv if a not in ("--resume", "--overwrite")]
+    return " ".join(shlex.quote(a) for a in ["datagen", *kept])
 
 
 def _pressure_precond(value: str) -> str:
@@ -134,6 +207,8 @@ def _levels(args) -> int:
     from pdekit.krylov import cg, pcg
     from pdekit.precond import AMG
 
+    if not 8 <= args.resolution <= 256:
+        raise UsageError(f"--resolution must be in 8..256 (iterations are measured now), got {args.resolution}")
     print(f"poisson levels (typical iterations to 1e-8, measured now at {args.resolution}^2 over 2 seeds)")
     print(f"{'level':<9} {'CG':>7} {'AMG-PCG':>8}  varies")
     for name, level in LEVELS.items():
@@ -180,6 +255,8 @@ def _merge(args) -> int:
     missing = [p for p in args.shards if not Path(p).exists()]
     if missing:
         raise UsageError(f"no such file(s): {', '.join(missing)}")
+    if any(Path(p).resolve() == out.resolve() for p in args.shards):
+        raise UsageError(f"--out {out} is also one of the shards to merge")
     try:
         merge(args.shards, out)
     except (ValueError, DatasetFormatError) as err:
@@ -192,6 +269,8 @@ def _plot(args) -> int:
     from datagen.plot import plot
     from pdekit.data import DatasetFormatError
 
+    if args.samples < 1 or args.trajectory < 0:
+        raise UsageError(f"need --samples >= 1 and --trajectory >= 0, got {args.samples} and {args.trajectory}")
     try:
         written = plot(args.file, args.out, args.samples, animate=not args.no_animation, trajectory=args.trajectory)
     except (FileNotFoundError, DatasetFormatError, ValueError) as err:
@@ -220,8 +299,15 @@ def _ritz(args) -> int:
     level = None if system else _level(args)
     if args.n < 1 or args.lanczos_steps < 2 or (system is None and (args.resolution or 0) < 8):
         raise UsageError("need --n >= 1, --lanczos-steps >= 2 and --resolution >= 8 (or --system FILE:INDEX)")
+    if system is None and args.dim not in (2, 3):
+        raise UsageError(f"--dim must be 2 or 3, got {args.dim}")
+    _check_seed(args.seed, 1)
     out = Path(args.out)
     _check_out(out, args.overwrite)
+    if system is None:
+        vectors = 8 * args.resolution**args.dim * (args.n + args.lanczos_steps)
+        _check_resources(vectors // 2, 3 * vectors, out.resolve().parent,
+                         f"--n {args.n} and --lanczos-steps {args.lanczos_steps} at --resolution {args.resolution}")
     try:
         arrays, grid, info = generate_ritz(level, args.resolution, args.dim, args.n, args.lanczos_steps, args.seed,
                                            progress=not args.quiet, system=system)
@@ -241,6 +327,8 @@ def _export(args) -> int:
     from datagen.export import export
     from pdekit.data import DatasetFormatError
 
+    if args.samples < 1 or args.trajectory < 0:
+        raise UsageError(f"need --samples >= 1 and --trajectory >= 0, got {args.samples} and {args.trajectory}")
     try:
         written = export(args.file, args.format, args.out, args.samples, trajectory=args.trajectory)
     except (FileNotFoundError, DatasetFormatError, ValueError) as err:
@@ -249,37 +337,44 @@ def _export(args) -> int:
     return 0
 
 
-def _common(p, resolution_help: str) -> None:
+def _common(p, resolution_help: str, batched: bool) -> None:
     """Arguments every generating command shares."""
     p.add_argument("--level", help="a named level (see `datagen levels`)")
     p.add_argument("--spec", help="YAML file with explicit level axes (keys as in the level; optional base: NAME)")
     p.add_argument("--n", type=int, required=True, help="number of samples")
     p.add_argument("--resolution", type=int, default=None, help=resolution_help)
-    p.add_argument("--seed", type=int, default=0, help="sample k uses seed + k")
-    p.add_argument("--out", required=True)
-    p.add_argument("--workers", type=int, default=1, help="processes (one sample or batch per job)")
+    p.add_argument("--seed", type=int, default=0, help="sample k uses seed + k (seed >= 0; default 0)")
+    p.add_argument("--out", required=True, help="the HDF5 file to write (atomically, when every sample is done)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes (one sample or batch per job; capped at the CPU count; default 1)")
     p.add_argument("--shard", default="0/1",
-                   help="i/n: generate the samples k with (k // batch) %% n == i (batch = 1 unless --batch)")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted run")
-    p.add_argument("--overwrite", action="store_true")
+                   help="i/n: generate the samples k with (k // batch) %% n == i (batch: --batch)" if batched else
+                   "i/n: generate the samples k with k %% n == i; join the n files with `datagen merge`")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run (kept in <out>.parts/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out (and discard an interrupted run's parts)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_generate)
 
 
 def _time_series(p, batch: int) -> None:
     p.add_argument("--device", default="cpu", help="torch device of the solver (cpu, cuda, cuda:1)")
-    p.add_argument("--batch", type=int, default=batch, help="trajectories integrated together (batched FFTs)")
+    p.add_argument("--batch", type=int, default=batch,
+                   help=f"trajectories integrated together (batched FFTs; the channel takes one at a time; "
+                        f"default {batch})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="datagen", description="Generate PDE datasets with classical solvers.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("poisson", help="Poisson problems -div(a grad u) = f at a difficulty level")
-    _common(p, "nodes per axis (required)")
-    p.add_argument("--dim", type=int, default=2)
+    _common(p, "nodes per axis (required)", batched=False)
+    p.add_argument("--dim", type=int, default=2, help="2 or 3 (default 2)")
     ns = sub.add_parser("navier-stokes", help="2-D Navier-Stokes trajectories (periodic box or channel with obstacles)")
-    ns.add_argument("--family", choices=("periodic", "obstacles"), required=True)
-    _common(ns, "grid points per axis (periodic) or cells across the channel (obstacles); default: the level's")
+    ns.add_argument("--family", choices=("periodic", "obstacles"), required=True,
+                    help="periodic: vorticity in a periodic box; obstacles: channel flow past obstacles")
+    _common(ns, "grid points per axis (periodic) or cells across the channel (obstacles); default: the level's",
+            batched=True)
     _time_series(ns, batch=8)
     ns.add_argument("--pressure-precond", default="amg",
                     help="obstacles: pressure preconditioner amg|jacobi|ilu|none or a trained pdekit checkpoint")
@@ -288,41 +383,43 @@ def build_parser() -> argparse.ArgumentParser:
     ns.add_argument("--pressure-systems", default=None,
                     help="obstacles: also save every snapshot's pressure system as a Poisson-format dataset here")
     bg = sub.add_parser("burgers", help="1-D viscous Burgers trajectories at a difficulty level")
-    _common(bg, "grid points (default: the level's)")
+    _common(bg, "grid points (default: the level's)", batched=True)
     _time_series(bg, batch=32)
     lv = sub.add_parser("levels", help="list difficulty levels with measured solver iterations")
-    lv.add_argument("--resolution", type=int, default=32)
+    lv.add_argument("--resolution", type=int, default=32,
+                    help="Poisson grid on which iterations are measured (default 32)")
     lv.set_defaults(run=_levels)
     m = sub.add_parser("merge", help="join shard files into one dataset")
-    m.add_argument("shards", nargs="+")
-    m.add_argument("--out", required=True)
-    m.add_argument("--overwrite", action="store_true")
+    m.add_argument("shards", nargs="+", help="the files of every --shard i/n of one run")
+    m.add_argument("--out", required=True, help="the merged HDF5 file")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.set_defaults(run=_merge)
     pl = sub.add_parser("plot", help="PNG of a few samples (Poisson: a, mask, f, u; time series: snapshots) "
                                       "and a GIF/MP4 of one trajectory")
-    pl.add_argument("file")
+    pl.add_argument("file", help="a pdekit dataset")
     pl.add_argument("--out", default=None, help="PNG path (default: next to the file)")
-    pl.add_argument("--samples", type=int, default=4)
+    pl.add_argument("--samples", type=int, default=4, help="samples shown (default 4)")
     pl.add_argument("--trajectory", type=int, default=0, help="time series: the sample to animate")
     pl.add_argument("--no-animation", action="store_true", help="time series: PNG only")
     pl.set_defaults(run=_plot)
     rz = sub.add_parser("ritz", help="DCDM training vectors: Ritz vectors of one operator of a level")
-    rz.add_argument("--level", default="medium")
+    rz.add_argument("--level", default="medium", help="the Poisson level whose operator is used (default medium)")
     rz.add_argument("--spec", default=None, help="YAML level spec instead of --level")
     rz.add_argument("--system", default=None,
                     help="FILE:INDEX: the operator of a stored system instead of a level (e.g. a pressure system)")
     rz.add_argument("--resolution", type=int, default=None, help="with --level: nodes per axis")
-    rz.add_argument("--dim", type=int, default=2)
+    rz.add_argument("--dim", type=int, default=2, help="with --level: 2 or 3 (default 2)")
     rz.add_argument("--n", type=int, required=True, help="number of vectors")
-    rz.add_argument("--lanczos-steps", type=int, default=600)
-    rz.add_argument("--seed", type=int, default=0)
-    rz.add_argument("--out", required=True)
-    rz.add_argument("--overwrite", action="store_true")
-    rz.add_argument("--quiet", action="store_true")
+    rz.add_argument("--lanczos-steps", type=int, default=600, help="Lanczos steps (default 600)")
+    rz.add_argument("--seed", type=int, default=0, help="seed of the start vector and the mixing (>= 0; default 0)")
+    rz.add_argument("--out", required=True, help="the HDF5 file to write (Poisson format)")
+    rz.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    rz.add_argument("--quiet", action="store_true", help="no progress bar")
     rz.set_defaults(run=_ritz)
     ex = sub.add_parser("export", help="meshio files for ParaView (XDMF series or one VTU per sample)")
-    ex.add_argument("file")
-    ex.add_argument("--format", choices=("xdmf", "vtu"), default="xdmf")
+    ex.add_argument("file", help="a pdekit dataset")
+    ex.add_argument("--format", choices=("xdmf", "vtu"), default="xdmf",
+                    help="xdmf: one time series (+ .h5 sidecar); vtu: one file per sample or snapshot")
     ex.add_argument("--out", default=None, help="default: <file stem>-paraview.xdmf or folder <stem>-paraview/")
     ex.add_argument("--samples", type=int, default=16, help="Poisson: export the first N samples")
     ex.add_argument("--trajectory", type=int, default=0, help="time series: the sample whose snapshots to export")
@@ -330,13 +427,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame):
+    from datagen.runner import Interrupted
+
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+
 def main(argv=None) -> int:
+    from pdekit.errors import os_error_message
+
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
+    args.argv = argv
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return args.run(args)
     except UsageError as err:
         print(f"datagen: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # unwritable or missing system locations, full disks
+        print(f"datagen: error: {os_error_message(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # datagen.runner.Interrupted too (SIGTERM)
+        print(f"datagen: interrupted{': ' + str(err) if str(err) else ''}; finished samples are kept: "
+              f"`{_command_line(argv)} --resume` continues", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

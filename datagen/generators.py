@@ -20,6 +20,10 @@ POISSON_KEYS = ("a", "f", "u", "mask", "bc_type", "bc_value", "level", "seed", "
                 "solver_residual", "solver_backward_error", "solve_seconds", "sample_index")
 
 
+class GenerationError(RuntimeError):
+    """A sample could not be computed (a solve that does not converge, an overflow): names the samples."""
+
+
 def resolve_level(generator: str, level=None, spec=None):
     """The level of a generator: a name, a level instance, or a YAML file (``spec``)."""
     from datagen import levelspec
@@ -70,8 +74,21 @@ def _device(config):
 def generate(config: dict, indices, progress=None) -> list[dict]:
     """Samples ``indices`` of ``config`` as dicts of numpy arrays/scalars (``sample_index``,
     ``seed`` and ``level`` included)."""
-    kind = config["generator"]
     seeds = [config["seed"] + k for k in indices]
+    try:
+        samples = _generate(config, indices, seeds, progress)
+    except (RuntimeError, ArithmeticError, ValueError, np.linalg.LinAlgError) as err:
+        which = f"sample {indices[0]} (seed {seeds[0]})" if len(indices) == 1 else \
+            f"samples {indices[0]}..{indices[-1]} (seeds {seeds[0]}..{seeds[-1]})"
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise GenerationError(f"{config['level']} {which} failed: {text}") from None
+    for k, seed, sample in zip(indices, seeds, samples):
+        sample.update(sample_index=k, seed=seed, level=config["level"])
+    return samples
+
+
+def _generate(config, indices, seeds, progress):
+    kind = config["generator"]
     if kind == "poisson":
         from datagen.poisson import solve_sample
 
@@ -101,10 +118,33 @@ def generate(config: dict, indices, progress=None) -> list[dict]:
         samples = burgers_samples(_level(config), config["resolution"], seeds, names=list(indices),
                                   device=_device(config))
     else:
-        raise ValueError(f"unknown generator {kind!r}")
-    for k, seed, sample in zip(indices, seeds, samples):
-        sample.update(sample_index=k, seed=seed, level=config["level"])
+        raise KeyError(f"unknown generator {kind!r}")
     return samples
+
+
+def estimate_bytes(config: dict, samples: int) -> tuple[int, int]:
+    """(bytes of ``samples`` finished samples, peak memory of the run) estimated before any work:
+    writing the file holds every sample twice (the parts read back and the stacked arrays), plus
+    one job's working set (operator, AMG hierarchy, Krylov vectors or FFT buffers, in float64)."""
+    kind, n, spec = config["generator"], int(config["resolution"]), config["level_spec"]
+    if kind == "poisson":
+        dim = int(config["dim"])
+        cells = n**dim
+        per_sample = 25 * cells + 9 * (n + 2) ** dim  # a, f, u float64, mask; padded bc_type, bc_value
+        working = 400 * cells
+    else:
+        steps = int(round(spec["t_end"] / spec["interval"])) + 1
+        if kind == "navier_stokes_obstacles":
+            cells = int(round(spec["aspect"] * n)) * n
+            per_sample = 4 * 3 * steps * cells + cells  # velocity (2) and pressure float32, mask
+            if config.get("pressure_systems"):
+                per_sample += 2 * 8 * steps * cells
+            working = 400 * cells
+        else:
+            cells = n * n if kind == "navier_stokes_periodic" else n
+            per_sample = 4 * steps * cells
+            working = 8 * 32 * cells * batch_size(config) + 8 * steps * cells * batch_size(config)
+    return samples * per_sample, 2 * samples * per_sample + working
 
 
 def batch_size(config: dict) -> int:

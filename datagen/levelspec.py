@@ -6,19 +6,49 @@ them) and may define ``problems()`` returning messages for inconsistent values.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, fields
 from pathlib import Path
+
+from pdekit.errors import yaml_problem
+
+LARGEST_INT = 2**31 - 1  # no level axis counts anything near this; larger values would overflow samplers
+
+
+def _number(annotation: str, value):
+    """An int or float axis value.  PyYAML reads ``1e4`` (no dot) as a string: a string that
+    spells a number is accepted as that number.  An integer axis refuses a fraction (2.7 is not
+    truncated to 2); every axis refuses NaN and infinity."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    if annotation == "float":
+        return float(value)
+    if value != int(value):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if abs(int(value)) > LARGEST_INT:
+        raise ValueError(f"{int(value)} is too large (at most {LARGEST_INT})")
+    return int(value)
 
 
 def _coerce(annotation: str, value):
     annotation = annotation.replace(" ", "")
-    scalar = {"int": int, "float": float, "str": str, "bool": bool}
-    if annotation in scalar:
-        if annotation == "bool" and not isinstance(value, bool):
+    if annotation in ("int", "float"):
+        return _number(annotation, value)
+    if annotation == "bool":
+        if not isinstance(value, bool):
             raise ValueError(f"expected true/false, got {value!r}")
-        if annotation in ("int", "float") and isinstance(value, (bool, str, list, tuple, dict)):
-            raise ValueError(f"expected a number, got {value!r}")
-        return scalar[annotation](value)
+        return value
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"expected text, got {value!r}")
+        return value
     if annotation.startswith("tuple["):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list, got {value!r}")
@@ -69,10 +99,16 @@ def load(cls, levels: dict, path):
     path = Path(path)
     if not path.exists():
         raise ValueError(f"no such level spec: {path}")
+    if path.is_dir():
+        raise ValueError(f"level spec {path} is a folder, not a YAML file")
     try:
-        spec = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read level spec {path}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        spec = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+        raise ValueError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
     return from_dict(cls, levels, spec, str(path))
 
 

@@ -35,13 +35,16 @@ class Level:
     def problems(self):
         checks = [(0 <= self.obstacles[0] <= self.obstacles[1], "obstacles must be [min, max] with 0 <= min <= max"),
                   (self.coefficient in COEFFICIENTS, f"coefficient must be one of {COEFFICIENTS}"),
-                  (self.contrast >= 1, "contrast must be >= 1"),
-                  (self.source_modes >= 1, "source_modes must be >= 1"),
+                  (self.obstacles[1] <= MAX_OBSTACLES, f"at most {MAX_OBSTACLES} obstacles"),
+                  # beyond ~1e8 the float64 solve cannot reach the 1e-10 residual the files promise
+                  (1 <= self.contrast <= MAX_CONTRAST, f"contrast must be in [1, {MAX_CONTRAST:g}]"),
+                  (1 <= self.source_modes <= MAX_SOURCE_MODES, f"source_modes must be in 1..{MAX_SOURCE_MODES}"),
                   (0 <= self.neumann_faces <= 3, "neumann_faces must be 0..3 (one face stays Dirichlet)")]
         return [message for ok, message in checks if not ok]
 
 
 COEFFICIENTS = ("constant", "lognormal", "piecewise")
+MAX_OBSTACLES, MAX_CONTRAST, MAX_SOURCE_MODES = 64, 1e8, 1024
 
 LEVELS = {
     "easy": Level("easy", (0, 0), False, "constant", 1.0, 3, 0, False,

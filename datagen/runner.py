@@ -1,19 +1,25 @@
 """Run any generator (:mod:`datagen.generators`) over many samples: workers, shards, resume,
 atomic output; and merge shard files.
 
-Finished samples go to ``<out>.parts/`` as one ``.npz`` per sample, each written atomically, so a
-run killed at any moment loses at most the samples in flight; ``--resume`` skips the finished
-ones.  When all are there, the HDF5 file is written atomically and the parts are removed.
+Finished samples go to ``<out>.parts/`` as one ``.npz`` per sample, each written atomically and
+flushed to disk, so a run killed at any moment loses at most the samples in flight; ``--resume``
+skips the finished ones (an empty or unreadable part counts as missing and is recomputed).  When
+all are there, the HDF5 file is written atomically and the parts are removed.  A run that fails
+with an error removes its parts (the same error would come back); one stopped by a signal
+(Ctrl-C, SIGTERM) keeps them for ``--resume``.  ``<out>.lock`` keeps a second run off the same
+output while one is going.
 Sample ``k`` always uses seed ``seed + k`` and is computed independently of the others (batched
 solvers included), so workers, batches and shards cannot change the data.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing as mp
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +29,64 @@ from datagen import generators
 from pdekit.atomic import atomic_path
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM; Ctrl-C is a KeyboardInterrupt): its finished
+    samples stay for ``--resume``."""
+
+
+class StaleRunError(FileExistsError):
+    """``<out>.parts/`` holds an interrupted run and neither ``--resume`` nor ``--overwrite`` was given."""
+
+    def __init__(self, parts: Path):
+        super().__init__(f"{parts} holds an interrupted run")
+        self.parts = parts
+
+
+class RunInUseError(RuntimeError):
+    """Another run is writing the same output."""
+
+
+@contextmanager
+def run_lock(out: Path):
+    """Hold ``<out>.lock`` (an advisory lock) for the duration of a run."""
+    lock = out.with_name(out.name + ".lock")
+    handle = open(lock, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            raise RunInUseError(f"{out} is in use by another run (pid {owner}); wait for it to finish") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # while still locked: a waiting run cannot take a stale file
+    finally:
+        handle.close()
+
+
+def finished_samples(parts: Path) -> set[int]:
+    """Indices of the complete parts; empty or unreadable ones (a crash mid-write on a file system
+    without atomic rename, a full disk) are deleted so they are computed again."""
+    done = set()
+    for path in parts.glob("sample_*.npz"):
+        try:
+            with np.load(path) as data:  # reads the zip directory, which is written last
+                complete = "sample_index" in data.files
+        except Exception:
+            complete = False
+        if complete:
+            done.add(int(path.stem.split("_")[1]))
+        else:
+            path.unlink(missing_ok=True)
+    return done
 
 
 def _save(sample: dict, parts: Path) -> None:
@@ -76,29 +140,46 @@ def _pool(workers: int):
 
 
 def run(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resume: bool = False,
-        progress: bool = True) -> dict:
+        overwrite: bool = False, progress: bool = True) -> dict:
     """Generate the samples of ``config`` that belong to ``shard`` into ``out`` (and any side files
     the generator writes).  Returns seconds spent (summed over workers) computing and writing,
-    the wall time and the number of samples computed now."""
+    the wall time and the number of samples computed now.  ``overwrite`` also clears the parts of
+    an interrupted run; ``resume`` continues it."""
+    with run_lock(out):
+        parts = out.with_name(out.name + ".parts")
+        if parts.exists() and not resume:
+            if not overwrite:
+                raise StaleRunError(parts)
+            shutil.rmtree(parts)
+        index, count = shard
+        config = json.loads(json.dumps(dict(config, shard=f"{index}/{count}")))  # its form after a round trip
+        stamp = parts / "config.json"
+        if stamp.exists() and json.loads(stamp.read_text()) != config:  # checked before anything can be removed
+            raise ValueError(f"--resume: {parts} was started with a different configuration "
+                             "(run the original command with --resume, or pass --overwrite to start over)")
+        try:
+            return _run(config, out, parts, workers, shard, progress)
+        except KeyboardInterrupt:  # Interrupted too
+            raise  # finished samples stay for --resume
+        except BaseException:
+            shutil.rmtree(parts, ignore_errors=True)
+            raise
+
+
+def _run(config, out, parts, workers, shard, progress) -> dict:
     start = time.perf_counter()
     index, count = shard
-    config = json.loads(json.dumps(dict(config, shard=f"{index}/{count}")))  # its form after a round trip
-    parts = out.with_name(out.name + ".parts")
     stamp = parts / "config.json"
-    if parts.exists() and not resume:
-        raise FileExistsError(f"{parts} holds an interrupted run: pass --resume to finish it or delete it")
     parts.mkdir(parents=True, exist_ok=True)
-    if stamp.exists():
-        if json.loads(stamp.read_text()) != config:
-            raise ValueError(f"--resume: {parts} was started with a different configuration")
-    else:
-        stamp.write_text(json.dumps(config, sort_keys=True))
+    if not stamp.exists():
+        with atomic_path(stamp) as tmp:
+            tmp.write_text(json.dumps(config, sort_keys=True))
     # Samples are computed in fixed blocks of ``batch`` consecutive indices (batched FFTs round
     # differently for different batch compositions, and chaotic flows amplify round-off), and a
     # shard takes whole blocks: sample k belongs to shard (k // batch) % count.
     size = generators.batch_size(config)
     mine = [k for k in range(config["n"]) if (k // size) % count == index]
-    done = {int(p.stem.split("_")[1]) for p in parts.glob("sample_*.npz")}  # each written atomically
+    done = finished_samples(parts)
     blocks = {}
     for k in mine:
         blocks.setdefault(k // size, []).append(k)
@@ -158,6 +239,10 @@ def merge(paths, out: Path) -> Path:
         configs.append(config)
         files.append(path)
     shards = [c.pop("shard", "0/1") for c in configs]
+    merged = [str(p) for p, s in zip(files, shards) if s == "merged"]
+    if merged:
+        raise ValueError(f"{merged[0]} is already a merged dataset; merge takes the shard files of one run "
+                         "(written with --shard i/n)")
     if any(c != configs[0] for c in configs):
         raise ValueError("shards were generated with different configurations; refusing to merge")
     count = int(shards[0].split("/")[1])

@@ -1,18 +1,26 @@
 """Benchmark (not a test): training steps/s of the same FNO on the same data under `pdekit fit`'s
 Lightning stack vs a plain torch loop.  Goal: Lightning overhead <= 10%.
 
+``--contention``: steps/s of the plain loop (the same FNO, 32^2) alone and beside a competing
+CPU-heavy torch process (default thread pool, matrix products in a loop), under torch's default
+thread count, pdekit's default (:func:`pdekit.resources.limit_threads`) and one thread: the
+measurement behind pdekit's thread default.
+
 Both run the same task module (normalization, loss), optimizer (AdamW), data loader (same
 sampler and batch size, lazy HDF5 reads) and number of steps; the Lightning run has what
 `pdekit fit` has (CSV logger, per-step metrics and throughput logging, NaN check, an end-of-epoch
 checkpoint), validation off.  The first epoch is a warm-up and not timed.
 
     python experiments/bench_training.py [--small] [--device cuda] [--out results.json]
+    python experiments/bench_training.py --contention [--out results.json]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -87,12 +95,67 @@ def plain_run(path, epochs, batch, width, device):
     return steps * (epochs - 1) / sum(times[1:])
 
 
+COMPETITOR = "import torch\na = torch.randn(1500, 1500)\nwhile True:\n    a @ a\n"
+
+
+def _measure(path, threads: str, competing: bool) -> float:
+    """Plain-loop steps/s in a fresh process (thread pools are fixed at start-up)."""
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    env.pop("PDEKIT_THREADS", None)
+    if threads != "torch default":
+        env["PDEKIT_THREADS"] = "" if threads == "pdekit default" else threads
+    rival = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if competing else None
+    try:
+        time.sleep(2 if competing else 0)  # let the rival's pool spin up
+        out = subprocess.run([sys.executable, __file__, "--worker", str(path),
+                              "--threads", "none" if threads == "torch default" else "pdekit"],
+                             env=env, capture_output=True, text=True, check=True)
+    finally:
+        if rival is not None:
+            rival.kill()
+            rival.wait()
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def contention(args):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "easy_32.h5"
+        runner.run(config_for("poisson", "easy", 128, 32, dim=2), path, progress=False)
+        for threads in ("torch default", "pdekit default", "1"):
+            alone = _measure(path, threads, competing=False)
+            shared = _measure(path, threads, competing=True)
+            rows.append({"threads": threads, "alone_steps_per_s": alone, "competing_steps_per_s": shared,
+                         "slowdown": alone / shared})
+    print("| threads | steps/s alone | steps/s beside a CPU-heavy process | slowdown |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['threads']} | {r['alone_steps_per_s']:.2f} | {r['competing_steps_per_s']:.2f} | "
+              f"{r['slowdown']:.1f}x |")
+    if args.out:
+        write_json(args.out, rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--contention", action="store_true", help="thread defaults beside a competing process")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        if args.threads == "pdekit":
+            from pdekit.resources import limit_threads
+
+            limit_threads()
+        print(f"threads {torch.get_num_threads()}", file=sys.stderr)
+        print(plain_run(args.worker, 3, 16, 32, "cpu"))
+        return
+    if args.contention:
+        return contention(args)
     cases = [(32, 128, 16, 32, 4)] if args.small else [(32, 512, 16, 32, 4), (64, 256, 16, 32, 4)]
     print(f"# training benchmark: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"device {args.device}")

@@ -19,7 +19,7 @@ from torch import nn
 
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
-from pdekit.tasks import attached_datamodule, checkpoint_record
+from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
 
 
 class DCDMNet(nn.Module):
@@ -79,6 +79,7 @@ class DCDM(L.LightningModule):
     def __init__(self, channels: int = 16, fine: int = 4, coarse: int = 6, post: int = 4, bias: bool = False,
                  lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2):
         super().__init__()
+        check_learning_rate(lr)
         self.save_hyperparameters()
         self.net = DCDMNet(dim, channels, fine, coarse, post, bias)
         self.grid = None

@@ -3,6 +3,8 @@
     pdekit fit|validate|test|predict --config cfg.yaml [--key value ...]   (LightningCLI)
     pdekit evaluate --ckpt model.ckpt --data file.h5 [--out dir]
     pdekit info | pdekit check
+
+Every error is one line on stderr with exit status 2.
 """
 from __future__ import annotations
 
@@ -36,7 +38,13 @@ def _check(args) -> int:
     from pdekit.krylov import pcg
     from pdekit.precond import AMG
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from pdekit.errors import ConfigError
+
+    if args.resolution < 3:
+        raise ConfigError(f"--resolution must be >= 3 (nodes per axis, boundary included), got {args.resolution}")
+    if args.resolution > 4096:
+        raise ConfigError(f"--resolution must be <= 4096 for this check, got {args.resolution}")
+    device = _check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     n = args.resolution
     op = DiffusionOperator(Grid.box((n, n)))
     x, y = op.grid.coordinates()
@@ -56,53 +64,107 @@ def _fail(err) -> int:
     return 2
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("fit", "validate", "test", "predict"):
-        from pdekit.data import DatasetFormatError
-        from pdekit.errors import PdekitError
-        from pdekit.fit import run
+LIGHTNING_COMMANDS = {
+    "fit": "train a model from a YAML config (LightningCLI; any key overridable: --model.init_args.lr 3e-4)",
+    "validate": "validation metrics of a config's model (--ckpt_path for trained weights)",
+    "test": "test-split metrics of a config's model (--ckpt_path for trained weights)",
+    "predict": "predictions on the test split, written to an HDF5 file (--predictions PATH)",
+}
 
-        named = (FileNotFoundError, DatasetFormatError, PdekitError)
-        try:
-            run(argv)
-        except Exception as err:
-            # jsonargparse and Lightning wrap errors raised while building the model or data:
-            # report pdekit's own message (the cause), not the wrappers' traces
-            cause = err
-            while cause is not None and not isinstance(cause, named):
-                cause = cause.__cause__ or cause.__context__
-            if cause is None:
-                raise
-            return _fail(cause)
-        return 0
+
+def _lightning(argv) -> int:
+    """``pdekit fit|validate|test|predict``: LightningCLI, with every error as one line."""
+    import argparse as _argparse
+
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from pdekit.data import DatasetFormatError
+    from pdekit.errors import PdekitError, os_error_message
+    from pdekit.fit import parser_error_line, run
+
+    named = (FileNotFoundError, DatasetFormatError, PdekitError, MisconfigurationException)
+    try:
+        run(argv)
+    except _argparse.ArgumentError as err:
+        return _fail(f"{parser_error_line(str(err))} (`pdekit {argv[0]} --help` lists the options)")
+    except SystemExit as exit_:  # --help, --print_config
+        return exit_.code if isinstance(exit_.code, int) else 0
+    except Exception as err:
+        # jsonargparse and Lightning wrap errors raised while building the model or data:
+        # report pdekit's own message (the cause), not the wrappers' traces
+        cause = err
+        while cause is not None and not isinstance(cause, named):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            if isinstance(err, OSError):
+                return _fail(os_error_message(err))
+            raise
+        return _fail(cause)
+    return 0
+
+
+def _check_device(device: str) -> str:
+    """The device, or one line saying why it cannot be used (e.g. CUDA asked for, none present)."""
+    from pdekit.errors import ConfigError
+    from pdekit.resources import check_device
+
+    try:
+        return check_device(device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdekit", description="pdekit: neural PDE solver framework")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="versions and devices").set_defaults(run=_info)
-    check = sub.add_parser("check", help="solve a small Poisson problem with a known answer")
-    check.add_argument("--resolution", type=int, default=128)
-    check.add_argument("--device", default=None)
-    check.set_defaults(run=_check)
-    ev = sub.add_parser("evaluate", help="metrics.json and figures of a trained checkpoint on a dataset")
-    ev.add_argument("--ckpt", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in LIGHTNING_COMMANDS.items():  # dispatched to LightningCLI before argparse sees them
+        sub.add_parser(name, help=text, add_help=False)
+    ev = sub.add_parser("evaluate", help="metrics.json and figures of a trained checkpoint on datasets")
+    ev.add_argument("--ckpt", required=True, help="a checkpoint written by pdekit fit")
     ev.add_argument("--data", required=True, nargs="+", help="one or more dataset files")
     ev.add_argument("--out", default=None, help="folder (default: evaluation/ next to the checkpoint)")
-    ev.add_argument("--batch-size", type=int, default=16)
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--batch-size", type=int, default=16, help="samples per forward pass (default 16)")
+    ev.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1; default cpu)")
     ev.set_defaults(run=_evaluate)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    check = sub.add_parser("check", help="solve a small Poisson problem with a known answer")
+    check.add_argument("--resolution", type=int, default=128, help="nodes per axis, >= 3 (default 128)")
+    check.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
+    check.set_defaults(run=_check)
+    sub.add_parser("info", help="versions and devices").set_defaults(run=_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    from pdekit.quiet import quiet_third_party
+    from pdekit.resources import limit_threads
+
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    quiet_third_party()
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        limit_threads()
+        return _lightning(argv)
+    args = build_parser().parse_args(argv)
+    if args.command in ("evaluate", "check"):
+        limit_threads()
+    from pdekit.data import DatasetFormatError
+    from pdekit.errors import PdekitError, os_error_message
+
+    try:
+        return args.run(args)
+    except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
+        return _fail(err)
+    except OSError as err:
+        return _fail(os_error_message(err))
 
 
 def _evaluate(args) -> int:
-    from pdekit.data import DatasetFormatError
-    from pdekit.errors import PdekitError
+    from pdekit.errors import ConfigError
     from pdekit.evaluate import main
 
-    try:
-        return main(args)
-    except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
-        return _fail(err)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    args.device = _check_device(args.device)
+    return main(args)
 
 
 if __name__ == "__main__":

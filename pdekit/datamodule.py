@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
 from pdekit.data import DatasetFormatError, LazyH5, grid_of, is_timeseries, level_names, levels_in, open_dataset
+from pdekit.errors import ConfigError, InvalidCoefficientError
 
 SYSTEM_FIELDS = ("a", "f", "bc_type", "bc_value")  # what rebuilds a Poisson sample's linear system
 
@@ -36,7 +37,29 @@ class FieldSamples(LazyH5, Dataset):
 
     def _field(self, key, i):
         data = np.asarray(self.h5[key][i], dtype=np.float64)
-        return np.log10(data) if key in self.log_inputs else data
+        if key not in self.log_inputs:
+            return data
+        self._check_positive(key, data, i)
+        return np.log10(data)
+
+    def _check_positive(self, key, data, index):
+        bad = ~(data > 0)  # NaN too
+        if bad.any():
+            where = tuple(int(c[0]) for c in np.nonzero(bad))
+            raise InvalidCoefficientError(f"{self.path}: non-positive {key} at sample {index} (value {data[where]:g} "
+                                          f"at {where}); {key} is read as log10 (data.init_args.log_inputs)")
+
+    def check_log_inputs(self, block: int = 64) -> None:
+        """Scan every sample's log-transformed fields before training, so a negative coefficient is
+        named (file, sample) before any step or checkpoint (blocks of samples: bounded memory)."""
+        for key in self.log_inputs:
+            dataset = self.h5[key]
+            for start in range(0, self.length, block):
+                values = np.asarray(dataset[start:start + block])
+                bad = ~(values.reshape(len(values), -1) > 0).all(axis=1)
+                if bad.any():
+                    i = int(np.flatnonzero(bad)[0])
+                    self._check_positive(key, values[i], start + i)
 
     def __getitem__(self, i):
         item = {"x": torch.as_tensor(np.stack([self._field(k, i) for k in self.inputs]), dtype=torch.float32),
@@ -109,7 +132,7 @@ def split_indices(n: int, fractions, seed: int) -> list[np.ndarray]:
     n_test = int(round(fractions[2] * n)) if n > 2 else 0
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise ValueError(f"a file with {n} samples leaves no training samples for split {list(fractions)}")
+        raise ConfigError(f"a file with {n} samples leaves no training samples for split {list(fractions)}")
     cuts = np.split(order, [n_train, n_train + n_val])
     return [np.sort(c) for c in cuts]
 
@@ -119,10 +142,30 @@ def mix_counts(available, proportions) -> list[int]:
     without repeating any: the largest total that every file can supply."""
     p = np.asarray(proportions, float)
     if len(p) != len(available) or np.any(p < 0) or p.sum() <= 0:
-        raise ValueError(f"proportions {list(proportions)} must be non-negative, one per file, not all zero")
+        raise ConfigError(f"proportions {list(proportions)} must be non-negative, one per file, not all zero")
     p = p / p.sum()
     total = min(n / q for n, q in zip(available, p) if q > 0)
     return [int(math.floor(q * total + 1e-9)) for q in p]
+
+
+def _check_settings(files, proportions, split, batch_size, num_workers, history, unroll, normalization_samples):
+    """Refuse settings that cannot work, naming the config key (ConfigError: one line from the CLI)."""
+    finite = lambda values: all(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 for v in values)  # noqa: E731
+    problems = [
+        (bool(files), "data.init_args.files is empty: give at least one dataset"),
+        (len(split) == 3 and finite(split) and abs(sum(split) - 1) <= 1e-6,
+         f"data.init_args.split {list(split)} must be three non-negative fractions (train, val, test) summing to 1"),
+        (proportions is None or (len(proportions) == len(files) and finite(proportions)
+                                 and abs(sum(proportions) - 1) <= 1e-6),
+         f"data.init_args.proportions {proportions} must be one non-negative share per file, summing to 1"),
+        (batch_size >= 1, f"data.init_args.batch_size must be >= 1, got {batch_size}"),
+        (num_workers >= 0, f"data.init_args.num_workers must be >= 0, got {num_workers}"),
+        (history >= 1 and unroll >= 1, f"data.init_args.history and unroll must be >= 1, got {history}, {unroll}"),
+        (normalization_samples >= 1, f"data.init_args.normalization_samples must be >= 1, got {normalization_samples}"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise ConfigError(message)
 
 
 class EpochSampler(Sampler):
@@ -189,12 +232,7 @@ class FieldDataModule(L.LightningDataModule):
                  split: list[float] = (0.8, 0.1, 0.1), batch_size: int = 16, num_workers: int = 0, seed: int = 0,
                  system: bool = False, normalization_samples: int = 256):
         super().__init__()
-        if not files:
-            raise ValueError("data.files is empty: give at least one dataset")
-        if len(split) != 3 or any(s < 0 for s in split) or abs(sum(split) - 1) > 1e-6:
-            raise ValueError(f"split {list(split)} must be three non-negative fractions summing to 1")
-        if history < 1 or unroll < 1:
-            raise ValueError(f"history and unroll must be >= 1, got {history}, {unroll}")
+        _check_settings(files, proportions, split, batch_size, num_workers, history, unroll, normalization_samples)
         self.files = [str(f) for f in files]
         self.proportions = None if proportions is None else list(proportions)
         self.history, self.unroll = history, unroll
@@ -215,7 +253,7 @@ class FieldDataModule(L.LightningDataModule):
         self.target = list(target) if target is not None else default_out
         self.log_inputs = list(log_inputs) if log_inputs is not None else ([] if timeseries else ["a"])
         if timeseries and self.inputs != self.target:
-            raise ValueError("next-step learning predicts its own inputs: inputs and target must be the same fields")
+            raise ConfigError("next-step learning predicts its own inputs: inputs and target must be the same fields")
         self.levels = levels_in(self.files)
         self.stats = None
         self._sets = {}
@@ -271,12 +309,14 @@ class FieldDataModule(L.LightningDataModule):
                 if not len(idx):
                     continue
                 samples = self._samples(path, file_id, system=self.system or name != "train")
+                if name == "train" and not self.timeseries:
+                    samples.check_log_inputs()
                 if self.timeseries:  # every window of the chosen trajectories
                     idx = (idx[:, None] * samples.windows + np.arange(samples.windows)).ravel()
                 subsets.append(Subset(samples, idx.tolist()))
             self._sets[name] = ConcatDataset(subsets) if subsets else None
         if self._sets["train"] is None:
-            raise ValueError("no training samples (check proportions and split)")
+            raise ConfigError("no training samples (check data.init_args.proportions and split)")
         self.stats = self._statistics(self._sets["train"])
 
     def _statistics(self, train) -> dict:

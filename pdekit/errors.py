@@ -23,3 +23,21 @@ class IncompatibleRHSError(PdekitError, ValueError):
 
 class NonFiniteError(PdekitError, ValueError):
     """NaN or Inf in input data."""
+
+
+class ConfigError(PdekitError, ValueError):
+    """A configuration value that cannot work (unknown class path, bad hyperparameter, bad split)."""
+
+
+def yaml_problem(err) -> str:
+    """PyYAML's problem and where it is (line, column), in one line."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return f"{getattr(err, 'problem', None) or str(err).splitlines()[0]}{where}"
+
+
+def os_error_message(err: OSError) -> str:
+    """``path: reason`` for a failed file operation (no errno numbers, no traceback)."""
+    reason = err.strerror or str(err)
+    names = [n for n in (err.filename, getattr(err, "filename2", None)) if n]
+    return f"{' -> '.join(map(str, names))}: {reason}" if names else reason

@@ -21,6 +21,7 @@ preconditioner with ``r^T M r <= 0``, NaN/Inf) stops that system with a status n
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -89,6 +90,8 @@ class _Monitor:
         self.on_breakdown = on_breakdown
         if on_breakdown not in ("warn", "raise"):
             raise ValueError(f"on_breakdown must be 'warn' or 'raise', got {on_breakdown!r}")
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:  # NaN fails too
+            raise ValueError(f"tol must be a relative residual in [0, 1), got {tol!r}")
         self.bnorm = _norm(b)
         self.bsafe = torch.where(self.bnorm > 0, self.bnorm, torch.ones_like(self.bnorm))
         batch = b.shape[0]
@@ -189,7 +192,28 @@ def _prepare(A, b, x0):
 
 
 def _default_maxiter(b: torch.Tensor, maxiter):
+    if maxiter is not None and (isinstance(maxiter, bool) or int(maxiter) != maxiter or maxiter < 0):
+        raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
     return int(maxiter) if maxiter is not None else 10 * int(np.prod(b.shape[1:]))
+
+
+def _probe_symmetry(op, r: torch.Tensor, mon: "_Monitor", check: bool) -> None:
+    """Stop systems whose operator is clearly not symmetric (CG-type methods assume SPD ``A``):
+    with ``v = r``, a symmetric ``A`` gives ``(Av)^T (Av) = v^T A (Av)``.  Two operator
+    applications; skipped for pdekit's own operators (symmetric by construction)."""
+    from pdekit.operators import DiffusionOperator
+
+    if not check or isinstance(op, DiffusionOperator) or mon.done:
+        return
+    Av = op(r)
+    AAv = op(Av)
+    gap = (_dot(Av, Av) - _dot(r, AAv)).abs()
+    scale = _norm(Av) ** 2 + _norm(r) * _norm(AAv)
+    rel = gap / torch.where(scale > 0, scale, torch.ones_like(scale))
+    limit = 10 * math.sqrt(torch.finfo(r.dtype).eps)
+    mon.step(0, None, r, _norm(r), rel > limit,
+             f"the operator is not symmetric (probe asymmetry above {limit:.1e}); CG-type methods need SPD A: "
+             "use a solver for non-symmetric systems (e.g. scipy.sparse.linalg.gmres)", record=False)
 
 
 def _nonfinite(value: torch.Tensor) -> torch.Tensor:
@@ -197,9 +221,11 @@ def _nonfinite(value: torch.Tensor) -> torch.Tensor:
 
 
 def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,
-        on_breakdown: str = "warn") -> SolveResult:
+        on_breakdown: str = "warn", check_symmetry: bool = True) -> SolveResult:
     """Preconditioned conjugate gradients, batched.  ``M`` maps a residual batch to ``M r`` and must
-    be a fixed linear SPD operator (use :func:`fcg` otherwise); ``None`` gives plain CG."""
+    be a fixed linear SPD operator (use :func:`fcg` otherwise); ``None`` gives plain CG.
+    ``tol`` in [0, 1) (0: run ``maxiter`` iterations).  ``check_symmetry``: probe ``A`` for symmetry
+    first (two operator applications; not for pdekit operators) and stop systems that fail."""
     method = "cg" if M is None else "pcg"
     if M is not None and getattr(M, "linear", True) is False:
         warnings.warn(f"{type(M).__name__} is not a fixed linear preconditioner: PCG's short recurrence "
@@ -207,6 +233,7 @@ def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter:
     op, b, x, r, unbatch = _prepare(A, b, x0)
     mon = _Monitor(op, b, r, tol, method, on_breakdown)
     maxiter = _default_maxiter(b, maxiter)
+    _probe_symmetry(op, r, mon, check_symmetry)
     apply_m = (lambda v: v.clone()) if M is None else M
     z = apply_m(r)
     rz = _dot(r, z)
@@ -253,7 +280,7 @@ def cg(A, b, x0=None, **kwargs) -> SolveResult:
 def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, normalize: bool = True,
                          tol: float = 1e-8, maxiter: int | None = None, restart: int | None = None,
                          true_residual_every: int | None = 50, on_breakdown: str = "warn",
-                         method: str = "conjugate_directions") -> SolveResult:
+                         method: str = "conjugate_directions", check_symmetry: bool = True) -> SolveResult:
     """The DCDM iteration: each step takes a search direction ``q = direction(r / ||r||)`` (or
     ``direction(r)`` when ``normalize=False``), A-orthogonalises it against the previous ``k``
     directions (modified Gram–Schmidt) and takes the exact line-search step
@@ -268,6 +295,7 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
     op, b, x, r, unbatch = _prepare(A, b, x0)
     mon = _Monitor(op, b, r, tol, method, on_breakdown)
     maxiter = _default_maxiter(b, maxiter)
+    _probe_symmetry(op, r, mon, check_symmetry)
     memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, p^T A p)
     it = 0
     rnorm = _norm(r)
@@ -308,10 +336,12 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
 
 
 def fcg(A, b, M: Callable | None = None, x0=None, *, truncation: int = 5, restart: int | None = None,
-        tol: float = 1e-8, maxiter: int | None = None, on_breakdown: str = "warn") -> SolveResult:
+        tol: float = 1e-8, maxiter: int | None = None, on_breakdown: str = "warn",
+        check_symmetry: bool = True) -> SolveResult:
     """Flexible CG (Notay 2000): valid for nonlinear or varying preconditioners ``M``.  Each new
     direction ``M r`` is A-orthogonalised against the last ``truncation`` directions; ``restart``
     forgets them all every so many iterations."""
     direction = (lambda v: v) if M is None else M
     return conjugate_directions(A, b, direction, x0, k=truncation, normalize=False, tol=tol, maxiter=maxiter,
-                                restart=restart, on_breakdown=on_breakdown, method="fcg")
+                                restart=restart, on_breakdown=on_breakdown, method="fcg",
+                                check_symmetry=check_symmetry)

@@ -8,40 +8,44 @@ discrete operator.  ``Autoregressive``: next-step learning on time series with u
 """
 from __future__ import annotations
 
-import importlib
 import inspect
+import math
 import time
 
 import lightning as L
 import torch
 from torch import nn
 
-from pdekit.errors import NonFiniteError, PdekitError
+from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.grid import Grid
 from pdekit.metrics import poisson_relative_residual, relative_l2
-
-
-class ConfigError(PdekitError, ValueError):
-    """A configuration value that cannot work (unknown class path, missing network argument)."""
-
-
-def import_class(path: str):
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"unknown class path {path!r}: cannot import {name!r} from {module!r}") from None
+from pdekit.registry import check_plain, load_class
 
 
 def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int) -> nn.Module:
-    """Instantiate ``path`` with ``kwargs`` plus the channel counts the data defines."""
-    cls = import_class(path)
+    """Instantiate the allow-listed network ``path`` (:mod:`pdekit.registry`) with ``kwargs`` (plain
+    values only) plus the channel counts the data defines."""
+    check_plain(kwargs, "model.network_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ConfigError(f"model.network_kwargs must be a mapping, got {type(kwargs).__name__}")
+    cls = load_class(path, nn.Module, "network")
     kwargs = {"in_channels": in_channels, "out_channels": out_channels, **(kwargs or {})}
     required = [p.name for p in inspect.signature(cls).parameters.values()
                 if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in kwargs]
     if required:
         raise ConfigError(f"network {path} needs {required} in model.network_kwargs")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # an unknown or mistyped keyword names itself in the message
+        raise ConfigError(f"network {path}: {err}") from None
+
+
+def check_learning_rate(lr, weight_decay=0.0) -> None:
+    """Refuse a learning rate (or weight decay) that cannot train: negative, zero, NaN or infinite."""
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"model.init_args.lr must be a positive finite number, got {lr}")
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ConfigError(f"model.init_args.weight_decay must be a non-negative finite number, got {weight_decay}")
 
 
 def attached_datamodule(module: L.LightningModule):
@@ -103,6 +107,7 @@ class OperatorLearning(L.LightningModule):
                  in_channels: int = 3, out_channels: int = 1, dim: int = 2, loss: str = "l2",
                  lr: float = 1e-3, weight_decay: float = 1e-4):
         super().__init__()
+        check_learning_rate(lr, weight_decay)
         self.save_hyperparameters()
         self.net = build_network(network, network_kwargs, in_channels, out_channels)
         self.normalizer = Normalizer(in_channels, out_channels)

@@ -1,0 +1,96 @@
+"""The allow-list of classes pdekit builds from names it reads in files.
+
+A checkpoint (and a config's ``network``) names its task and network by class path.  Importing
+and calling whatever a file names would let a crafted file run code (``torch.hub.load`` on a
+folder of the attacker's, ``logging.basicConfig(filename=..., filemode="w")`` truncating a
+file, ...), so pdekit builds only the classes listed here, with constructor arguments of plain
+types (None, bool, int, float, str and lists/dicts of them).
+
+A user extends the list deliberately, never through a file pdekit reads:
+
+* in Python: ``pdekit.registry.allow("my_package.MyNet")``;
+* for the command line: ``PDEKIT_ALLOW="my_package.MyNet,my_package.MyTask"`` in the environment.
+
+Model families add their task and network classes to :data:`LOADABLE` when they land.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+
+from pdekit.errors import PdekitError
+
+LOADABLE = frozenset({
+    # tasks (LightningModules)
+    "pdekit.tasks.OperatorLearning",
+    "pdekit.tasks.Autoregressive",
+    "models.dcdm.DCDM",
+    # networks
+    "models.dcdm.DCDMNet",
+    "neuralop.models.FNO",
+    "neuralop.models.TFNO",
+    "neuralop.models.UNO",
+})
+ENVIRONMENT_VARIABLE = "PDEKIT_ALLOW"
+_added: set[str] = set()
+
+
+class NotAllowedError(PdekitError, ValueError):
+    """A class path outside the allow-list, or constructor arguments that are not plain data."""
+
+
+def allow(*paths: str) -> None:
+    """Add class paths (``module.Class``) to the allow-list of this process."""
+    for path in paths:
+        if not isinstance(path, str) or "." not in path:
+            raise ValueError(f"allow() takes class paths like 'package.module.Class', got {path!r}")
+        _added.add(path)
+
+
+def allowed() -> frozenset[str]:
+    """Every class path pdekit may build now: its own, ``allow()``-ed and ``$PDEKIT_ALLOW``."""
+    extra = {p.strip() for p in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",") if p.strip()}
+    return LOADABLE | _added | extra
+
+
+def check_plain(value, where: str) -> None:
+    """Refuse anything but plain data (what a config or a weights-only checkpoint should hold)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        if math.isnan(value):
+            raise NotAllowedError(f"{where} is NaN")
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotAllowedError(f"{where} has a non-string key {key!r}")
+            check_plain(item, f"{where}.{key}")
+        return
+    raise NotAllowedError(f"{where} holds a {type(value).__name__}; only plain values (numbers, strings, "
+                          "lists, mappings) are accepted as constructor arguments")
+
+
+def load_class(path, base: type, what: str):
+    """The allow-listed class ``path``, checked to be a subclass of ``base``.  Nothing is imported
+    for a path outside the list."""
+    if not isinstance(path, str):
+        raise NotAllowedError(f"{what} class path must be a string, got {type(path).__name__}")
+    if path not in allowed():
+        raise NotAllowedError(
+            f"refusing to build {what} {path!r}: not in pdekit's allow-list of loadable classes "
+            f"(to use a class of your own, allow it deliberately: {ENVIRONMENT_VARIABLE}={path} or "
+            f"pdekit.registry.allow({path!r}))")
+    module, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise NotAllowedError(f"unknown class path {path!r}: cannot import {name!r} from {module!r}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise NotAllowedError(f"{what} {path!r} is not a {base.__module__}.{base.__qualname__}")
+    return cls
