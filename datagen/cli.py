@@ -187,16 +187,25 @@ def _pressure_precond(value: str) -> str:
     if not Path(value).is_file():
         raise UsageError(f"--pressure-precond must be one of {', '.join(PRECONDITIONERS)} or a checkpoint file, "
                          f"got {value!r}")
+    from pdekit.checkpoints import load_task
+    from pdekit.errors import PdekitError
+
+    try:  # refused here, before any work, if it is not a loadable pdekit checkpoint
+        task, _ = load_task(value)
+    except PdekitError as err:
+        raise UsageError(f"--pressure-precond: {err}") from None
+    if not hasattr(task, "preconditioner_module"):
+        raise UsageError(f"--pressure-precond: {value} holds a model that cannot act as a preconditioner")
     return str(Path(value).resolve())
 
 
 def _check_device(device: str) -> None:
-    import torch
+    from pdekit.resources import check_device
 
     try:
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:
-        raise UsageError(f"--device {device}: {str(err).splitlines()[0]}") from None
+        check_device(device)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 def _levels(args) -> int:
@@ -365,7 +374,9 @@ def _time_series(p, batch: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="datagen", description="Generate PDE datasets with classical solvers.")
+    from pdekit.cli import OneLineArgumentParser
+
+    parser = OneLineArgumentParser(prog="datagen", description="Generate PDE datasets with classical solvers.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("poisson", help="Poisson problems -div(a grad u) = f at a difficulty level")
     _common(p, "nodes per axis (required)", batched=False)

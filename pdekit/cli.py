@@ -59,6 +59,13 @@ def _check(args) -> int:
     return 0 if err < 1e-7 else 1
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` for usage)\n")
+
+
 def _fail(err) -> int:
     print(f"pdekit: error: {err}", file=sys.stderr)
     return 2
@@ -115,7 +122,7 @@ def _check_device(device: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pdekit", description="pdekit: neural PDE solver framework")
+    parser = OneLineArgumentParser(prog="pdekit", description="pdekit: neural PDE solver framework")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in LIGHTNING_COMMANDS.items():  # dispatched to LightningCLI before argparse sees them
         sub.add_parser(name, help=text, add_help=False)

@@ -33,7 +33,13 @@ def check_data(info: dict, path) -> None:
 def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figures: int = 4) -> dict:
     """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files):
     static data → errors and residuals; time series → full-trajectory rollout errors."""
+    from pdekit.tasks import OperatorLearning
+
     task, info = load_task(ckpt)
+    if not isinstance(task, OperatorLearning):
+        raise CheckpointError(f"{ckpt} holds a {info['task']}, which does not predict solutions: pdekit evaluate takes "
+                              "operator-learning and autoregressive checkpoints (use pdekit.precond.load for a "
+                              "learned preconditioner)")
     files = [data] if isinstance(data, (str, Path)) else list(data)
     for path in files:
         check_data(info, path)

@@ -51,6 +51,8 @@ class PdekitCLI(LightningCLI):
         ckpt = self.config_init[subcommand].get("ckpt_path")
         if ckpt and ckpt not in LIGHTNING_CKPT_ALIASES:
             check_resume_checkpoint(ckpt, self.model)
+        if hasattr(self.model, "check_data") and self.datamodule is not None:
+            self.model.check_data(self.datamodule)  # before Lightning writes config.yaml and logs
         if subcommand == "predict":
             from pdekit.predict import PredictionWriter
 

@@ -271,7 +271,14 @@ def load(checkpoint, A, *, device=None) -> ModulePreconditioner:
 
     if not isinstance(A, DiffusionOperator):
         raise TypeError("load() needs the DiffusionOperator whose residuals the model will see")
-    task, _ = load_task(checkpoint)
+    from pdekit.checkpoints import CheckpointError
+
+    task, info = load_task(checkpoint)
+    trained_dim = (info.get("data") or {}).get("dim", info.get("hparams", {}).get("dim"))
+    if trained_dim is not None and int(trained_dim) != A.grid.ndim:
+        raise CheckpointError(f"{checkpoint} holds a {trained_dim}-D model; the operator is {A.grid.ndim}-D")
+    if not hasattr(task, "preconditioner_module"):
+        raise CheckpointError(f"{checkpoint} holds a {info['task']}, which cannot act as a preconditioner")
     device = torch.device(device) if device is not None else torch.device("cpu")
     module = task.preconditioner_module(A).to(device).eval()
     return ModulePreconditioner(module, A, linear=False)

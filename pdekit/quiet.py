@@ -4,6 +4,7 @@ narrow (by message), so any other warning still shows."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 # (message regex, category, module regex) of warnings raised inside dependencies
@@ -19,6 +20,8 @@ class _DropTips(logging.Filter):
 
 
 def quiet_third_party() -> None:
+    # jsonargparse's own switch for the deprecations LightningCLI 2.6 triggers in it
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     for message, category, module in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):

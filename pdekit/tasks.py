@@ -144,14 +144,19 @@ class OperatorLearning(L.LightningModule):
             return
         if not bool(self.normalizer.fitted) and datamodule.stats is not None:
             self.normalizer.set(datamodule.stats)
+        self.check_data(datamodule)
         self.data_signature = datamodule.signature()
-        if bool(self.data_signature.get("timeseries")) != self.expects_timeseries:
+        self.levels = datamodule.levels
+        self.grid = datamodule.grid()
+
+    def check_data(self, datamodule) -> None:
+        """Refuse data this task cannot learn from (called by ``pdekit fit`` before any file is
+        written, and again at setup)."""
+        if bool(datamodule.timeseries) != self.expects_timeseries:
             want = "time-series" if self.expects_timeseries else "static (Poisson)"
             other = "pdekit.tasks.OperatorLearning" if self.expects_timeseries else "pdekit.tasks.Autoregressive"
             raise ConfigError(f"{type(self).__name__} needs {want} data; the data module holds "
-                              f"pde={self.data_signature['pde']!r} files (use {other})")
-        self.levels = datamodule.levels
-        self.grid = datamodule.grid()
+                              f"pde={datamodule.pde!r} files (use {other})")
 
     def on_save_checkpoint(self, checkpoint):
         grid = None if self.grid is None else {"shape": list(self.grid.shape), "spacing": list(self.grid.spacing),

@@ -1,5 +1,6 @@
 import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,3 +13,85 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 @pytest.fixture(params=DEVICES)
 def device(request):
     return request.param
+
+
+# ------------------------------------------------------------------ session-scoped data and models
+# Built once per test process (xdist worker) and shared: small files, untrained but real models.
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("shared")
+
+
+@pytest.fixture(scope="session")
+def poisson_file(shared_dir) -> Path:
+    """24 easy 2-D Poisson samples at 16^2."""
+    from datagen import runner
+    from datagen.generators import config_for
+
+    path = shared_dir / "easy16.h5"
+    runner.run(config_for("poisson", "easy", 24, 16, dim=2), path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def burgers_file(shared_dir) -> Path:
+    """Two short Burgers trajectories at 64 points (a time-series file)."""
+    from datagen import runner
+    from datagen.generators import config_for
+
+    path = shared_dir / "burgers64.h5"
+    runner.run(config_for("burgers", "easy", 2, 64, device="cpu", batch=2), path, progress=False)
+    return path
+
+
+def save_task_checkpoint(task, path: Path, data_signature: dict | None) -> Path:
+    """A checkpoint as `pdekit fit` writes it (weights + pdekit record), without training."""
+    from pdekit.tasks import checkpoint_record
+
+    torch.save({"state_dict": task.state_dict(), "pdekit": checkpoint_record(task, data_signature)}, path)
+    return path
+
+
+def poisson_signature(dim: int = 2) -> dict:
+    return {"pde": "poisson", "dim": dim, "timeseries": False, "inputs": ["a", "f", "mask"], "target": ["u"],
+            "log_inputs": ["a"], "history": 1, "unroll": 1, "levels": ["easy"]}
+
+
+@pytest.fixture(scope="session")
+def fno_checkpoint(shared_dir) -> Path:
+    """An (untrained) FNO operator-learning checkpoint for 2-D Poisson data."""
+    from pdekit.tasks import OperatorLearning
+
+    torch.manual_seed(0)
+    task = OperatorLearning(network_kwargs={"n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2})
+    return save_task_checkpoint(task, shared_dir / "fno.ckpt", poisson_signature())
+
+
+@pytest.fixture(scope="session")
+def dcdm_checkpoint(shared_dir) -> Path:
+    """An (untrained) 2-D DCDM checkpoint."""
+    from models.dcdm import DCDM
+
+    torch.manual_seed(0)
+    task = DCDM(channels=4, fine=2, coarse=2, post=2)
+    return save_task_checkpoint(task, shared_dir / "dcdm.ckpt", poisson_signature())
+
+
+@pytest.fixture(scope="session")
+def pickled_checkpoint(shared_dir) -> Path:
+    """A checkpoint that pickles a Python object (not loadable with weights_only=True)."""
+    import argparse
+
+    path = shared_dir / "pickled.ckpt"
+    torch.save({"state_dict": {}, "pdekit": {"task": "pdekit.tasks.OperatorLearning"},
+                "hyper_parameters": argparse.Namespace(evil=True)}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def truncated_checkpoint(fno_checkpoint, shared_dir) -> Path:
+    path = shared_dir / "truncated.ckpt"
+    data = fno_checkpoint.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

@@ -1,0 +1,140 @@
+"""A checkpoint never decides what code runs: crafted records naming `torch.hub.load`,
+`logging.basicConfig`, `os.system` or `builtins.eval` (as the task or as the network) are refused
+by every entry point that opens a checkpoint, and leave no trace on disk."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+import datagen.cli
+import pdekit.cli
+from pdekit import DiffusionOperator, Grid
+from pdekit.checkpoints import CheckpointError, load_task
+from pdekit.registry import NotAllowedError, allowed
+
+
+@pytest.fixture
+def trap(tmp_path):
+    """A hub folder whose code would write ``marker``, and a ``victim`` file a payload would truncate."""
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    marker, victim = tmp_path / "marker", tmp_path / "victim.txt"
+    (hub / "hubconf.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+                                    f"def evil(**kw):\n    pathlib.Path({str(marker)!r}).write_text('ran')\n")
+    victim.write_text("precious")
+    return {"hub": str(hub), "marker": marker, "victim": victim}
+
+
+def records(trap):
+    hub = {"repo_or_dir": trap["hub"], "model": "evil", "source": "local"}
+    log = {"filename": str(trap["victim"]), "filemode": "w"}
+    touch = {"command": f"touch {trap['marker']}"}
+    source = {"source": f"open({str(trap['marker'])!r}, 'w')"}
+    as_network = lambda path, kwargs: ("pdekit.tasks.OperatorLearning",  # noqa: E731
+                                       {"network": path, "network_kwargs": kwargs})
+    return {
+        "task=torch.hub.load": ("torch.hub.load", hub),
+        "network=torch.hub.load": as_network("torch.hub.load", hub),
+        "task=logging.basicConfig": ("logging.basicConfig", log),
+        "network=logging.basicConfig": as_network("logging.basicConfig", log),
+        "task=os.system": ("os.system", touch),
+        "network=os.system": as_network("os.system", touch),
+        "task=builtins.eval": ("builtins.eval", source),
+        "network=builtins.eval": as_network("builtins.eval", source),
+    }
+
+
+CASES = ["task=torch.hub.load", "network=torch.hub.load", "task=logging.basicConfig", "network=logging.basicConfig",
+         "task=os.system", "network=os.system", "task=builtins.eval", "network=builtins.eval"]
+
+
+def write_record(path, task, hparams):
+    torch.save({"state_dict": {}, "pdekit": {"task": task, "hparams": hparams, "data": None},
+                "hyper_parameters": {"_class_path": task, **hparams}}, path)
+    return path
+
+
+def untouched(trap):
+    return not trap["marker"].exists() and trap["victim"].read_text() == "precious"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_crafted_record_is_refused_everywhere(tmp_path, trap, case, capsys, monkeypatch, poisson_file):
+    task, hparams = records(trap)[case]
+    ckpt = write_record(tmp_path / "evil.ckpt", task, hparams)
+    named = hparams.get("network", task)
+    # the Python entry point
+    with pytest.raises(NotAllowedError, match=f"refusing to build (task|network) '{named}'"):
+        from pdekit.precond import load
+
+        load(ckpt, DiffusionOperator(Grid.box((16, 16))))
+    assert untouched(trap)
+    # pdekit evaluate
+    monkeypatch.chdir(tmp_path)
+    assert pdekit.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(poisson_file), "--out", "ev"]) == 2
+    err = capsys.readouterr().err
+    assert f"'{named}'" in err and "allow-list" in err and len(err.strip().splitlines()) == 1
+    assert untouched(trap) and not (tmp_path / "ev").exists()
+    # datagen's learned pressure preconditioner
+    code = datagen.cli.main(["navier-stokes", "--family", "obstacles", "--level", "easy", "--n", "1",
+                             "--resolution", "16", "--out", "flow.h5", "--quiet", "--pressure-precond", str(ckpt)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"'{named}'" in err and len(err.strip().splitlines()) == 1
+    assert untouched(trap) and not (tmp_path / "flow.h5").exists() and not (tmp_path / "flow.h5.parts").exists()
+
+
+def test_resume_checkpoint_supplies_weights_not_hyperparameters(tmp_path, trap, capsys, monkeypatch, poisson_file):
+    """LightningCLI would take `hyper_parameters` (class path included) from --ckpt_path: pdekit does not."""
+    import yaml
+
+    task, hparams = records(trap)["network=torch.hub.load"]
+    ckpt = write_record(tmp_path / "evil.ckpt", task, hparams)
+    cfg = {"trainer": {"max_epochs": 1, "logger": False, "enable_checkpointing": False,
+                       "default_root_dir": str(tmp_path / "run")},
+           "model": {"class_path": "pdekit.tasks.OperatorLearning",
+                     "init_args": {"network_kwargs": {"n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2}}},
+           "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+                    "init_args": {"files": [str(poisson_file)], "batch_size": 8}}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setattr("sys.argv", ["pdekit"])
+    monkeypatch.chdir(tmp_path)
+    assert pdekit.cli.main(["fit", "--config", "cfg.yaml", "--ckpt_path", str(ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit the configured model" in err and "Traceback" not in err
+    assert untouched(trap)
+
+
+def test_pickled_checkpoint_refused_without_advice_to_unpickle(pickled_checkpoint):
+    with pytest.raises(CheckpointError) as info:
+        load_task(pickled_checkpoint)
+    message = str(info.value)
+    assert "argparse.Namespace" in message and "refuses to unpickle" in message
+    assert "weights_only=False" not in message and "False" not in message and "\n" not in message
+
+
+def test_non_plain_hyperparameters_are_refused(tmp_path):
+    ckpt = write_record(tmp_path / "t.ckpt", "pdekit.tasks.OperatorLearning", {"lr": torch.tensor(1e-3)})
+    with pytest.raises(NotAllowedError, match="holds a Tensor"):
+        load_task(ckpt)
+
+
+def test_the_allow_list_is_extended_only_deliberately(tmp_path, monkeypatch, fno_checkpoint):
+    from pdekit.registry import allow
+    from pdekit.tasks import OperatorLearning, build_network
+
+    assert "neuralop.models.FNO" in allowed() and "models.dcdm.DCDM" in allowed()
+    monkeypatch.delenv("PDEKIT_ALLOW", raising=False)
+    with pytest.raises(NotAllowedError, match="PDEKIT_ALLOW=torch.nn.Identity"):
+        build_network("torch.nn.Identity", {}, 1, 1)
+    monkeypatch.setenv("PDEKIT_ALLOW", "torch.nn.Identity")
+    assert isinstance(build_network("torch.nn.Identity", {}, 1, 1), torch.nn.Identity)
+    monkeypatch.delenv("PDEKIT_ALLOW")
+    assert "torch.nn.Identity" not in allowed()
+    monkeypatch.setattr("pdekit.registry._added", set())  # allow() lasts for the process: undo after the test
+    allow("torch.nn.Identity")
+    assert isinstance(build_network("torch.nn.Identity", {}, 1, 1), torch.nn.Identity)
+    # a checkpoint that names an allowed class still loads
+    task, info = load_task(fno_checkpoint)
+    assert isinstance(task, OperatorLearning) and info["task"] == "pdekit.tasks.OperatorLearning"
