@@ -11,6 +11,7 @@
     datagen merge shard0.h5 shard1.h5 --out all.h5
     datagen plot file.h5 [--out file.png] [--trajectory 0]
     datagen export file.h5 --format xdmf|vtu [--out path] [--samples 16 | --trajectory 0]
+    datagen export file.h5 --format the-well [--out folder]
 """
 from __future__ import annotations
 
@@ -427,11 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     rz.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     rz.add_argument("--quiet", action="store_true", help="no progress bar")
     rz.set_defaults(run=_ritz)
-    ex = sub.add_parser("export", help="meshio files for ParaView (XDMF series or one VTU per sample)")
+    ex = sub.add_parser("export", help="meshio files for ParaView (XDMF series or one VTU per sample), or The Well")
     ex.add_argument("file", help="a pdekit dataset")
-    ex.add_argument("--format", choices=("xdmf", "vtu"), default="xdmf",
-                    help="xdmf: one time series (+ .h5 sidecar); vtu: one file per sample or snapshot")
-    ex.add_argument("--out", default=None, help="default: <file stem>-paraview.xdmf or folder <stem>-paraview/")
+    ex.add_argument("--format", choices=("xdmf", "vtu", "the-well"), default="xdmf",
+                    help="xdmf: one time series (+ .h5 sidecar); vtu: one file per sample or snapshot; the-well: "
+                         "time series in The Well's HDF5 layout (a folder WellDataset reads)")
+    ex.add_argument("--out", default=None, help="default: <file stem>-paraview.xdmf, folder <stem>-paraview/ (vtu) or folder <stem>-the-well/")
     ex.add_argument("--samples", type=int, default=16, help="Poisson: export the first N samples")
     ex.add_argument("--trajectory", type=int, default=0, help="time series: the sample whose snapshots to export")
     ex.set_defaults(run=_export)

@@ -1,4 +1,4 @@
-"""Export datasets to ParaView through meshio: an XDMF series (one step per sample, or per time
+"""Export datasets to ParaView through meshio (and, via :mod:`datagen.well`, to The Well's layout): an XDMF series (one step per sample, or per time
 snapshot) or one VTU file per frame, on the structured quad/hex mesh of the grid's nodes.
 
 Both are written into a temporary folder beside the target and moved into place at the end, so
@@ -133,7 +133,12 @@ def export_poisson(path, fmt: str, out=None, samples: int = 16) -> list[Path]:
 
 def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> list[Path]:
     """Poisson files: the first ``samples`` samples; time series: the snapshots of one trajectory
-    with their times (vector fields as 3-component point data, as ParaView expects)."""
+    with their times (vector fields as 3-component point data, as ParaView expects).
+    ``fmt="the-well"``: every trajectory in The Well's layout (:mod:`datagen.well`)."""
+    if fmt == "the-well":
+        from datagen.well import export_the_well
+
+        return export_the_well(path, out)
     with open_dataset(path) as h5:
         timeseries = is_timeseries(h5)
     if not timeseries:
