@@ -184,3 +184,44 @@ def test_initial_guess():
     exact = direct(op, b)
     res = cg(op, b, x0=exact, tol=1e-8)
     assert (res.iterations == 0).all() and res.converged.all()
+
+
+def pyamg_poisson(n: int):
+    import pyamg
+
+    return pyamg.gallery.poisson((n,), format="csr")
+
+
+@pytest.mark.parametrize("tol", [float("nan"), -1e-8, 1.0, 2.0])
+def test_a_tolerance_that_cannot_work_is_refused(tol):
+    A = pyamg_poisson(30)
+    with pytest.raises(ValueError, match="tol must be a relative residual in \\[0, 1\\)"):
+        cg(A, np.ones(30), tol=tol)
+
+
+def convection_diffusion(n: int, peclet: float):
+    """Tridiagonal -u'' + c u' (central differences): clearly non-symmetric for c != 0."""
+    import scipy.sparse as sp
+
+    return sp.diags([-1 - peclet, 2.0, -1 + peclet], [-1, 0, 1], shape=(n, n), format="csr")
+
+
+@pytest.mark.parametrize("solver", [cg, fcg])
+def test_a_non_symmetric_operator_is_reported_not_solved(solver):
+    A = convection_diffusion(40, 0.5)
+    with pytest.warns(RuntimeWarning, match="not symmetric"):
+        res = solver(A, np.ones(40))
+    assert not bool(res.converged[0]) and res.status[0].startswith("breakdown: the operator is not symmetric")
+    assert int(res.iterations[0]) == 0
+    with pytest.raises(KrylovBreakdown, match="not symmetric"):
+        solver(A, np.ones(40), on_breakdown="raise")
+    # the probe is what stops it: without the probe CG runs on and returns a wrong answer
+    unchecked = solver(A, np.ones(40), check_symmetry=False, maxiter=200)
+    assert float(unchecked.residual[0]) > 1e-8 or not bool(unchecked.converged[0])
+
+
+def test_the_symmetry_probe_accepts_symmetric_operators_in_float32():
+    A = pyamg_poisson(64)
+    b = torch.ones(64, dtype=torch.float32)
+    res = cg(A, b, tol=1e-5)
+    assert bool(res.converged[0]) and res.status[0] == "converged"

@@ -119,3 +119,13 @@ def test_batched_operator_needs_an_index():
     with pytest.raises(ValueError, match="index"):
         AMG(op)
     AMG(op, index=1)
+
+
+@pytest.mark.parametrize("shape", [(16,), (8, 8, 8)])
+def test_load_refuses_a_model_of_another_dimension(fno_checkpoint, shape):
+    from pdekit.checkpoints import CheckpointError
+    from pdekit.precond import load
+
+    with pytest.raises(CheckpointError, match=f"holds a 2-D model; the operator is {len(shape)}-D"):
+        load(fno_checkpoint, DiffusionOperator(Grid.box(shape)))
+    assert load(fno_checkpoint, DiffusionOperator(Grid.box((16, 16)))).linear is False  # the right one loads
