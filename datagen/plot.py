@@ -21,8 +21,11 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
     out = Path(out) if out else path.with_suffix(".png")
     with open_poisson(path) as h5:
         count = min(samples, h5["u"].shape[0])
-        if h5.attrs["dim"] == 3:  # middle slice along z
-            take = lambda key, i: h5[key][i][..., h5[key].shape[-1] // 2]  # noqa: E731
+        where = ""
+        if h5.attrs["dim"] == 3:  # middle slice along z, named in the titles
+            nz = h5["u"].shape[-1]
+            take = lambda key, i: h5[key][i][..., nz // 2]  # noqa: E731
+            where = f", slice z index {nz // 2} of {nz}"
         else:
             take = lambda key, i: h5[key][i]  # noqa: E731
         levels = level_names(h5)
@@ -30,11 +33,17 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
         for i in range(count):
             mask = take("mask", i).astype(bool)
             level = levels[i]
-            panels = (("a", np.log10(take("a", i)), "log10 a"), ("mask", mask, "mask"),
-                      ("f", take("f", i), "f"), ("u", np.where(mask, take("u", i), np.nan), "u"))
-            for ax, (key, data, title) in zip(axes[i], panels):
-                im = ax.imshow(np.asarray(data, float).T, origin="lower", cmap="viridis" if key != "f" else "RdBu_r")
-                ax.set_title(f"{title} (sample {i}, {level})", fontsize=9)
+            f = take("f", i)
+            reach = float(np.abs(f).max()) or 1.0
+            # (title, data, colour map, limits): the mask on a fixed 0/1 scale (a constant mask shows
+            # as one colour), the source on a diverging scale centred at 0
+            panels = (("log10 a", np.log10(take("a", i)), "viridis", (None, None)),
+                      ("mask (1 = active)", mask, "gray", (0, 1)), ("f", f, "RdBu_r", (-reach, reach)),
+                      ("u", np.where(mask, take("u", i), np.nan), "viridis", (None, None)))
+            for ax, (title, data, cmap, (lo, hi)) in zip(axes[i], panels):
+                im = ax.imshow(np.asarray(data, float).T, origin="lower", cmap=cmap, vmin=lo, vmax=hi,
+                               interpolation="nearest")
+                ax.set_title(f"{title}\nsample {i} ({level}){where}", fontsize=9)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 fig.colorbar(im, ax=ax, fraction=0.046)
@@ -97,9 +106,10 @@ def plot_timeseries(path, out=None, samples: int = 4, *, animate: bool = True, t
         wide = aspect >= 2  # channels: snapshots stacked down a column per sample
         if one_d:
             fig, axes = plt.subplots(count, 1, squeeze=False, figsize=(8, 2.2 * count), layout="constrained")
-        elif wide:
+        elif wide:  # size the canvas from the panels (width w, height w / aspect + a title line) so they fill it
+            w = 4.5
             fig, axes = plt.subplots(len(columns), count, squeeze=False, layout="constrained",
-                                     figsize=(2.0 * aspect * count, 2.4 * len(columns) / aspect * 2))
+                                     figsize=((w + 0.9) * count, (w / aspect + 0.35) * len(columns)))
             axes = axes.T  # axes[sample, snapshot] either way
         else:
             fig, axes = plt.subplots(count, len(columns), squeeze=False, figsize=(2.6 * len(columns), 2.4 * count),

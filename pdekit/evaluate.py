@@ -48,7 +48,8 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
         metrics, shown = evaluate_rollouts(task, info["data"], files, device=device, figures=figures)
     else:
         metrics, shown = _evaluate_static(task, info["data"], files, batch_size, device, figures)
-    metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"], **metrics}
+    metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"], **metrics,
+               "figure_samples": [label for label, *_ in shown]}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "metrics.json") as tmp:
@@ -69,6 +70,7 @@ def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: in
     levels = levels_in(files)
     history = int(signature["history"])
     curves, codes, shown = [], [], []
+    quota = max(1, -(-figures // len(files)))  # samples.png shows trajectories of every file
     with torch.no_grad():
         for path in files:
             windows = TimeSeriesWindows(path, signature["inputs"], history, 1, levels)
@@ -79,7 +81,7 @@ def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: in
                 predicted = task.rollout(x, mask, windows.steps - history)[0].cpu()
                 curves.append(relative_l2(predicted, truth[history:]).double().numpy())
                 codes.append(windows.level_codes[sample])
-                if len(shown) < figures:
+                if sample < quota:
                     shown.append((f"{Path(path).stem}:{sample} last step", truth[-1, 0].numpy(), predicted[-1, 0].numpy(),
                                   mask[0].cpu().numpy()))
     curves, codes = np.stack(curves), np.asarray(codes)
@@ -95,8 +97,10 @@ def _evaluate_static(task, signature, files, batch_size, device, figures):
     """Prediction errors and residuals of every sample (static data, e.g. Poisson)."""
     level_names = levels_in(files)
     rel_l2, rel_res, levels, shown = [], [], [], []
+    quota = max(1, -(-figures // len(files)))  # samples.png shows samples of every file
     with torch.no_grad():
         for path in files:
+            taken = 0
             with open_poisson(path) as h5:
                 grid = grid_of(h5)
             samples = FieldSamples(path, signature["inputs"], signature["target"], signature["log_inputs"],
@@ -108,9 +112,10 @@ def _evaluate_static(task, signature, files, batch_size, device, figures):
                     rel_res.append(poisson_relative_residual(prediction[:, 0], grid, batch["a"], batch["f"],
                                                              batch["bc_type"], batch["bc_value"]))
                 levels.append(batch["level"])
-                for i in range(min(figures - len(shown), len(prediction))):
+                for i in range(min(quota - taken, len(prediction))):
                     shown.append((f"{Path(path).stem}:{int(batch['index'][i])}", batch["y"][i, 0].numpy(),
                                   prediction[i, 0].numpy(), batch["mask"][i].numpy()))
+                    taken += 1
     per_sample = {"rel_l2": torch.cat(rel_l2).double().numpy()}
     if rel_res:
         per_sample["rel_residual"] = torch.cat(rel_res).double().numpy()
@@ -125,22 +130,19 @@ def _figures(out: Path, shown, metrics):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    take = lambda a: a[..., a.shape[-1] // 2] if a.ndim == 3 else a  # noqa: E731  3D: middle z-slice
     fig, axes = plt.subplots(len(shown), 3, figsize=(10, 3 * len(shown)), squeeze=False)
-    for row, (index, truth, prediction, mask) in zip(axes, shown):
-        truth, prediction, mask = take(truth), take(prediction), take(mask)
-        error = np.where(mask, prediction - truth, np.nan)
-        for ax, data, title in zip(row, (np.where(mask, truth, np.nan), np.where(mask, prediction, np.nan), error),
-                                   ("truth", "prediction", "error")):
-            if data.ndim == 1:  # 1-D fields: curves
-                ax.plot(data)
+    for row, (label, truth, prediction, mask) in zip(axes, shown):
+        for ax, panel in zip(row, sample_panels(label, truth, prediction, mask)):
+            if panel["data"].ndim == 1:  # 1-D fields: curves
+                ax.plot(panel["data"])
+                ax.set_ylim(panel["vmin"], panel["vmax"])
             else:
-                im = ax.imshow(np.asarray(data, float).T, origin="lower",
-                               cmap="RdBu_r" if title == "error" else "viridis")
+                im = ax.imshow(panel["data"].T, origin="lower", cmap=panel["cmap"], vmin=panel["vmin"],
+                               vmax=panel["vmax"])
                 fig.colorbar(im, ax=ax, fraction=0.046)
                 ax.set_xticks([])
                 ax.set_yticks([])
-            ax.set_title(f"{index}: {title}", fontsize=9)
+            ax.set_title(panel["title"], fontsize=9)
     _save(fig, out / "samples.png")
 
     if "rollout" in metrics:
@@ -164,6 +166,32 @@ def _figures(out: Path, shown, metrics):
     ax.set_ylabel("mean over samples")
     ax.set_title("error per level")
     _save(fig, out / "per_level.png")
+
+
+def sample_panels(label: str, truth, prediction, mask) -> list[dict]:
+    """Truth, prediction and error of one sample as panels: truth and prediction on one colour
+    scale, the error on a diverging scale centred at 0; 3-D fields as their middle z-slice, named
+    in the titles; inactive cells blank."""
+    truth, prediction, mask = (np.asarray(a, float) for a in (truth, prediction, mask))
+    where = ""
+    if truth.ndim == 3:
+        nz = truth.shape[-1]
+        k = nz // 2
+        truth, prediction, mask = truth[..., k], prediction[..., k], mask[..., k]
+        where = f" (slice z index {k} of {nz})"
+    active = mask.astype(bool)
+    t, p = np.where(active, truth, np.nan), np.where(active, prediction, np.nan)
+    both = np.concatenate([t[np.isfinite(t)], p[np.isfinite(p)]])
+    lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    error = p - t
+    reach = float(np.nanmax(np.abs(error))) if np.isfinite(error).any() else 0.0
+    reach = reach if reach > 0 else 1e-12
+    return [{"data": t, "cmap": "viridis", "vmin": lo, "vmax": hi, "title": f"{label}: truth{where}"},
+            {"data": p, "cmap": "viridis", "vmin": lo, "vmax": hi, "title": f"{label}: prediction{where}"},
+            {"data": error, "cmap": "RdBu_r", "vmin": -reach, "vmax": reach,
+             "title": f"{label}: error (prediction - truth){where}"}]
 
 
 def _save(fig, path: Path):

@@ -45,6 +45,18 @@ def burgers_file(shared_dir) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def channel_file(shared_dir) -> Path:
+    """One short channel-flow trajectory past an obstacle at 16 cells across."""
+    from datagen import runner
+    from datagen.generators import config_for
+
+    path = shared_dir / "channel16.h5"
+    runner.run(config_for("navier_stokes_obstacles", "easy", 1, 16, device="cpu", pressure_precond="amg",
+                          pressure_tol=1e-6), path, progress=False)
+    return path
+
+
 def save_task_checkpoint(task, path: Path, data_signature: dict | None) -> Path:
     """A checkpoint as `pdekit fit` writes it (weights + pdekit record), without training."""
     from pdekit.tasks import checkpoint_record

@@ -2,20 +2,9 @@
 pdekit time-series dataset unchanged, and every value lands where the field mapping says."""
 import h5py
 import numpy as np
-import pytest
 from the_well.data import WellDataset
 
 import datagen.cli
-from datagen import runner
-from datagen.generators import config_for
-
-
-@pytest.fixture(scope="module")
-def channel_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("channel") / "channel.h5"
-    runner.run(config_for("navier_stokes_obstacles", "easy", 1, 16, device="cpu", pressure_precond="amg",
-                          pressure_tol=1e-6), path, progress=False)
-    return path
 
 
 def test_burgers_reads_back_through_the_well(tmp_path, burgers_file):
