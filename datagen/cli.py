@@ -171,7 +171,25 @@ def _generate(args) -> int:
         raise UsageError(str(err)) from None
     side = f" and {extra['pressure_systems']}" if extra.get("pressure_systems") else ""
     print(f"wrote {out}{side} ({spent['samples']} samples computed in {spent['wall']:.1f} s)")
+    _warn_quality(out)
     return 0
+
+
+def _warn_quality(out: Path) -> None:
+    """Data-quality flags the generator recorded per sample (``under_resolved``): say so."""
+    import h5py
+    import numpy as np
+
+    with h5py.File(out, "r") as h5:
+        if "under_resolved" not in h5:
+            return
+        flags = np.asarray(h5["under_resolved"][()], bool)
+        if flags.any():
+            tail = float(np.max(h5["spectral_tail"][()]))
+            print(f"datagen: warning: {int(flags.sum())} of {len(flags)} trajectories are under-resolved (energy "
+                  f"fraction {tail:.1e} in the top third of wavenumbers: Gibbs oscillations at the fronts); raise "
+                  "--resolution (the level's default resolves them). Flag: the 'under_resolved' field",
+                  file=sys.stderr)
 
 
 def _command_line(argv) -> str:

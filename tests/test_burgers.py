@@ -29,3 +29,21 @@ def test_blow_up_is_a_clear_error():
     u0 = (5 * torch.sin(x))[None]
     with pytest.raises(BlowUpError, match="trajectory 0 blew up"):
         solve_burgers(u0, 1e-4, 2.0, 50)
+
+
+def test_under_resolved_trajectories_are_flagged_and_reported(tmp_path, capsys):
+    """Burgers `hard` (nu = 0.002) at 256 points has Gibbs oscillations at its shocks: the file
+    flags it and datagen warns; `easy` at 256 points is resolved."""
+    import h5py
+
+    import datagen.cli
+
+    for level, flagged in (("hard", True), ("easy", False)):
+        out = tmp_path / f"{level}.h5"
+        assert datagen.cli.main(["burgers", "--level", level, "--n", "2", "--resolution", "256", "--out", str(out),
+                                 "--quiet"]) == 0
+        err = capsys.readouterr().err
+        with h5py.File(out) as h5:
+            assert h5["under_resolved"][()].tolist() == [flagged, flagged]
+            assert (h5["spectral_tail"][()] > 1e-4).all() if flagged else (h5["spectral_tail"][()] < 1e-10).all()
+        assert ("under-resolved" in err) == flagged

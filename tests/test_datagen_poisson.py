@@ -62,3 +62,14 @@ def test_float64_floor_is_accepted_only_at_working_precision():
     sample = solve_sample("extreme", 256, 2, 1)
     assert sample["solver_residual"] <= 1e-8
     assert sample["solver_residual"] <= 1e-10 or sample["solver_backward_error"] <= 1e-14
+
+
+@pytest.mark.parametrize("level,low,high", [("medium", 1, 3), ("hard", 4, 8)])
+def test_obstacles_a_level_draws_are_the_obstacles_one_sees(level, low, high):
+    """Obstacles do not merge: the solid regions counted in the mask match the level's range."""
+    from scipy import ndimage
+
+    from datagen.poisson import sample_problem
+
+    counts = [ndimage.label(~np.asarray(sample_problem(level, 64, 2, seed)[2]))[1] for seed in range(12)]
+    assert all(low <= c <= high for c in counts), counts
