@@ -21,6 +21,7 @@ import shlex
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -99,8 +100,11 @@ def _check_out(out: Path, overwrite: bool) -> None:
     parent = out.resolve().parent
     if not parent.is_dir():
         raise UsageError(f"cannot write {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"cannot write {out}: folder {parent} is not writable")
+    try:  # a real probe: access() says yes to root even on read-only or virtual file systems (/proc)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write {out}: folder {parent} is not writable ({err.strerror})") from None
 
 
 def _level(args, generator: str = "poisson"):

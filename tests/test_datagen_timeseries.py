@@ -155,7 +155,7 @@ def test_levels_lists_every_family(tmp_path):
      "--pressure-precond must be one of"),
     (("navier-stokes", "--family", "obstacles", "--level", "easy", "--pressure-tol", "2"), "--pressure-tol"),
     (("burgers", "--level", "easy", "--batch", "0"), "--batch must be >= 1"),
-    (("burgers", "--level", "easy", "--device", "nonsense"), "--device nonsense"),
+    (("burgers", "--level", "easy", "--device", "nonsense"), "device 'nonsense' is not a torch device"),
     (("burgers", "--level", "easy", "--resolution", "4"), "--resolution must be >= 8"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, args, message):
