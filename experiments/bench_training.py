@@ -28,7 +28,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from results_io import write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
 
 from datagen import runner
 from datagen.generators import config_for
@@ -128,11 +128,7 @@ def contention(args):
             shared = _measure(path, threads, competing=True)
             rows.append({"threads": threads, "alone_steps_per_s": alone, "competing_steps_per_s": shared,
                          "slowdown": alone / shared})
-    print("| threads | steps/s alone | steps/s beside a CPU-heavy process | slowdown |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['threads']} | {r['alone_steps_per_s']:.2f} | {r['competing_steps_per_s']:.2f} | "
-              f"{r['slowdown']:.1f}x |")
+    print_table("steps/s of the plain loop (FNO, 32^2) alone and beside a CPU-heavy torch process", rows)
     if args.out:
         write_json(args.out, rows)
 
@@ -168,11 +164,7 @@ def main():
             lightning = lightning_run(path, tmp, epochs, batch, width, args.device)
             rows.append({"grid": f"{resolution}^2", "samples": n, "batch": batch, "plain_steps_per_s": plain,
                          "pdekit_fit_steps_per_s": lightning, "overhead_pct": 100 * (plain / lightning - 1)})
-    print("| grid | samples | batch | plain torch steps/s | pdekit fit steps/s | overhead % |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['grid']} | {r['samples']} | {r['batch']} | {r['plain_steps_per_s']:.2f} | "
-              f"{r['pdekit_fit_steps_per_s']:.2f} | {r['overhead_pct']:.1f} |")
+    print_table("steps/s: plain torch loop vs pdekit fit's Lightning stack", rows)
     if args.out:
         write_json(args.out, rows)
 
