@@ -35,10 +35,9 @@ def _check(args) -> int:
     import torch
 
     from pdekit import DiffusionOperator, Grid
+    from pdekit.errors import ConfigError
     from pdekit.krylov import pcg
     from pdekit.precond import AMG
-
-    from pdekit.errors import ConfigError
 
     if args.resolution < 3:
         raise ConfigError(f"--resolution must be >= 3 (nodes per axis, boundary included), got {args.resolution}")
