@@ -25,6 +25,9 @@ import tempfile
 from pathlib import Path
 
 
+SOLVER_CHOICES = ("auto", "ssor-pcg")  # datagen.poisson.SOLVERS, without importing the solvers for --help
+
+
 class UsageError(Exception):
     """Bad arguments: reported as one line, exit status 2."""
 
@@ -140,6 +143,7 @@ def _generate(args) -> int:
     if generator == "poisson":
         checks.append((args.dim in (2, 3), f"--dim must be 2 or 3, got {args.dim}"))
         extra["dim"] = args.dim
+        extra.update(_poisson_solver(args))
     else:
         _check_device(args.device)
         extra["device"] = args.device
@@ -194,6 +198,28 @@ def _warn_quality(out: Path) -> None:
                   f"fraction {tail:.1e} in the top third of wavenumbers: Gibbs oscillations at the fronts); raise "
                   "--resolution (the level's default resolves them). Flag: the 'under_resolved' field",
                   file=sys.stderr)
+
+
+def _poisson_solver(args) -> dict:
+    """``--solver ssor-pcg --omega auto|VALUE`` as config entries (none for the default solver, so
+    default runs keep their configuration)."""
+    if args.solver == "auto":
+        if args.omega is not None:
+            raise UsageError("--omega sets SSOR's relaxation: it needs --solver ssor-pcg")
+        return {}
+    omega = args.omega or "auto"
+    if omega != "auto":
+        from pdekit.errors import ConfigError
+        from pdekit.precond import check_omega
+
+        try:
+            omega = check_omega(float(omega))
+        except (ValueError, ConfigError):
+            raise UsageError(f"--omega must be auto or a number in (0, 2), got {args.omega!r}") from None
+    elif args.workers > 1:
+        raise UsageError("--omega auto learns from one solve to the next: run it with --workers 1 "
+                         "(or one shard per process)")
+    return {"solver": args.solver, "omega": omega}
 
 
 def _command_line(argv) -> str:
@@ -404,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("poisson", help="Poisson problems -div(a grad u) = f at a difficulty level")
     _common(p, "nodes per axis (required)", batched=False)
     p.add_argument("--dim", type=int, default=2, help="2 or 3 (default 2)")
+    p.add_argument("--solver", choices=SOLVER_CHOICES, default="auto",
+                   help="auto: sparse LU where fastest, else AMG-PCG (default); ssor-pcg: CG preconditioned by SSOR "
+                        "with relaxation --omega")
+    p.add_argument("--omega", default=None,
+                   help="ssor-pcg: the relaxation in (0, 2), or auto (default): an online bandit learns it across "
+                        "the run from each solve's iterations (recorded per sample as `omega`)")
     ns = sub.add_parser("navier-stokes", help="2-D Navier-Stokes trajectories (periodic box or channel with obstacles)")
     ns.add_argument("--family", choices=("periodic", "obstacles"), required=True,
                     help="periodic: vorticity in a periodic box; obstacles: channel flow past obstacles")

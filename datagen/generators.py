@@ -71,12 +71,13 @@ def _device(config):
 
 
 # ------------------------------------------------------------------------------- generate
-def generate(config: dict, indices, progress=None) -> list[dict]:
+def generate(config: dict, indices, progress=None, parts: Path | None = None) -> list[dict]:
     """Samples ``indices`` of ``config`` as dicts of numpy arrays/scalars (``sample_index``,
-    ``seed`` and ``level`` included)."""
+    ``seed`` and ``level`` included).  ``parts``: the run's finished samples, where a learning
+    solver (``omega: auto``) finds its state after the previous sample."""
     seeds = [config["seed"] + k for k in indices]
     try:
-        samples = _generate(config, indices, seeds, progress)
+        samples = _generate(config, indices, seeds, progress, parts)
     except (RuntimeError, ArithmeticError, ValueError, np.linalg.LinAlgError) as err:
         which = f"sample {indices[0]} (seed {seeds[0]})" if len(indices) == 1 else \
             f"samples {indices[0]}..{indices[-1]} (seeds {seeds[0]}..{seeds[-1]})"
@@ -87,14 +88,20 @@ def generate(config: dict, indices, progress=None) -> list[dict]:
     return samples
 
 
-def _generate(config, indices, seeds, progress):
+def _generate(config, indices, seeds, progress, parts=None):
     kind = config["generator"]
     if kind == "poisson":
         from datagen.poisson import solve_sample
 
         samples = []
-        for seed in seeds:
-            out = solve_sample(_level(config), config["resolution"], config["dim"], seed)
+        for k, seed in zip(indices, seeds):
+            solver = config.get("solver", "auto")
+            chooser = _chooser_before(config, k, parts) if config.get("omega") == "auto" else None
+            omega = chooser.choose() if chooser else config.get("omega")
+            out = solve_sample(_level(config), config["resolution"], config["dim"], seed, solver=solver, omega=omega)
+            if chooser:
+                chooser.update(omega, out["solver_iterations"])
+                out["omega_chooser"] = json.dumps(chooser.state_dict())
             grid = out.pop("grid")
             out.update(spacing=np.asarray(grid.spacing), origin=np.asarray(grid.origin))
             samples.append(out)
@@ -147,6 +154,21 @@ def estimate_bytes(config: dict, samples: int) -> tuple[int, int]:
     return samples * per_sample, 2 * samples * per_sample + working
 
 
+def _chooser_before(config, k: int, parts):
+    """The ω chooser as it was after this run's previous sample (stored in that sample's part, so
+    a resumed run learns exactly as an uninterrupted one): a fresh one for the first sample."""
+    from pdekit.tuning import TsallisINF, from_state_dict
+
+    count = int(config.get("shard", "0/1").split("/")[1])
+    previous = k - count  # samples run in index order; a shard takes every count-th
+    if previous < 0:
+        return TsallisINF(seed=config["seed"])
+    if parts is None:
+        raise RuntimeError("omega auto learns across the run: generate it through datagen.runner")
+    with np.load(Path(parts) / f"sample_{previous:08d}.npz") as data:
+        return from_state_dict(json.loads(str(data["omega_chooser"])))
+
+
 def batch_size(config: dict) -> int:
     """Samples per job: the batched torch solvers take several trajectories at once."""
     return int(config.get("batch", 1)) if config["generator"] in ("navier_stokes_periodic", "burgers") else 1
@@ -171,7 +193,7 @@ def write(out: Path, samples: list[dict], config: dict) -> list[Path]:
     if kind == "poisson":
         from pdekit import Grid
 
-        arrays = {key: _stack(samples, key) for key in POISSON_KEYS}
+        arrays = {key: _stack(samples, key) for key in POISSON_KEYS + (("omega",) if "omega" in samples[0] else ())}
         grid = Grid(arrays["u"].shape[1:], spacing=tuple(_shared(samples, "spacing")),
                     origin=tuple(_shared(samples, "origin")))
         return [write_poisson(out, arrays, grid=grid, config=config, generator_version=version)]

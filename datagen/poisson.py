@@ -17,7 +17,7 @@ import torch
 from datagen import levelspec
 from pdekit import BoundaryConditions, DiffusionOperator, Dirichlet, Grid, Neumann
 from pdekit.krylov import pcg
-from pdekit.precond import AMG
+from pdekit.precond import AMG, SSOR
 
 
 @dataclass(frozen=True)
@@ -185,9 +185,15 @@ def _choose_direct(n: int, dim: int) -> bool:
     return n <= (300_000 if dim <= 2 else 8_000)
 
 
-def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10) -> dict:
+SOLVERS = ("auto", "ssor-pcg")
+
+
+def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10, *, solver: str = "auto",
+                 omega: float | None = None) -> dict:
     """Sample and solve one problem; raises if the solve did not converge (see
-    ``BACKWARD_ERROR_FLOOR`` for systems whose float64 floor lies above ``tol``)."""
+    ``BACKWARD_ERROR_FLOOR`` for systems whose float64 floor lies above ``tol``).  ``solver``:
+    ``auto`` (sparse LU where it is fastest, else AMG-PCG) or ``ssor-pcg`` with relaxation
+    ``omega`` (recorded in the sample)."""
     level = resolve_level(level)
     t0 = time.perf_counter()
     grid, a, mask, bc, f = sample_problem(level, resolution, dim, seed)
@@ -198,7 +204,11 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     layout = op.layout()
     A = op.to_sparse()
     bv = layout.to_vectors(b).numpy()
-    if _choose_direct(layout.n, dim):  # sparse LU plus iterative refinement
+    if solver == "ssor-pcg":
+        res = pcg(op, b, SSOR(op, omega), tol=tol, maxiter=20 * layout.n)
+        u, iterations = res.x, int(res.iterations)
+        x = layout.to_vectors(u).numpy()
+    elif _choose_direct(layout.n, dim):  # sparse LU plus iterative refinement
         lu = spla.splu(A.tocsc())
         x = lu.solve(bv)
         for _ in range(3):  # one LU solve can stop just above 1e-10 at high contrast
@@ -221,4 +231,5 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     return {"a": a, "f": f, "u": u.numpy(), "mask": op.mask[0], "bc_type": op.bc_type[0],
             "bc_value": op.bc_value[0], "level": level.name, "seed": seed, "solver_iterations": iterations,
             "solver_residual": residual, "solver_backward_error": backward_error, "solve_seconds": solve_seconds,
-            "sample_seconds": sample_seconds, "grid": grid}
+            "sample_seconds": sample_seconds, "grid": grid,
+            **({"omega": float(omega)} if solver == "ssor-pcg" else {})}

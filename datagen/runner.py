@@ -108,7 +108,7 @@ def _work(job, progress=None):
         config, indices, parts = job
         new = sum(not (Path(parts) / f"sample_{k:08d}.npz").exists() for k in indices)
         t0 = time.perf_counter()
-        samples = generators.generate(config, indices, progress=progress)
+        samples = generators.generate(config, indices, progress=progress, parts=Path(parts))
         compute = time.perf_counter() - t0
         t0 = time.perf_counter()
         for sample in samples:
