@@ -101,7 +101,13 @@ SPECS = {
 }
 
 SPECIFIC = {
-    "poisson": [({"--dim": "4"}, "--dim must be 2 or 3"), ({"--dim": "x"}, "invalid int value")],
+    "poisson": [({"--dim": "4"}, "--dim must be 2 or 3"), ({"--dim": "x"}, "invalid int value"),
+                ({"--solver": "ssor-pcg", "--omega": "2"}, "--omega must be auto or a number in (0, 2)"),
+                ({"--solver": "ssor-pcg", "--omega": "nan"}, "--omega must be auto or a number in (0, 2)"),
+                ({"--solver": "ssor-pcg", "--omega": "fast"}, "--omega must be auto or a number in (0, 2)"),
+                ({"--omega": "1.5"}, "needs --solver ssor-pcg"),
+                ({"--solver": "ssor-pcg", "--workers": "2"}, "run it with --workers 1"),
+                ({"--solver": "bogus"}, "invalid choice")],
     "periodic": [({"--batch": "0"}, "--batch must be >= 1"), ({"--device": "cuda:7"}, "device"),
                  ({"--device": "bogus"}, "not a torch device"), ({"--family": "bogus"}, "invalid choice")],
     "obstacles": [({"--pressure-precond": "bogus"}, "--pressure-precond must be one of"),
