@@ -149,10 +149,16 @@ def _generate(args) -> int:
         extra["device"] = args.device
     if generator in ("navier_stokes_periodic", "burgers"):
         checks.append((args.batch >= 1, f"--batch must be >= 1, got {args.batch}"))
+        checks.append((getattr(args, "omega", None) is None,
+                       "--omega sets SSOR's relaxation: it needs --family obstacles --pressure-precond ssor"))
         extra["batch"] = args.batch
     if generator == "navier_stokes_obstacles":
         checks.append((0 < args.pressure_tol < 1, f"--pressure-tol must be in (0, 1), got {args.pressure_tol}"))
         extra.update(pressure_precond=_pressure_precond(args.pressure_precond), pressure_tol=args.pressure_tol)
+        if extra["pressure_precond"] == "ssor":
+            extra["pressure_omega"] = _omega(args.omega)
+        elif args.omega is not None:
+            raise UsageError("--omega sets SSOR's relaxation: it needs --pressure-precond ssor")
         if args.pressure_systems:
             _check_out(Path(args.pressure_systems), args.overwrite)
             extra["pressure_systems"] = str(Path(args.pressure_systems))
@@ -207,19 +213,24 @@ def _poisson_solver(args) -> dict:
         if args.omega is not None:
             raise UsageError("--omega sets SSOR's relaxation: it needs --solver ssor-pcg")
         return {}
-    omega = args.omega or "auto"
-    if omega != "auto":
-        from pdekit.errors import ConfigError
-        from pdekit.precond import check_omega
-
-        try:
-            omega = check_omega(float(omega))
-        except (ValueError, ConfigError):
-            raise UsageError(f"--omega must be auto or a number in (0, 2), got {args.omega!r}") from None
-    elif args.workers > 1:
+    omega = _omega(args.omega)
+    if omega == "auto" and args.workers > 1:
         raise UsageError("--omega auto learns from one solve to the next: run it with --workers 1 "
                          "(or one shard per process)")
     return {"solver": args.solver, "omega": omega}
+
+
+def _omega(text):
+    """``--omega``: ``auto`` (the default) or a relaxation in (0, 2)."""
+    if text is None or text == "auto":
+        return "auto"
+    from pdekit.errors import ConfigError
+    from pdekit.precond import check_omega
+
+    try:
+        return check_omega(float(text))
+    except (ValueError, ConfigError):
+        raise UsageError(f"--omega must be auto or a number in (0, 2), got {text!r}") from None
 
 
 def _command_line(argv) -> str:
@@ -443,7 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
             batched=True)
     _time_series(ns, batch=8)
     ns.add_argument("--pressure-precond", default="amg",
-                    help="obstacles: pressure preconditioner amg|jacobi|ilu|none or a trained pdekit checkpoint")
+                    help="obstacles: pressure preconditioner amg|jacobi|ilu|ssor|none or a trained pdekit checkpoint")
+    ns.add_argument("--omega", default=None,
+                    help="obstacles with --pressure-precond ssor: the relaxation in (0, 2), or auto (default): an "
+                         "online bandit learns it from each pressure solve's iterations (recorded per snapshot as "
+                         "`pressure_omega`)")
     ns.add_argument("--pressure-tol", type=float, default=1e-6,
                     help="obstacles: relative residual of each pressure solve (= divergence after the step)")
     ns.add_argument("--pressure-systems", default=None,

@@ -115,7 +115,7 @@ def _generate(config, indices, seeds, progress, parts=None):
 
         level = _level(config)
         samples = [obstacle_sample(level, config["resolution"], seed, k, pressure_precond=config["pressure_precond"],
-                                   pressure_tol=config["pressure_tol"],
+                                   pressure_tol=config["pressure_tol"], pressure_omega=config.get("pressure_omega"),
                                    pressure_systems=bool(config.get("pressure_systems")), device=_device(config),
                                    progress=progress)
                    for k, seed in zip(indices, seeds)]

@@ -146,7 +146,8 @@ def draw_obstacles(level: ObstacleLevel, seed: int) -> list[dict]:
 
 
 def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, pressure_precond="amg",
-                    pressure_tol: float = 1e-6, pressure_systems: bool = False, device=None, progress=None) -> dict:
+                    pressure_tol: float = 1e-6, pressure_systems: bool = False, device=None, progress=None,
+                    pressure_omega="auto") -> dict:
     """One channel-flow trajectory (channel height 1, U_max = 1, nu = 1 / Re)."""
     from datagen.ns_channel import ChannelFlow, simulate
 
@@ -155,7 +156,8 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
     ny = resolution
     nx = int(round(level.aspect * ny))
     flow = ChannelFlow(shapes, nx=nx, ny=ny, height=1.0, nu=1.0 / level.reynolds, u_max=1.0,
-                       pressure_precond=pressure_precond, tol=pressure_tol, device=device)
+                       pressure_precond=pressure_precond, tol=pressure_tol, device=device, omega=pressure_omega,
+                       seed=seed)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
                    pressure_systems=pressure_systems, progress=progress)
     k_max = level.obstacles[1]
@@ -168,6 +170,7 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
         "drag": pad(out["drag"]), "lift": pad(out["lift"]), "reynolds": level.reynolds,
         "viscosity": 1.0 / level.reynolds, "n_obstacles": len(shapes), "obstacles": json.dumps(shapes),
         "steps": out["steps"], "solver_dt": out["dt"], "pressure_iterations": out["pressure_iterations"],
+        **({"pressure_omega": out["pressure_omega"].numpy()} if pressure_precond == "ssor" else {}),
         "pressure_seconds": out["pressure_seconds"], "max_relative_divergence": float(out["relative_divergence"].max()),
         "wall_seconds": time.perf_counter() - start,
     }

@@ -38,7 +38,7 @@ from pdekit.boundary import Dirichlet, Neumann
 from pdekit.errors import SingularOperatorError
 from pdekit.krylov import fcg, pcg
 
-PRECONDITIONERS = ("amg", "jacobi", "ilu", "none")
+PRECONDITIONERS = ("amg", "jacobi", "ilu", "ssor", "none")
 
 
 def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
@@ -66,6 +66,8 @@ def make_preconditioner(spec, op: DiffusionOperator, device=None):
         return precond.Jacobi(op), False
     if spec == "ilu":
         return precond.ILU(op), False
+    if spec == "ssor":  # the relaxation is chosen per solve (ChannelFlow.omega)
+        return None, False
     return precond.load(spec, op, device=device), True  # the network runs where the flow does
 
 
@@ -73,7 +75,8 @@ class ChannelFlow:
     """State and operators of one channel-flow trajectory (see the module docstring)."""
 
     def __init__(self, shapes, *, nx: int, ny: int, height: float, nu: float, u_max: float,
-                 pressure_precond="amg", tol: float = 1e-8, dtype=torch.float64, device=None):
+                 pressure_precond="amg", tol: float = 1e-8, dtype=torch.float64, device=None,
+                 omega="auto", seed: int = 0):
         self.nx, self.ny, self.h = nx, ny, height / ny
         self.length, self.height = nx * self.h, height
         self.nu, self.u_max, self.u_mean = nu, u_max, 2.0 * u_max / 3.0
@@ -96,6 +99,15 @@ class ChannelFlow:
         except SingularOperatorError:
             raise ValueError("the obstacles enclose fluid cut off from the outlet") from None
         self.M, self.flexible = make_preconditioner(pressure_precond, self.op, self.device)
+        # SSOR: a fixed omega, or one an online bandit learns from solve to solve (pdekit.tuning)
+        self.omega = omega if pressure_precond == "ssor" else None
+        self.omega_chooser = None
+        if self.omega == "auto":
+            from pdekit.tuning import TsallisINF
+
+            self.omega_chooser = TsallisINF(seed=seed)
+        self._ssor: dict = {}
+        self.last_omega = float("nan")
         t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
         self.fluid = t(fluid).to(dtype)
         # faces free to move: both neighbouring cells fluid (the outlet faces get the convective BC)
@@ -208,6 +220,18 @@ class ChannelFlow:
         Hv[:, 1:-1] = hv
         return Hu * self.u_free, Hv * self.v_free
 
+    def _preconditioner(self):
+        """(M, omega) for the next pressure solve: SSOR with this solve's omega, else the fixed M."""
+        if self.omega is None:
+            return self.M, None
+        from pdekit.precond import SSOR
+
+        omega = self.omega_chooser.choose() if self.omega_chooser is not None else float(self.omega)
+        if omega not in self._ssor:  # the operator is fixed: one factorisation per value of omega
+            self._ssor[omega] = SSOR(self.op, omega)
+        self.last_omega = omega
+        return self._ssor[omega], omega
+
     def divergence(self) -> torch.Tensor:
         u, v = self.u, self.v
         return (u[1:] - u[:-1] + v[:, 1:] - v[:, :-1]) / self.h * self.fluid
@@ -220,12 +244,15 @@ class ChannelFlow:
             solve_iterations = 0
         else:
             solver = fcg if self.flexible else pcg
-            result = solver(self.op, b, self.M, x0=self.p, tol=self.tol, maxiter=20000)
+            M, omega = self._preconditioner()
+            result = solver(self.op, b, M, x0=self.p, tol=self.tol, maxiter=20000)
             if not bool(result.converged):
                 raise BlowUpError(f"pressure solve did not converge ({result.status[0]}, relative residual "
                                   f"{float(result.residual):.3g} after {int(result.iterations)} iterations)")
             self.p = result.x * self.fluid
             solve_iterations = int(result.iterations)
+            if self.omega_chooser is not None:
+                self.omega_chooser.update(omega, solve_iterations)
         self.pressure_seconds += time.perf_counter() - t0
         self.pressure_iterations += solve_iterations
         self.last_solve = (b, solve_iterations)
@@ -293,6 +320,7 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     total = warm_steps + snapshots * every
     start = time.perf_counter()
     velocity, pressure, drag, lift = [flow.cell_velocity()], [flow.p.clone()], [], []
+    omegas = [flow.last_omega]  # the SSOR relaxation of the solve behind each snapshot (NaN: not SSOR)
     systems = {"rhs": [], "solution": [], "iterations": []}
     divergence = []
     for step in range(1, total + 1):
@@ -310,12 +338,13 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
             if (step - warm_steps) % every == 0:
                 velocity.append(flow.cell_velocity())
                 pressure.append(flow.p.clone())
+                omegas.append(flow.last_omega)
                 if pressure_systems:
                     systems["rhs"].append(b)
                     systems["solution"].append(pressure[-1])
                     systems["iterations"].append(iterations)
         elif step == warm_steps:
-            velocity, pressure = [flow.cell_velocity()], [flow.p.clone()]
+            velocity, pressure, omegas = [flow.cell_velocity()], [flow.p.clone()], [flow.last_omega]
         if progress is not None:
             progress(step, total)
     count = len(flow.shapes)
@@ -328,6 +357,7 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
         "steps": total, "dt": dt, "pressure_iterations": flow.pressure_iterations,
         "pressure_seconds": flow.pressure_seconds, "wall_seconds": time.perf_counter() - start,
         "relative_divergence": torch.as_tensor(divergence),
+        "pressure_omega": torch.as_tensor(omegas, dtype=torch.float64),
     }
     if pressure_systems:
         out["pressure_systems"] = {k: (torch.stack(v) if k in ("rhs", "solution") else torch.as_tensor(v))

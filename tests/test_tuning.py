@@ -141,3 +141,18 @@ def test_datagen_omega_auto_resumes_exactly(tmp_path, monkeypatch):
         assert np.array_equal(a["omega"][()], b["omega"][()])
         assert np.array_equal(a["solver_iterations"][()], b["solver_iterations"][()])
         assert len(set(a["omega"][()])) > 3 and (a["solver_residual"][()] <= 1e-10).all()
+
+
+def test_channel_pressure_solves_learn_omega(tmp_path, monkeypatch):
+    """`--pressure-precond ssor --omega auto`: every pressure solve is SSOR-PCG with the bandit's
+    omega, the flow still meets its divergence tolerance, and the omega of each snapshot is stored."""
+    from pdekit.tuning import DEFAULT_ARMS
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "short.yaml").write_text("base: easy\nt_end: 0.8\ninterval: 0.2\nwarmup: 0.2\n")
+    assert datagen.cli.main(["navier-stokes", "--family", "obstacles", "--spec", "short.yaml", "--n", "1",
+                             "--resolution", "16", "--pressure-precond", "ssor", "--out", "flow.h5", "--quiet"]) == 0
+    with h5py.File("flow.h5") as h5:
+        omegas = h5["pressure_omega"][0]
+        assert omegas.shape == h5["t"].shape and set(omegas.tolist()) <= set(DEFAULT_ARMS)
+        assert h5["max_relative_divergence"][0] <= 1e-5
