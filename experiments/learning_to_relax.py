@@ -34,6 +34,8 @@ import numpy as np
 from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
 
 ARMS = np.round(np.linspace(1.0, 1.95, 20), 4)
+COLORS = {"fixed omega = 1": "C0", "Tsallis-INF bandit": "C1", "contextual Tsallis-INF": "C2",
+          "instance-optimal omega": "C3"}
 
 
 # ----------------------------------------------------------------------------- cost tables
@@ -166,7 +168,7 @@ def strategies(name, table) -> dict:
     rows = np.arange(len(its))
     optimal = its.argmin(1)
     out = {
-        "fixed omega = 1 (SSOR: symmetric Gauss-Seidel)": (its[:, 0], secs[:, 0]),
+        "fixed omega = 1 (Gauss-Seidel; symmetric GS for SSOR)": (its[:, 0], secs[:, 0]),
         f"best fixed omega in hindsight ({ARMS[best]:g})": (its[:, best], secs[:, best]),
         "Tsallis-INF bandit (5 seeds)": replay(table, lambda s: TsallisINF(ARMS, seed=s)),
     }
@@ -232,13 +234,15 @@ def figure(results, path):
             if label.startswith(("best fixed", "AMG")):
                 continue
             regret = (np.cumsum(curve) - np.cumsum(best)) / steps
-            ax.plot(steps, regret, label=label.split(" (")[0])
+            name_ = label.split(" (")[0]
+            ax.plot(steps, regret, label=name_, color=COLORS.get(name_))
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
         ax.set_title(f"{name}", fontsize=9)
         ax.set_xlabel("systems solved")
         ax.set_ylabel("mean regret vs best fixed omega (iterations)")
-    axes[0, 0].legend(fontsize=7)
+    for ax in axes[0]:
+        ax.legend(fontsize=7)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
