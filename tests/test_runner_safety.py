@@ -24,10 +24,10 @@ def stop_at(monkeypatch, index, error):
     """Make sample ``index`` raise ``error`` (the samples before it are saved)."""
     original = generators._generate
 
-    def generate(config, indices, seeds, progress=None):
+    def generate(config, indices, seeds, progress=None, parts=None):
         if index in indices:
             raise error
-        return original(config, indices, seeds, progress)
+        return original(config, indices, seeds, progress, parts)
 
     monkeypatch.setattr(generators, "_generate", generate)
 
