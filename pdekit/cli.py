@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="folder (default: evaluation/ next to the checkpoint)")
     ev.add_argument("--batch-size", type=int, default=16, help="samples per forward pass (default 16)")
     ev.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1; default cpu)")
+    ev.add_argument("--rollout", action="store_true",
+                    help="time series: the rollout-stability suite (correlation, time until it drops, spectra, "
+                         "invariants, shocks, blow-up) with figures")
+    ev.add_argument("--steps", type=int, default=None,
+                    help="with --rollout: roll out this many steps (beyond the stored horizon: blow-up only)")
     ev.set_defaults(run=_evaluate)
     check = sub.add_parser("check", help="solve a small Poisson problem with a known answer")
     check.add_argument("--resolution", type=int, default=128, help="nodes per axis, >= 3 (default 128)")
@@ -169,6 +174,8 @@ def _evaluate(args) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.steps is not None and (args.steps < 1 or not args.rollout):
+        raise ConfigError(f"--steps needs --rollout and a value >= 1, got {args.steps}")
     args.device = _check_device(args.device)
     return main(args)
 

@@ -30,7 +30,8 @@ def check_data(info: dict, path) -> None:
         raise CheckpointError(f"{path} lacks the field(s) {missing} the model reads")
 
 
-def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figures: int = 4) -> dict:
+def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figures: int = 4,
+             rollout: bool = False, steps: int | None = None) -> dict:
     """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files):
     static data → errors and residuals; time series → full-trajectory rollout errors."""
     from pdekit.tasks import OperatorLearning
@@ -44,8 +45,17 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     for path in files:
         check_data(info, path)
     task = task.to(device)
+    suite = None
     if info["data"].get("timeseries"):
         metrics, shown = evaluate_rollouts(task, info["data"], files, device=device, figures=figures)
+        if rollout:
+            from pdekit.rollout_eval import evaluate_rollout_suite
+
+            suite, suite_figure = evaluate_rollout_suite(task, info["data"], files, device=device, steps=steps)
+            metrics["rollout_suite"] = suite
+    elif rollout:
+        raise CheckpointError("--rollout evaluates autoregressive models on time-series files; "
+                              f"{ckpt} is a {info['task']} trained on static data")
     else:
         metrics, shown = _evaluate_static(task, info["data"], files, batch_size, device, figures)
     metrics = {"checkpoint": str(ckpt), "data": [str(p) for p in files], "task": info["task"], **metrics,
@@ -55,6 +65,10 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))
     _figures(out, shown, metrics)
+    if suite is not None:
+        from pdekit.rollout_eval import rollout_figures
+
+        rollout_figures(out, suite, suite_figure, _save)
     return metrics
 
 
@@ -197,9 +211,10 @@ def sample_panels(label: str, truth, prediction, mask) -> list[dict]:
 def _save(fig, path: Path):
     import matplotlib.pyplot as plt
 
-    if fig.axes[0].get_legend_handles_labels()[0]:
+    if fig.axes[0].get_legend_handles_labels()[0] and fig.axes[0].get_legend() is None:
         fig.axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
@@ -207,12 +222,19 @@ def _save(fig, path: Path):
 
 def main(args) -> int:
     out = args.out or str(Path(args.ckpt).resolve().parent / "evaluation")
-    metrics = evaluate(args.ckpt, args.data, out, batch_size=args.batch_size, device=args.device)
+    metrics = evaluate(args.ckpt, args.data, out, batch_size=args.batch_size, device=args.device,
+                       rollout=args.rollout, steps=args.steps)
     overall = metrics["overall"]
     print(f"{metrics['overall']['samples']} samples: " + ", ".join(
         f"{k} {v:.3e}" for k, v in overall.items() if k.endswith("_mean")))
     for name, row in metrics["per_level"].items():
         print(f"  {name:<9} " + ", ".join(f"{k} {v:.3e}" for k, v in row.items() if k.endswith("_mean")))
-    print(f"wrote {out}/metrics.json, samples.png, per_level.png" + (", rollout.png" if "rollout" in metrics else ""))
+    if "rollout_suite" in metrics:
+        for name, row in metrics["rollout_suite"]["per_level"].items():
+            blown = f", blew up in {row['blown_up']} (first at step {row['first_blow_up_step']})" if row["blown_up"] else ""
+            print(f"  {name:<9} time until corr < 0.9: {row['time_until_corr_0.9_mean']:.3g}, late spectral error "
+                  f"{row['late_spectral_error_mean']:.3g}{blown}")
+    print(f"wrote {out}/metrics.json, samples.png, per_level.png" + (", rollout.png" if "rollout" in metrics else "")
+          + (", rollout_curves.png, spectra.png, strips.png" if "rollout_suite" in metrics else ""))
     return 0
 

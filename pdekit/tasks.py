@@ -240,13 +240,50 @@ class OperatorLearning(L.LightningModule):
 class Autoregressive(OperatorLearning):
     """Next-step learning for time series: the network maps the last ``history`` snapshots to the
     next one; training unrolls ``unroll`` steps (set by the data module), feeding predictions back,
-    and averages the loss over them.  ``rollout_regularization`` is where rollout-stability
-    regularizers (JAWS) attach; it adds nothing here.
+    and averages the loss over them.
 
-    Arguments as for :class:`OperatorLearning` (``in_channels`` = history × components).
+    Rollout-stability training (all in normalised units, ``ŷ = f(x)`` the one-step map):
+
+    * ``pushforward: true`` (Brandstetter et al. 2022): draw ``k`` in ``0 .. unroll − 1``, unroll
+      ``k`` steps without gradient, train on the next step only;
+    * ``regularizer: jacobian``: ``loss + λ · mean_x (J v)(x)²`` with one Gaussian probe ``v`` per
+      sample (``E_v ‖Jv‖² = ‖J‖²_F``; forward-mode ``torch.func.jvp``), uniform over space;
+    * ``regularizer: jaws`` (Nie & Suzuki, arXiv 2603.05538): the network gets a second head
+      ``σ(x) = softplus(·) + 1e-3``; the data term becomes the Gaussian negative log-likelihood
+      ``mean_x [(y − ŷ)² / (2σ²) + log σ]`` and the Jacobian penalty is weighted per point by
+      ``1/σ²(x)`` (σ detached there, so the penalty cannot be dodged by inflating σ):
+      ``λ · mean_x (J v)(x)² / σ²(x)`` — strong where the model is confident, relaxed at shocks.
+
+    Args (besides :class:`OperatorLearning`'s; ``in_channels`` = history × components):
+        regularizer: ``none`` | ``jacobian`` | ``jaws``.
+        jacobian_weight: λ (default 0.1).
+        pushforward: train on one step after ``k`` gradient-free steps instead of all unrolled steps.
     """
 
     expects_timeseries = True
+    REGULARIZERS = ("none", "jacobian", "jaws")
+
+    def __init__(self, network: str = "neuralop.models.FNO", network_kwargs: dict | None = None,
+                 in_channels: int = 3, out_channels: int = 1, dim: int = 2, loss: str = "l2",
+                 lr: float = 1e-3, weight_decay: float = 1e-4, regularizer: str = "none",
+                 jacobian_weight: float = 0.1, pushforward: bool = False):
+        super().__init__(network, network_kwargs, in_channels, out_channels, dim, loss, lr, weight_decay)
+        if regularizer not in self.REGULARIZERS:
+            raise ConfigError(f"unknown regularizer {regularizer!r}; choose from {', '.join(self.REGULARIZERS)}")
+        if not (isinstance(jacobian_weight, (int, float)) and math.isfinite(jacobian_weight) and jacobian_weight >= 0):
+            raise ConfigError(f"model.init_args.jacobian_weight must be a finite number >= 0, got {jacobian_weight}")
+        if regularizer == "jaws":  # a second head: the per-point uncertainty sigma(x)
+            self.net = build_network(network, network_kwargs, in_channels, 2 * out_channels)
+
+    def _heads(self, x: torch.Tensor):
+        """(normalised mean, sigma or None) of the one-step map on raw inputs ``x``."""
+        raw = self.net(self.normalizer.inputs(x))
+        c = self.hparams.out_channels
+        sigma = torch.nn.functional.softplus(raw[:, c:]) + 1e-3 if raw.shape[1] > c else None
+        return raw[:, :c], sigma
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.normalizer.outputs(self._heads(x)[0]) * mask.unsqueeze(1)
 
     def rollout(self, x: torch.Tensor, mask: torch.Tensor, steps: int) -> torch.Tensor:
         """``x``: (batch, history × components, *grid) → (batch, steps, components, *grid)."""
@@ -258,15 +295,51 @@ class Autoregressive(OperatorLearning):
             x = torch.cat([x[:, components:], state], dim=1)  # slide the history window
         return torch.stack(states, dim=1)
 
-    def rollout_regularization(self, batch, predictions) -> torch.Tensor:
-        return predictions.new_zeros(())
+    def _normalised_target(self, y):
+        shape = lambda v: v.view((1, -1) + (1,) * (y.ndim - 2))  # noqa: E731
+        return (y - shape(self.normalizer.y_mean)) / shape(self.normalizer.y_std)
+
+    def rollout_regularization(self, x: torch.Tensor, mask: torch.Tensor, sigma) -> torch.Tensor:
+        """The Jacobian penalty of the one-step map at inputs ``x`` (zero without a regularizer)."""
+        if self.hparams.regularizer == "none" or self.hparams.jacobian_weight == 0:
+            return x.new_zeros(())
+        probe = torch.randn_like(x)
+        _, jv = torch.func.jvp(lambda z: self._heads(z)[0], (x,), (probe,))
+        jv2 = jv.pow(2) * mask.unsqueeze(1)
+        if sigma is not None:
+            jv2 = jv2 / sigma.detach().pow(2)
+        return self.hparams.jacobian_weight * jv2.mean()
+
+    def _one_step_loss(self, x, mask, y):
+        mean, sigma = self._heads(x)
+        if sigma is None:
+            data = self.loss_fn(self.normalizer.outputs(mean) * mask.unsqueeze(1), y)
+        else:  # Gaussian negative log-likelihood with per-point sigma (normalised units)
+            residual = (self._normalised_target(y) - mean) * mask.unsqueeze(1)
+            data = (residual.pow(2) / (2 * sigma.pow(2)) + torch.log(sigma)).mean()
+        return data + self.rollout_regularization(x, mask, sigma)
 
     def training_step(self, batch, batch_idx):
         self._check_finite(batch)
-        predictions = self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])
-        loss = torch.stack([self.loss_fn(predictions[:, k], batch["y"][:, k]) for k in range(predictions.shape[1])]).mean()
-        loss = loss + self.rollout_regularization(batch, predictions)
-        size = batch["x"].shape[0]
+        x, mask, y = batch["x"], batch["mask"], batch["y"]
+        components = self.hparams.out_channels
+        if self.hparams.pushforward:  # k gradient-free steps, then one trained step
+            k = int(torch.randint(0, y.shape[1], (1,)))
+            with torch.no_grad():
+                for _ in range(k):
+                    x = torch.cat([x[:, components:], self(x, mask)], dim=1)
+            loss = self._one_step_loss(x, mask, y[:, k])
+        elif self.hparams.regularizer == "none":
+            predictions = self.rollout(x, mask, y.shape[1])
+            loss = torch.stack([self.loss_fn(predictions[:, k], y[:, k]) for k in range(y.shape[1])]).mean()
+        else:  # regularized: each unrolled step's one-step loss, predictions fed back
+            losses = []
+            for k in range(y.shape[1]):
+                losses.append(self._one_step_loss(x, mask, y[:, k]))
+                if k + 1 < y.shape[1]:
+                    x = torch.cat([x[:, components:], self(x, mask)], dim=1)
+            loss = torch.stack(losses).mean()
+        size = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         self._log_throughput(size)
         return loss
