@@ -50,8 +50,9 @@ def trajectory_metrics(predicted: np.ndarray, truth: np.ndarray, *, dim: int, sp
     last = stored - 1
     out["late_spectral_error"] = rm.spectral_error(np.nan_to_num(predicted[last]), truth[last], dim) \
         if np.isfinite(predicted[last]).all() else float("nan")
-    pred_inv = rm.invariants(np.nan_to_num(predicted[:stored]), dim, spacing, vorticity=vorticity)
-    true_inv = rm.invariants(truth, dim, spacing, vorticity=vorticity)
+    scalar = (lambda a: a[:, 0]) if truth.shape[1] == 1 else (lambda a: a)  # noqa: E731  one component: a scalar
+    pred_inv = rm.invariants(scalar(np.nan_to_num(predicted[:stored])), dim, spacing, vorticity=vorticity)
+    true_inv = rm.invariants(scalar(truth), dim, spacing, vorticity=vorticity)
     for name, values in true_inv.items():
         scale = max(float(np.abs(values).max()), 1e-12)
         out[f"{name}_drift"] = float(np.abs(pred_inv[name][-1] - values[-1]) / scale)
