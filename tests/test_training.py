@@ -189,11 +189,14 @@ def test_residual_metric_on_known_answers(data):
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "experiments/configs").glob("*.yaml")))
-def test_example_configs_resolve(tmp_path, name):
+def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
+    import pdekit.cli
+
     cfg = Path(__file__).parents[1] / "experiments/configs" / name
-    out = pdekit("fit", "--config", cfg, "--print_config", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr[-2000:]
-    resolved = yaml.safe_load(out.stdout)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["pdekit"])
+    assert pdekit.cli.main(["fit", "--config", str(cfg), "--print_config"]) == 0, capsys.readouterr().err[-2000:]
+    resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["class_path"] in ("pdekit.tasks.OperatorLearning", "pdekit.tasks.Autoregressive",
                                                "models.dcdm.DCDM")
     assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
