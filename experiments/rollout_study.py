@@ -5,8 +5,8 @@ from its YAML config in experiments/configs (the same epochs, data and network):
   plain        burgers_fno.yaml              one-step training
   unrolled     burgers_fno_unrolled.yaml     4 steps unrolled, gradients through all of them
   pushforward  burgers_fno_pushforward.yaml  k < 4 gradient-free steps, then one trained step
-  jacobian     burgers_fno_jacobian.yaml     one-step + global Jacobian penalty (λ = 0.1)
-  jaws         burgers_fno_jaws.yaml         σ head, Gaussian NLL, 1/σ²-weighted Jacobian (λ = 0.1)
+  jacobian     burgers_fno_jacobian.yaml     one-step + global Jacobian penalty (λ = 0.01)
+  jaws         burgers_fno_jaws.yaml         σ head, Gaussian NLL, 1/σ²-weighted Jacobian (λ = 0.01)
 
 Training horizons are 1–4 steps; every test trajectory is rolled out over its whole stored 100
 steps (25–100× longer) with `pdekit evaluate --rollout`'s suite.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,6 +59,7 @@ def main():
         name = METHODS[method]
         run = work / name
         overrides = ["--trainer.max_epochs", str(args.epochs), "--trainer.enable_progress_bar", "false"]
+        shutil.rmtree(run / "checkpoints", ignore_errors=True)  # else Lightning writes last-v1.ckpt beside an old last.ckpt
         t0 = time.perf_counter()
         sys.argv = ["pdekit"]
         code = pdekit.cli.main(["fit", "--config", str(ROOT / f"experiments/configs/{name}.yaml"), *overrides])

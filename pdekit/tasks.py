@@ -251,8 +251,10 @@ class Autoregressive(OperatorLearning):
     * ``regularizer: jaws`` (Nie & Suzuki, arXiv 2603.05538): the network gets a second head
       ``σ(x) = softplus(·) + 1e-3``; the data term becomes the Gaussian negative log-likelihood
       ``mean_x [(y − ŷ)² / (2σ²) + log σ]`` and the Jacobian penalty is weighted per point by
-      ``1/σ²(x)`` (σ detached there, so the penalty cannot be dodged by inflating σ):
-      ``λ · mean_x (J v)(x)² / σ²(x)`` — strong where the model is confident, relaxed at shocks.
+      ``w(x) = σ⁻²(x) / mean_x σ⁻²`` (σ detached, so the penalty cannot be dodged by inflating σ;
+      normalised to mean 1, so λ sets the same overall strength as the global penalty and the
+      weights only redistribute it): ``λ · mean_x w(x) (J v)(x)²`` — strong where the model is
+      confident, relaxed at shocks.
 
     Args (besides :class:`OperatorLearning`'s; ``in_channels`` = history × components):
         regularizer: ``none`` | ``jacobian`` | ``jaws``.
@@ -306,8 +308,9 @@ class Autoregressive(OperatorLearning):
         probe = torch.randn_like(x)
         _, jv = torch.func.jvp(lambda z: self._heads(z)[0], (x,), (probe,))
         jv2 = jv.pow(2) * mask.unsqueeze(1)
-        if sigma is not None:
-            jv2 = jv2 / sigma.detach().pow(2)
+        if sigma is not None:  # JAWS: weights 1/sigma^2, normalised to mean 1 per sample (see the docstring)
+            weight = sigma.detach().pow(-2)
+            jv2 = jv2 * weight / weight.flatten(1).mean(1).view((-1,) + (1,) * (weight.ndim - 1))
         return self.hparams.jacobian_weight * jv2.mean()
 
     def _one_step_loss(self, x, mask, y):
