@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ARMS = np.round(np.linspace(1.0, 1.95, 20), 4)
 COLORS = {"fixed omega = 1": "C0", "Tsallis-INF bandit": "C1", "contextual Tsallis-INF": "C2",
@@ -223,8 +223,6 @@ def figure(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pdekit.atomic import atomic_path
-
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.4), squeeze=False, layout="constrained")
     for ax, (name, result) in zip(axes[0], results.items()):
         curves = result["curves"]
@@ -243,9 +241,7 @@ def figure(results, path):
         ax.set_ylabel("mean regret vs best fixed omega (iterations)")
     for ax in axes[0]:
         ax.legend(fontsize=7)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: print a markdown table; write a results file atomically."""
+"""Shared by the benchmark scripts: print a markdown table; write a results file or figure atomically."""
 import json
 from pathlib import Path
 
@@ -21,3 +21,12 @@ def print_table(title, rows) -> None:
     for row in rows:
         cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
         print("| " + " | ".join(cells) + " |")
+
+
+def save_figure(fig, path) -> None:
+    """A matplotlib figure as a PNG, written atomically, then closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

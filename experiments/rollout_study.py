@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"plain": "burgers_fno", "unrolled": "burgers_fno_unrolled", "pushforward": "burgers_fno_pushforward",
@@ -110,8 +110,6 @@ def _figure(curves, spectra, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pdekit.atomic import atomic_path
-
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
     for method, curve in curves.items():
         axes[0].plot(np.arange(1, len(curve) + 1), curve, label=method)
@@ -127,9 +125,7 @@ def _figure(curves, spectra, path):
                 ylim=(1e-16, None))
     for ax in axes:
         ax.legend(fontsize=7)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
