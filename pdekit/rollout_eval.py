@@ -8,6 +8,7 @@ largest magnitude), which is reported, never raised.  Figures: ``rollout_curves.
 ``spectra.png``, ``strips.png``."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,9 @@ def _summarise(rows, levels) -> dict:
         out["first_blow_up_step"] = min(blown) if blown else None
         for curve in ("rel_l2", "correlation"):
             stacked = np.array([r[curve] for r in chosen], float)
-            out[f"{curve}_vs_step"] = np.nanmean(stacked, 0).tolist()
+            with warnings.catch_warnings():  # every trajectory blown up by that step: NaN, as it should be
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[f"{curve}_vs_step"] = np.nanmean(stacked, 0).tolist()
         return out
 
     return {"overall": summary(rows),
