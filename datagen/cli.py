@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 
-SOLVER_CHOICES = ("auto", "ssor-pcg")  # datagen.poisson.SOLVERS, without importing the solvers for --help
+SOLVER_CHOICES = ("auto", "ssor-pcg")  # datagen.poisson.solve_sample's solvers (here: --help imports no solver)
 
 
 class UsageError(Exception):
@@ -45,9 +45,11 @@ def _check_seed(seed: int, n: int) -> None:
 
 def _cap_workers(workers: int) -> int:
     """More processes than CPUs only slow each other down: cap with a notice."""
+    from pdekit.resources import available_cpus
+
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = available_cpus()
     if workers > cpus:
         print(f"datagen: note: --workers {workers} capped to the {cpus} CPUs available", file=sys.stderr)
         return cpus

@@ -185,9 +185,6 @@ def _choose_direct(n: int, dim: int) -> bool:
     return n <= (300_000 if dim <= 2 else 8_000)
 
 
-SOLVERS = ("auto", "ssor-pcg")
-
-
 def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10, *, solver: str = "auto",
                  omega: float | None = None) -> dict:
     """Sample and solve one problem; raises if the solve did not converge (see

@@ -24,7 +24,6 @@ BOUND_FACTOR = 100.0
 
 def roll_out(task, x, mask, steps: int, bound: float) -> torch.Tensor:
     """Step by step (stopping once blown up: the rest stays NaN) → ``(steps, components, *grid)``."""
-    components = task.hparams.out_channels
     states = []
     with torch.no_grad():
         for _ in range(steps):
@@ -33,7 +32,7 @@ def roll_out(task, x, mask, steps: int, bound: float) -> torch.Tensor:
             if not torch.isfinite(state).all() or float(state.abs().max()) > bound:
                 states += [torch.full_like(states[-1], float("nan"))] * (steps - len(states))
                 break
-            x = torch.cat([x[:, components:], state], dim=1)
+            x = task.advance(x, state)
     return torch.stack(states)
 
 

@@ -287,14 +287,16 @@ class Autoregressive(OperatorLearning):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.normalizer.outputs(self._heads(x)[0]) * mask.unsqueeze(1)
 
+    def advance(self, x: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The next input: the history window slid by one step, ``state`` appended."""
+        return torch.cat([x[:, self.hparams.out_channels:], state], dim=1)
+
     def rollout(self, x: torch.Tensor, mask: torch.Tensor, steps: int) -> torch.Tensor:
         """``x``: (batch, history × components, *grid) → (batch, steps, components, *grid)."""
-        components = self.hparams.out_channels
         states = []
         for _ in range(steps):
-            state = self(x, mask)
-            states.append(state)
-            x = torch.cat([x[:, components:], state], dim=1)  # slide the history window
+            states.append(self(x, mask))
+            x = self.advance(x, states[-1])
         return torch.stack(states, dim=1)
 
     def _normalised_target(self, y):
@@ -314,33 +316,34 @@ class Autoregressive(OperatorLearning):
         return self.hparams.jacobian_weight * jv2.mean()
 
     def _one_step_loss(self, x, mask, y):
+        """(loss of one step from ``x`` against ``y``, the predicted state)."""
         mean, sigma = self._heads(x)
+        prediction = self.normalizer.outputs(mean) * mask.unsqueeze(1)
         if sigma is None:
-            data = self.loss_fn(self.normalizer.outputs(mean) * mask.unsqueeze(1), y)
+            data = self.loss_fn(prediction, y)
         else:  # Gaussian negative log-likelihood with per-point sigma (normalised units)
             residual = (self._normalised_target(y) - mean) * mask.unsqueeze(1)
             data = (residual.pow(2) / (2 * sigma.pow(2)) + torch.log(sigma)).mean()
-        return data + self.rollout_regularization(x, mask, sigma)
+        return data + self.rollout_regularization(x, mask, sigma), prediction
 
     def training_step(self, batch, batch_idx):
         self._check_finite(batch)
         x, mask, y = batch["x"], batch["mask"], batch["y"]
-        components = self.hparams.out_channels
         if self.hparams.pushforward:  # k gradient-free steps, then one trained step
             k = int(torch.randint(0, y.shape[1], (1,)))
             with torch.no_grad():
                 for _ in range(k):
-                    x = torch.cat([x[:, components:], self(x, mask)], dim=1)
-            loss = self._one_step_loss(x, mask, y[:, k])
+                    x = self.advance(x, self(x, mask))
+            loss, _ = self._one_step_loss(x, mask, y[:, k])
         elif self.hparams.regularizer == "none":
             predictions = self.rollout(x, mask, y.shape[1])
             loss = torch.stack([self.loss_fn(predictions[:, k], y[:, k]) for k in range(y.shape[1])]).mean()
         else:  # regularized: each unrolled step's one-step loss, predictions fed back
             losses = []
             for k in range(y.shape[1]):
-                losses.append(self._one_step_loss(x, mask, y[:, k]))
-                if k + 1 < y.shape[1]:
-                    x = torch.cat([x[:, components:], self(x, mask)], dim=1)
+                loss, prediction = self._one_step_loss(x, mask, y[:, k])
+                losses.append(loss)
+                x = self.advance(x, prediction)  # the step just computed, not a second forward pass
             loss = torch.stack(losses).mean()
         size = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
