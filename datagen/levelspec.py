@@ -7,7 +7,7 @@ them) and may define ``problems()`` returning messages for inconsistent values.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 from pdekit.errors import yaml_problem
@@ -77,6 +77,9 @@ def from_dict(cls, levels: dict, spec, source: str = "spec"):
     if "description" in names and "description" not in spec:
         changed = sorted(set(spec) - {"name"})
         values["description"] = f"{base} with {', '.join(changed) or 'nothing'} changed" if base else "custom level"
+    for f in fields(cls):  # axes added later have defaults, so older specs stay valid
+        if f.name not in values and f.default is not MISSING:
+            values[f.name] = f.default
     missing = [n for n in names if n not in values]
     if missing:
         raise ValueError(f"{source}: missing key(s) {missing}")

@@ -26,15 +26,17 @@ class Level:
     obstacles: tuple[int, int]  # min, max number of obstacles
     channels: bool  # thin walls with gaps (channels)
     coefficient: str  # "constant" | "lognormal" | "piecewise"
-    contrast: float  # max/min of the coefficient (piecewise)
+    contrast: float  # max/min of the coefficient (piecewise, darcy)
     source_modes: int  # highest Fourier mode of the source per axis
     neumann_faces: int  # number of box faces with Neumann conditions
     neumann_obstacles: bool  # Neumann (insulated) obstacle walls instead of Dirichlet
     description: str
+    source: str = "fourier"  # "fourier" (random modes up to source_modes) | "constant" (f = 1)
 
     def problems(self):
         checks = [(0 <= self.obstacles[0] <= self.obstacles[1], "obstacles must be [min, max] with 0 <= min <= max"),
                   (self.coefficient in COEFFICIENTS, f"coefficient must be one of {COEFFICIENTS}"),
+                  (self.source in SOURCES, f"source must be one of {SOURCES}"),
                   (self.obstacles[1] <= MAX_OBSTACLES, f"at most {MAX_OBSTACLES} obstacles"),
                   # beyond ~1e8 the float64 solve cannot reach the 1e-10 residual the files promise
                   (1 <= self.contrast <= MAX_CONTRAST, f"contrast must be in [1, {MAX_CONTRAST:g}]"),
@@ -43,7 +45,9 @@ class Level:
         return [message for ok, message in checks if not ok]
 
 
-COEFFICIENTS = ("constant", "lognormal", "piecewise")
+COEFFICIENTS = ("constant", "lognormal", "piecewise", "darcy")
+SOURCES = ("fourier", "constant")
+DARCY_LOW = 3.0  # the FNO benchmark's permeabilities are 3 and 12 (contrast 4)
 MAX_OBSTACLES, MAX_CONTRAST, MAX_SOURCE_MODES = 64, 1e8, 1024
 PLACEMENT_TRIES = 50
 
@@ -57,6 +61,10 @@ LEVELS = {
     "extreme": Level("extreme", (10, 20), True, "piecewise", 1e4, 32, 3, True,
                      "10-20 obstacles drawn (8-14 fit without touching) + thin channels, channelized a (contrast 1e4), "
                      "broadband source, 3 Neumann faces"),
+    # the operator-learning benchmark (FNO, LSM): -div(a grad u) = 1 on the box, u = 0 on its boundary
+    "darcy": Level("darcy", (0, 0), False, "darcy", 4.0, 1, 0, False,
+                   "FNO/LSM Darcy benchmark: a in {3, 12} from a thresholded Gaussian random field, f = 1, u = 0",
+                   source="constant"),
 }
 
 
@@ -83,9 +91,22 @@ def _grf(rng, shape, length):
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
+def darcy_field(rng, shape, contrast: float = 4.0, alpha: float = 2.0, tau: float = 3.0):
+    """The FNO Darcy benchmark's permeability: a Gaussian random field with covariance
+    ``(−Δ + τ²)^(−α)`` (FNO's ``GaussianRF``, here periodic on the unit box), ``3 · contrast``
+    (12) where it is ≥ 0 and 3 elsewhere."""
+    freqs = np.meshgrid(*(np.fft.fftfreq(n) * n for n in shape), indexing="ij")
+    amplitude = (4 * np.pi**2 * sum(f**2 for f in freqs) + tau**2) ** (-alpha / 2)
+    amplitude.flat[0] = 0.0  # zero mean, as FNO's field
+    field = np.real(np.fft.ifftn(np.fft.fftn(rng.standard_normal(shape)) * amplitude))
+    return np.where(field >= 0, DARCY_LOW * contrast, DARCY_LOW)
+
+
 def _coefficient(level, rng, coords, shape):
     if level.coefficient == "constant":
         return np.ones(shape)
+    if level.coefficient == "darcy":
+        return darcy_field(rng, shape, level.contrast)
     field = _grf(rng, shape, 0.1)
     if level.coefficient == "lognormal":
         return np.exp(1.5 * field)
@@ -94,7 +115,9 @@ def _coefficient(level, rng, coords, shape):
 
 
 def _source(level, rng, coords):
-    """Sum of 8 random separable Fourier modes, scaled to max |f| = 1."""
+    """Sum of 8 random separable Fourier modes, scaled to max |f| = 1 (or f = 1)."""
+    if level.source == "constant":
+        return np.ones(coords[0].shape)
     dim = len(coords)
     axes = [c[(0,) * d + (slice(None),) + (0,) * (dim - d - 1)] for d, c in enumerate(coords)]  # 1-D per axis
     f = np.zeros(coords[0].shape)

@@ -1,6 +1,5 @@
-"""Experiment (not a test): rollout stability of an autoregressive 1-D FNO on viscous Burgers
-(level `medium`, ν = 0.01, 1024 points, snapshots every 0.02) under five training recipes, each
-from its YAML config in experiments/configs (the same epochs, data and network):
+"""Experiment (not a test): rollout stability of autoregressive FNOs under five training recipes,
+each from its YAML config in experiments/configs (the same epochs, data and network per dataset):
 
   plain        burgers_fno.yaml              one-step training
   unrolled     burgers_fno_unrolled.yaml     4 steps unrolled, gradients through all of them
@@ -8,10 +7,20 @@ from its YAML config in experiments/configs (the same epochs, data and network):
   jacobian     burgers_fno_jacobian.yaml     one-step + global Jacobian penalty (λ = 0.01)
   jaws         burgers_fno_jaws.yaml         σ head, Gaussian NLL, 1/σ²-weighted Jacobian (λ = 0.01)
 
-Training horizons are 1–4 steps; every test trajectory is rolled out over its whole stored 100
-steps (25–100× longer) with `pdekit evaluate --rollout`'s suite.
+on three datasets (``--datasets``):
 
-    python experiments/rollout_study.py [--train 48] [--test 16] [--epochs 6] [--out folder]
+  burgers      1-D viscous Burgers, level medium (ν = 0.01, 1024 points, snapshots every 0.02, 100 steps)
+  ns-periodic  2-D vorticity, periodic level easy (ν = 1e-3, 64², snapshots every 1.0, 50 steps)
+  channel      2-D channel flow past one cylinder, 128×32 cells, trained at Re = 1000 and tested at
+               Re = 1000 and at the out-of-distribution Re = 1500 (velocity, snapshots every 0.2, 40 steps)
+
+The 2-D runs use the Burgers configs with the dataset's files, network size, batch and run folder
+replaced (the derived configs are written to runs/<dataset>/configs/ for inspection). Training
+horizons are 1–4 steps; every test trajectory is rolled out over its whole stored horizon
+(10–100× longer) with `pdekit evaluate --rollout`'s suite.
+
+    python experiments/rollout_study.py [--datasets burgers,ns-periodic,channel] [--methods ...]
+        [--train N] [--test N] [--epochs N] [--out folder]
 """
 from __future__ import annotations
 
@@ -20,109 +29,202 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"plain": "burgers_fno", "unrolled": "burgers_fno_unrolled", "pushforward": "burgers_fno_pushforward",
            "jacobian": "burgers_fno_jacobian", "jaws": "burgers_fno_jaws"}
+CHANNEL_SPEC = {"base": "easy-easy", "resolution": 32}  # one cylinder, 128 x 32 cells
+
+
+@dataclass
+class Dataset:
+    title: str
+    generate: list[str]  # datagen arguments before --n/--seed/--out
+    train: int
+    test: int
+    epochs: int
+    network_kwargs: dict | None = None  # None: the Burgers configs' network
+    data: dict = field(default_factory=dict)  # data.init_args replaced
+    tests: dict = field(default_factory=lambda: {"test": []})  # test file stem -> datagen arguments replaced
+    columns: tuple = ()  # extra suite means shown in the table
+
+
+DATASETS = {
+    "burgers": Dataset("Burgers medium (nu = 0.01, 1024 points), rollout over 100 steps (time 2.0)",
+                       ["burgers", "--level", "medium"], 48, 16, 6,
+                       columns=("shock_position_error", "total_variation_drift")),
+    "ns-periodic": Dataset("periodic Navier-Stokes easy (nu = 1e-3, 64^2, vorticity), rollout over 50 steps (time 50)",
+                           ["navier-stokes", "--family", "periodic", "--level", "easy"], 32, 8, 5,
+                           {"n_modes": [12, 12], "hidden_channels": 24, "n_layers": 4}, {"batch_size": 16},
+                           columns=("energy_drift", "enstrophy_drift")),
+    "channel": Dataset("channel past a cylinder (128x32, velocity), trained at Re 1000; rollout over 40 steps (time 8)",
+                       ["navier-stokes", "--family", "obstacles", "--spec", "re1000.yaml"], 24, 8, 5,
+                       {"n_modes": [24, 12], "hidden_channels": 24, "n_layers": 4},
+                       {"batch_size": 16, "inputs": ["velocity"], "target": ["velocity"]},
+                       {"test_re1000": [], "test_re1500": ["--spec", "re1500.yaml"]},
+                       columns=("energy_drift", "divergence_drift")),
+}
 
 
 def main():
-    import datagen.cli
-    import pdekit.cli
-    from pdekit.evaluate import evaluate
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=48)
-    parser.add_argument("--test", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--datasets", default="burgers,ns-periodic,channel")
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--base", default=".", help="the configs' runs/ folder is made here (data, checkpoints, logs)")
+    parser.add_argument("--train", type=int, default=None, help="training trajectories (default: per dataset)")
+    parser.add_argument("--test", type=int, default=None, help="test trajectories per test file (default: per dataset)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: per dataset")
+    parser.add_argument("--base", default=".", help="the runs/ folder is made here (data, configs, checkpoints, logs)")
     parser.add_argument("--out", default="experiments/results/rollout_study")
     args = parser.parse_args()
     out = Path(args.out).resolve()
-    os.chdir(args.base)  # the configs name runs/... relative to the working folder
-    work = Path("runs").resolve()
-    (work / "burgers").mkdir(parents=True, exist_ok=True)
+    os.chdir(args.base)
+    for name in args.datasets.split(","):
+        if name not in DATASETS:
+            raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        study(name, DATASETS[name], args.methods.split(","), args, out / name)
+
+
+def study(name, dataset: Dataset, methods, args, out):
+    from pdekit.evaluate import evaluate
+
+    work = Path("runs").resolve() / name
+    work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    data = {"train": (work / "burgers/train.h5", args.train, 0), "test": (work / "burgers/test.h5", args.test, 100000)}
-    for path, n, seed in data.values():
-        if not path.exists():
-            assert datagen.cli.main(["burgers", "--level", "medium", "--n", str(n), "--seed", str(seed),
-                                     "--out", str(path), "--quiet"]) == 0
+    n_train, n_test = args.train or dataset.train, args.test or dataset.test
+    epochs = args.epochs or dataset.epochs
+    test_files = _make_data(dataset, work, n_train, n_test)
     rows, curves, spectra = [], {}, {}
-    for method in args.methods.split(","):
-        name = METHODS[method]
-        run = work / name
-        overrides = ["--trainer.max_epochs", str(args.epochs), "--trainer.enable_progress_bar", "false"]
+    for method in methods:
+        config = _config(METHODS[method], name, dataset, work)
+        run = work / METHODS[method]
         shutil.rmtree(run / "checkpoints", ignore_errors=True)  # else Lightning writes last-v1.ckpt beside an old last.ckpt
-        t0 = time.perf_counter()
-        sys.argv = ["pdekit"]
-        code = pdekit.cli.main(["fit", "--config", str(ROOT / f"experiments/configs/{name}.yaml"), *overrides])
-        seconds = time.perf_counter() - t0
-        if code != 0:
-            raise SystemExit(f"{name}: pdekit fit failed")
-        metrics = evaluate(run / "checkpoints/last.ckpt", [data["test"][0]], out / method, rollout=True)
-        suite = metrics["rollout_suite"]["overall"]
-        rel = np.asarray(suite["rel_l2_vs_step"])
-        rows.append({"method": method, "one-step rel L2": rel[0], "rel L2 step 10": rel[9], "rel L2 step 50": rel[49],
-                     "rel L2 step 100": rel[-1], "time corr < 0.9": suite["time_until_corr_0.9_mean"],
-                     "late spectral error": suite["late_spectral_error_mean"],
-                     "shock position error": suite.get("shock_position_error_mean", float("nan")),
-                     "TV drift": suite.get("total_variation_drift_mean", float("nan")),
-                     "blown up": suite["blown_up"], "train s": seconds})
-        curves[method] = suite["correlation_vs_step"]
-        spectra[method] = _late_spectrum(run / "checkpoints/last.ckpt", data["test"][0])
-        print(f"{method}: trained in {seconds:.0f} s", flush=True)
-    print_table(f"Burgers medium (nu = 0.01, 1024 points), {args.train} training / {args.test} test trajectories, "
-                f"{args.epochs} epochs; rollout over 100 steps (time 2.0)", rows)
-    write_json(out / "results.json", {"rows": rows, "correlation": curves})
-    _figure(curves, spectra, out / "rollout_study.png")
-    print(f"wrote {out}/results.json and {out}/rollout_study.png")
+        seconds = _fit(config, epochs)
+        for stem, path in test_files.items():
+            metrics = evaluate(run / "checkpoints/last.ckpt", [path], out / method / stem, rollout=True)
+            suite = metrics["rollout_suite"]["overall"]
+            rel = np.asarray(suite["rel_l2_vs_step"])
+            marks = sorted({9, len(rel) // 2 - 1, len(rel) - 1})
+            row = {"method": method, **({"test": stem} if len(test_files) > 1 else {}), "one-step rel L2": rel[0],
+                   **{f"rel L2 step {j + 1}": rel[j] for j in marks},
+                   "time corr < 0.9": suite["time_until_corr_0.9_mean"],
+                   "late spectral error": suite["late_spectral_error_mean"],
+                   **{key.replace("_", " "): suite.get(f"{key}_mean", float("nan")) for key in dataset.columns},
+                   "blown up": suite["blown_up"], "train s": seconds}
+            rows.append(row)
+            curves[(method, stem)] = suite["correlation_vs_step"]
+            spectra[(method, stem)] = _late_spectrum(run / "checkpoints/last.ckpt", path)
+        print(f"{name} {method}: trained in {seconds:.0f} s", flush=True)
+    print_table(f"{dataset.title}; {n_train} training / {n_test} test trajectories, {epochs} epochs", rows)
+    write_json(out / "results.json", {"rows": rows, "correlation": {f"{m}/{s}": c for (m, s), c in curves.items()}})
+    _figure(name, curves, spectra, out / f"rollout_study_{name}.png")
+    print(f"wrote {out}/results.json and {out}/rollout_study_{name}.png")
+
+
+def _make_data(dataset: Dataset, work: Path, n_train: int, n_test: int) -> dict:
+    """Generate the training file and the test files (new seeds) unless they exist."""
+    import datagen.cli
+
+    if "--spec" in dataset.generate or any("--spec" in a for a in dataset.tests.values()):
+        for reynolds in (1000, 1500):
+            (work / f"re{reynolds}.yaml").write_text(yaml.safe_dump({**CHANNEL_SPEC, "reynolds": reynolds}))
+    files = {"train": (work / "train.h5", n_train, 0, [])}
+    files.update({stem: (work / f"{stem}.h5", n_test, 100000, extra) for stem, extra in dataset.tests.items()})
+    for path, n, seed, extra in files.values():
+        if not path.exists():
+            arguments = _replace(dataset.generate, extra)
+            arguments = [str(work / a) if a.endswith(".yaml") else a for a in arguments]
+            code = datagen.cli.main([*arguments, "--n", str(n), "--seed", str(seed), "--workers", "2",
+                                     "--out", str(path), "--quiet"])
+            if code != 0:
+                raise SystemExit(f"datagen failed for {path}")
+    return {stem: work / f"{stem}.h5" for stem in dataset.tests}
+
+
+def _replace(arguments, extra):
+    """``arguments`` with each ``--flag value`` pair of ``extra`` substituted."""
+    arguments = list(arguments)
+    for flag, value in zip(extra[::2], extra[1::2]):
+        arguments[arguments.index(flag) + 1] = value
+    return arguments
+
+
+def _config(config_name, dataset_name, dataset: Dataset, work: Path) -> Path:
+    """The method's Burgers config with this dataset's files, network, batch and run folder."""
+    config = yaml.safe_load((ROOT / f"experiments/configs/{config_name}.yaml").read_text())
+    run = str(work / config_name)
+    trainer = config["trainer"]
+    trainer["default_root_dir"] = run
+    trainer["logger"]["init_args"]["save_dir"] = run
+    trainer["callbacks"][0]["init_args"]["dirpath"] = f"{run}/checkpoints"
+    if dataset.network_kwargs is not None:
+        config["model"]["init_args"]["network_kwargs"] = dataset.network_kwargs
+    config["data"]["init_args"].update({"files": [str(work / "train.h5")], **dataset.data})
+    path = work / "configs" / f"{config_name}.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"# {dataset_name}: derived from experiments/configs/{config_name}.yaml by rollout_study.py\n"
+                    + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _fit(config: Path, epochs: int) -> float:
+    import pdekit.cli
+
+    t0 = time.perf_counter()
+    sys.argv = ["pdekit"]
+    code = pdekit.cli.main(["fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
+                            "--trainer.enable_progress_bar", "false"])
+    if code != 0:
+        raise SystemExit(f"{config}: pdekit fit failed")
+    return time.perf_counter() - t0
 
 
 def _late_spectrum(ckpt, test_file):
     """Truth and prediction spectra of test trajectory 0 at the last stored step."""
-    import torch
-
     from pdekit import rollout_metrics as rm
     from pdekit.checkpoints import load_task
     from pdekit.datamodule import TimeSeriesWindows
     from pdekit.rollout_eval import roll_out
 
-    task, _ = load_task(ckpt)
-    windows = TimeSeriesWindows(test_file, ["u"], 1, 1)
+    task, info = load_task(ckpt)
+    windows = TimeSeriesWindows(test_file, info["data"]["inputs"], 1, 1)
     truth = windows.snapshots(0, 0, windows.steps)
     predicted = roll_out(task, truth[:1].flatten(0, 1)[None], windows.mask(0)[None], windows.steps - 1,
                          100 * float(truth.abs().max()))
-    with torch.no_grad():
-        return rm.energy_spectrum(truth[-1].double().numpy(), 1), rm.energy_spectrum(
-            np.nan_to_num(predicted[-1].double().numpy()), 1)
+    return (rm.energy_spectrum(truth[-1].double().numpy(), windows.dim),
+            rm.energy_spectrum(np.nan_to_num(predicted[-1].double().numpy()), windows.dim))
 
 
-def _figure(curves, spectra, path):
+def _figure(name, curves, spectra, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-    for method, curve in curves.items():
-        axes[0].plot(np.arange(1, len(curve) + 1), curve, label=method)
-    axes[0].axhline(0.9, color="grey", lw=0.6, ls=":")
-    axes[0].set(xlabel="rollout step (dt = 0.02)", ylabel="Pearson correlation with the truth",
-                title="correlation vs step (mean over test trajectories)")
-    truth = next(iter(spectra.values()))[0]
+    stems = list(dict.fromkeys(stem for _, stem in curves))
+    fig, axes = plt.subplots(1, len(stems) + 1, figsize=(5 * (len(stems) + 1), 3.8), layout="constrained")
+    for ax, stem in zip(axes, stems):
+        for (method, s), curve in curves.items():
+            if s == stem:
+                ax.plot(np.arange(1, len(curve) + 1), curve, label=method)
+        ax.axhline(0.9, color="grey", lw=0.6, ls=":")
+        ax.set(xlabel="rollout step", ylabel="Pearson correlation with the truth",
+               title=f"{name} {stem}: correlation vs step (test mean)")
+    stem = stems[-1]
+    truth = next(v for (m, s), v in spectra.items() if s == stem)[0]
     k = np.arange(1, len(truth))
-    axes[1].loglog(k, truth[1:], color="k", lw=2, label="truth")
-    for method, (_, predicted) in spectra.items():
-        axes[1].loglog(k, np.maximum(predicted[1:], 1e-30), label=method, lw=1)
-    axes[1].set(xlabel="wavenumber k", ylabel="E(k)", title="spectrum at step 100 (t = 2), trajectory 0",
-                ylim=(1e-16, None))
+    axes[-1].loglog(k, truth[1:], color="k", lw=2, label="truth")
+    for (method, s), (_, predicted) in spectra.items():
+        if s == stem:
+            axes[-1].loglog(k, np.maximum(predicted[1:], 1e-30), label=method, lw=1)
+    axes[-1].set(xlabel="wavenumber k", ylabel="E(k)", title=f"{stem}: spectrum at the last step, trajectory 0",
+                 ylim=(max(float(truth[1:].min()), 1e-16), None))
     for ax in axes:
         ax.legend(fontsize=7)
     save_figure(fig, path)

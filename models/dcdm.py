@@ -19,7 +19,7 @@ from torch import nn
 
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
+from pdekit.tasks import attached_datamodule, build_network, check_learning_rate, checkpoint_record
 
 
 class DCDMNet(nn.Module):
@@ -72,25 +72,31 @@ class DCDM(L.LightningModule):
     rebuilds its samples' operators from the file (``data.init_args.system: true``), forms
     ``b = A``-system right-hand sides normalized to unit length, and minimizes the scaled residual.
 
-    Args: network sizes as :class:`DCDMNet`; ``lr`` (Adam; reference 1e-4).  ``in_channels``,
+    Args: network sizes as :class:`DCDMNet`; ``lr`` (Adam; reference 1e-4).  ``network`` (a class
+    path, e.g. ``models.lsm.LSM`` or ``models.unet.UNet``) with ``network_kwargs`` trains another
+    allow-listed network with the same loss instead (one input and one output channel; ``channels``
+    … ``bias`` are then unused).  ``odd`` (default: true for such a network) makes the direction
+    ``(f(r) − f(−r)) / 2``, an odd map like A⁻¹: a network with biases, coordinates or
+    normalisation layers has an input-independent part f(0), useless as a search direction (an
+    untrained U-Net's directions barely depend on r, and FCG stalls on them).  ``in_channels``,
     ``out_channels``, ``dim`` are filled in from the data module.
     """
 
     def __init__(self, channels: int = 16, fine: int = 4, coarse: int = 6, post: int = 4, bias: bool = False,
-                 lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2):
+                 lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2,
+                 network: str | None = None, network_kwargs: dict | None = None, odd: bool | None = None):
         super().__init__()
         check_learning_rate(lr)
         self.save_hyperparameters()
-        self.net = DCDMNet(dim, channels, fine, coarse, post, bias)
+        self.net = DCDMNet(dim, channels, fine, coarse, post, bias) if network is None else \
+            build_network(network, network_kwargs, 1, 1, dim)
+        self.odd = network is not None if odd is None else bool(odd)
         self.grid = None
         self.data_signature = None
 
     def forward(self, r: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Search direction for residual fields ``(batch, *grid)``."""
-        if mask is not None:
-            r = r * mask
-        q = self.net(r.unsqueeze(1)).squeeze(1)
-        return q * mask if mask is not None else q
+        return _direction(self.net, r, mask, self.odd)
 
     def setup(self, stage=None):
         datamodule = attached_datamodule(self)
@@ -128,15 +134,29 @@ class DCDM(L.LightningModule):
 
     def preconditioner_module(self, op: DiffusionOperator) -> nn.Module:
         """The map residual ``(batch, 1, *grid)`` → direction, masked by ``op``'s active cells."""
-        return _Masked(self.net, op)
+        return _Masked(self.net, op, self.odd)
+
+
+def _direction(net: nn.Module, r: torch.Tensor, mask: torch.Tensor | None, odd: bool) -> torch.Tensor:
+    """``net`` on the residual scaled to unit norm per sample (as in training: a network with biases
+    or normalisation layers is not blind to scale), made odd if asked, masked; fields ``(batch, *grid)``."""
+    if mask is not None:
+        r = r * mask
+    norm = r.flatten(1).norm(dim=1).clamp_min(torch.finfo(r.dtype).tiny).view((-1,) + (1,) * (r.ndim - 1))
+    r = (r / norm).unsqueeze(1)
+    if odd:  # one forward pass over [r, -r]
+        plus, minus = net(torch.cat([r, -r])).chunk(2)
+        q = 0.5 * (plus - minus).squeeze(1) * norm
+    else:
+        q = net(r).squeeze(1) * norm
+    return q * mask if mask is not None else q
 
 
 class _Masked(nn.Module):
-    def __init__(self, net, op):
+    def __init__(self, net, op, odd: bool):
         super().__init__()
-        self.net = net
-        self.register_buffer("mask", torch.as_tensor(op.mask[:1], dtype=torch.float32).unsqueeze(1))
+        self.net, self.odd = net, odd
+        self.register_buffer("mask", torch.as_tensor(op.mask[:1], dtype=torch.float32))
 
-    def forward(self, r):
-        mask = self.mask.to(r)
-        return self.net(r * mask) * mask
+    def forward(self, r):  # (batch, 1, *grid)
+        return _direction(self.net, r.squeeze(1), self.mask.to(r), self.odd).unsqueeze(1)

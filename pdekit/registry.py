@@ -28,6 +28,8 @@ LOADABLE = frozenset({
     "models.dcdm.DCDM",
     # networks
     "models.dcdm.DCDMNet",
+    "models.unet.UNet",
+    "models.lsm.LSM",
     "neuralop.models.FNO",
     "neuralop.models.TFNO",
     "neuralop.models.UNO",

@@ -22,21 +22,24 @@ from pdekit.metrics import poisson_relative_residual, relative_l2
 from pdekit.registry import check_plain, load_class
 
 
-def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int) -> nn.Module:
+def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int, dim: int | None = None) -> nn.Module:
     """Instantiate the allow-listed network ``path`` (:mod:`pdekit.registry`) with ``kwargs`` (plain
-    values only) plus the channel counts the data defines."""
+    values only) plus the channel counts the data defines, and its dimension where the class takes
+    a ``dim`` argument that ``kwargs`` does not set."""
     check_plain(kwargs, "model.network_kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ConfigError(f"model.network_kwargs must be a mapping, got {type(kwargs).__name__}")
     cls = load_class(path, nn.Module, "network")
     kwargs = {"in_channels": in_channels, "out_channels": out_channels, **(kwargs or {})}
+    if dim is not None and "dim" in inspect.signature(cls).parameters:
+        kwargs.setdefault("dim", dim)
     required = [p.name for p in inspect.signature(cls).parameters.values()
                 if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in kwargs]
     if required:
         raise ConfigError(f"network {path} needs {required} in model.network_kwargs")
     try:
         return cls(**kwargs)
-    except TypeError as err:  # an unknown or mistyped keyword names itself in the message
+    except (TypeError, ValueError) as err:  # an unknown keyword or a bad value names itself in the message
         raise ConfigError(f"network {path}: {err}") from None
 
 
@@ -109,7 +112,7 @@ class OperatorLearning(L.LightningModule):
         super().__init__()
         check_learning_rate(lr, weight_decay)
         self.save_hyperparameters()
-        self.net = build_network(network, network_kwargs, in_channels, out_channels)
+        self.net = build_network(network, network_kwargs, in_channels, out_channels, dim)
         self.normalizer = Normalizer(in_channels, out_channels)
         self.loss_fn = self._loss(loss, dim)
         self.data_signature: dict | None = None
@@ -275,7 +278,7 @@ class Autoregressive(OperatorLearning):
         if not (isinstance(jacobian_weight, (int, float)) and math.isfinite(jacobian_weight) and jacobian_weight >= 0):
             raise ConfigError(f"model.init_args.jacobian_weight must be a finite number >= 0, got {jacobian_weight}")
         if regularizer == "jaws":  # a second head: the per-point uncertainty sigma(x)
-            self.net = build_network(network, network_kwargs, in_channels, 2 * out_channels)
+            self.net = build_network(network, network_kwargs, in_channels, 2 * out_channels, dim)
 
     def _heads(self, x: torch.Tensor):
         """(normalised mean, sigma or None) of the one-step map on raw inputs ``x``."""

@@ -57,6 +57,17 @@ def channel_file(shared_dir) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def ritz_file(shared_dir) -> Path:
+    """600 Ritz-vector right-hand sides of the easy level's operator at 16^2 (DCDM training data)."""
+    from datagen.cli import main
+
+    path = shared_dir / "ritz16.h5"
+    assert main(["ritz", "--level", "easy", "--resolution", "16", "--n", "600", "--lanczos-steps", "256",
+                 "--out", str(path), "--quiet"]) == 0
+    return path
+
+
 def save_task_checkpoint(task, path: Path, data_signature: dict | None) -> Path:
     """A checkpoint as `pdekit fit` writes it (weights + pdekit record), without training."""
     from pdekit.tasks import checkpoint_record
