@@ -68,6 +68,9 @@ LEVELS = {
 }
 
 
+DIFFICULTY_LADDER = ("easy", "medium", "hard", "extreme")  # darcy is a benchmark level beside it
+
+
 def level_from_dict(spec: dict, source: str = "spec") -> Level:
     """A level from explicit axis values (the keys of :class:`Level`); errors name the bad key."""
     return levelspec.from_dict(Level, LEVELS, spec, source)

@@ -6,9 +6,10 @@ Held-out Poisson systems (one per level, seeds never used in training) at 64², 
 ``ns-pressure``), to relative residual 1e-6 and 1e-8: iterations and wall time for CG,
 ILU-PCG, AMG-PCG (setup included), DCDM (network directions, k = 2) and FCG with the network.
 The network is trained once at the smallest size (2D 32², 3D 16³, Ritz vectors of the easy
-level's operator) and applied unchanged to the larger grids.
+level's operator) and applied unchanged to the larger grids.  ``--networks dcdm,lsm,unet`` also
+trains the LSM and the U-Net with the same DCDM loss and data (2-D; rows FCG-lsm, FCG-unet).
 
-    python experiments/bench_preconditioners.py [--small] [--large] [--device cuda]
+    python experiments/bench_preconditioners.py [--small] [--large] [--device cuda] [--networks dcdm,lsm,unet]
         [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--out results.json] [--plot convergence.png]
 """
 from __future__ import annotations
@@ -34,26 +35,33 @@ from pdekit.datamodule import FieldDataModule
 from pdekit.krylov import conjugate_directions, fcg, pcg
 from pdekit.precond import AMG, ILU, load
 
-CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000}
+CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000}
+NETWORKS = {"lsm": ("models.lsm.LSM", {"width": 16, "patch": 2}), "unet": ("models.unet.UNet", {"width": 16})}
 NETWORK_CAP_3D = 150  # a 3-D network apply costs ~0.2 s at 32^3 on a 2-core CPU
 
 
-def train(dim, resolution, vectors, steps, epochs, folder, device):
-    """Train a DCDM network on Ritz vectors of the easy level; returns the checkpoint path."""
-    arrays, grid, info = generate_ritz("easy", resolution, dim, vectors, steps, seed=0, progress=False)
+def train(dim, resolution, vectors, steps, epochs, folder, device, network="dcdm"):
+    """Train a network with the DCDM loss on Ritz vectors of the easy level (generated once per
+    dimension); returns the checkpoint path."""
     data = Path(folder) / f"ritz_{dim}d.h5"
-    write_poisson(data, arrays, grid=grid, config={"kind": "ritz", **info}, generator_version="bench")
+    if not data.exists():
+        arrays, grid, info = generate_ritz("easy", resolution, dim, vectors, steps, seed=0, progress=False)
+        write_poisson(data, arrays, grid=grid, config={"kind": "ritz", **info}, generator_version="bench")
     torch.manual_seed(0)
     dm = FieldDataModule([str(data)], system=True, batch_size=16, split=[0.95, 0.05, 0.0])
-    task = DCDM(lr=1e-3, dim=dim)
+    if network == "dcdm":
+        task = DCDM(lr=1e-3, dim=dim)
+    else:
+        path, kwargs = NETWORKS[network]
+        task = DCDM(lr=1e-3, dim=dim, network=path, network_kwargs=kwargs)
     trainer = L.Trainer(max_epochs=epochs, accelerator=device, devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, default_root_dir=folder, use_distributed_sampler=False,
                         enable_checkpointing=False)
     start = time.perf_counter()
     trainer.fit(task, dm, weights_only=True)
-    print(f"  trained {dim}D DCDM at {resolution}^{dim} on {vectors} Ritz vectors: {time.perf_counter() - start:.0f} s, "
+    print(f"  trained {dim}D {network} at {resolution}^{dim} on {vectors} Ritz vectors: {time.perf_counter() - start:.0f} s, "
           f"val loss {float(trainer.callback_metrics['val/loss']):.3g}")
-    path = Path(folder) / f"dcdm_{dim}d.ckpt"
+    path = Path(folder) / f"{network}_{dim}d.ckpt"
     trainer.save_checkpoint(path)
     return path
 
@@ -72,8 +80,11 @@ def pressure_system(n: int, steps: int = 20):
     return flow.op, flow.last_solve[0]
 
 
-def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS)):
+def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
+    """``ckpt``: the DCDM network (rows DCDM, FCG-net); ``others``: {"lsm": ckpt, ...} (rows FCG-lsm, ...)."""
     rows = {}
+    others = others or {}
+    methods = [m for m in methods if not m.startswith("FCG-") or m == "FCG-net" or m[4:] in others]
     for method in methods:
         cap = CAPS[method]
         if method in ("DCDM", "FCG-net") and op.grid.ndim == 3:
@@ -86,7 +97,7 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS)):
             M = ILU(op) if method == "ILU-PCG" else AMG(op)
             res = pcg(op, b, M, tol=tol, maxiter=cap)
         else:
-            M = load(ckpt, op, device=device)
+            M = load(ckpt if method in ("DCDM", "FCG-net") else others[method[4:]], op, device=device)
             solve = conjugate_directions if method == "DCDM" else fcg
             kwargs = {"k": 2} if method == "DCDM" else {"truncation": 5}
             res = solve(op, b, M, tol=tol, maxiter=cap, **kwargs)
@@ -110,6 +121,8 @@ def main():
     parser.add_argument("--ckpt-pressure", default=None,
                         help="a model for the ns-pressure rows (e.g. from configs/dcdm_pressure_2d.yaml), "
                              "reported as DCDM-p / FCG-net-p next to the 2-D model")
+    parser.add_argument("--networks", default="dcdm",
+                        help="networks trained with the DCDM loss: dcdm and any of lsm, unet (2-D rows FCG-lsm, FCG-unet)")
     args = parser.parse_args()
     print(f"# preconditioner benchmark: {platform.machine()}, {os.cpu_count()} cores, device {args.device}")
     with tempfile.TemporaryDirectory(prefix="bench_precond_") as folder:  # trained models and Ritz data
@@ -117,9 +130,14 @@ def main():
 
 
 def run(args, folder):
+    extra = [n for n in args.networks.split(",") if n != "dcdm"]
+    unknown = sorted(set(extra) - set(NETWORKS))
+    if unknown:
+        raise SystemExit(f"--networks: unknown {unknown}; choose from dcdm, {', '.join(NETWORKS)}")
     if args.small:
         sizes = [((32, 32), 2), ((64, 64), 2)]
         ckpt = {2: args.ckpt2d or train(2, 16, 400, 200, 8, folder, args.device)}
+        others = {n: train(2, 16, 400, 200, 8, folder, args.device, n) for n in extra}
     else:
         sizes = [((64, 64), 2), ((128, 128), 2), ((256, 256), 2), ((32, 32, 32), 3)]
         sizes += [((64, 64, 64), 3)] if args.large else []
@@ -127,6 +145,7 @@ def run(args, folder):
         dims = {dim for shape, dim in sizes if wanted is None or "x".join(map(str, shape)) in wanted}
         ckpt = {2: args.ckpt2d or (train(2, 32, 2000, 800, 15, folder, args.device) if 2 in dims else None),
                 3: args.ckpt3d or (train(3, 16, 1000, 600, 10, folder, args.device) if 3 in dims else None)}
+        others = {n: train(2, 32, 2000, 800, 15, folder, args.device, n) for n in extra} if 2 in dims else {}
     if args.grids:
         sizes = [(shape, dim) for shape, dim in sizes if "x".join(map(str, shape)) in args.grids.split(",")]
     results = []
@@ -142,7 +161,7 @@ def run(args, folder):
                 b = op.rhs(f)
             b = b.to(args.device)
             for tol in (1e-6, 1e-8):
-                rows = solve_all(op, b, ckpt[dim], tol, args.device)
+                rows = solve_all(op, b, ckpt[dim], tol, args.device, others=others if dim == 2 else None)
                 if level == "ns-pressure" and args.ckpt_pressure:
                     own = solve_all(op, b, args.ckpt_pressure, tol, args.device, methods=("DCDM", "FCG-net"))
                     rows.update({f"{m}-p": r for m, r in own.items()})

@@ -311,7 +311,15 @@ class Autoregressive(OperatorLearning):
         if self.hparams.regularizer == "none" or self.hparams.jacobian_weight == 0:
             return x.new_zeros(())
         probe = torch.randn_like(x)
-        _, jv = torch.func.jvp(lambda z: self._heads(z)[0], (x,), (probe,))
+        params = dict(self.net.named_parameters())
+        buffers = dict(self.net.named_buffers())
+
+        def one_step(z):  # BatchNorm updates its running statistics in place: on copies made here
+            state = {**params, **{name: b.clone() for name, b in buffers.items()}}
+            raw = torch.func.functional_call(self.net, state, (self.normalizer.inputs(z),))
+            return raw[:, : self.hparams.out_channels]
+
+        _, jv = torch.func.jvp(one_step, (x,), (probe,))
         jv2 = jv.pow(2) * mask.unsqueeze(1)
         if sigma is not None:  # JAWS: weights 1/sigma^2, normalised to mean 1 per sample (see the docstring)
             weight = sigma.detach().pow(-2)

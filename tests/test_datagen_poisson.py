@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from datagen.poisson import LEVELS, sample_problem, solve_sample
+from datagen.poisson import DIFFICULTY_LADDER, sample_problem, solve_sample
 from pdekit import DiffusionOperator
 from pdekit.data import load_system, write_poisson
 from pdekit.krylov import cg, pcg
@@ -19,7 +19,7 @@ def test_same_seed_same_sample():
 
 def test_iterations_rise_monotonically_with_level():
     mean_cg, mean_amg = [], []
-    for level in LEVELS:
+    for level in DIFFICULTY_LADDER:
         its_cg, its_amg = [], []
         for seed in range(4):
             grid, a, mask, bc, f = sample_problem(level, 64, 2, seed)

@@ -185,3 +185,22 @@ def test_lsm_trained_with_the_dcdm_loss_beats_cg(ritz_file, tmp_path):
     flexible = fcg(op, b, load(path, op), tol=1e-6, maxiter=1000)
     assert bool(flexible.converged) and float(op.relative_residual(flexible.x, b)) <= 1e-6
     assert int(flexible.iterations) < 0.75 * int(plain.iterations), (int(flexible.iterations), int(plain.iterations))
+
+
+@pytest.mark.parametrize("network", ["models.unet.UNet", "models.lsm.LSM"])
+def test_jacobian_penalties_work_through_batchnorm(network):
+    """JAWS's forward-mode JVP runs through BatchNorm (running statistics are updated on copies
+    inside the transform): the loss is finite, the gradient reaches the weights, and the running
+    statistics advance once per step (the data term's forward), not twice."""
+    from pdekit.tasks import Autoregressive
+
+    torch.manual_seed(0)
+    task = Autoregressive(network=network, network_kwargs={"width": 8, "patch": 1} if "lsm" in network else {"width": 8},
+                          in_channels=1, out_channels=1, dim=2, regularizer="jaws", jacobian_weight=0.1)
+    x, y = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)
+    loss, _ = task._one_step_loss(x, torch.ones(4, 16, 16, dtype=torch.bool), y)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in task.net.parameters() if p.requires_grad)
+    counts = {int(b) for name, b in task.net.named_buffers() if name.endswith("num_batches_tracked")}
+    assert counts == {1}
