@@ -10,7 +10,8 @@ each from its YAML config in experiments/configs (the same epochs, data and netw
 on three datasets (``--datasets``):
 
   burgers      1-D viscous Burgers, level medium (ν = 0.01, 1024 points, snapshots every 0.02, 100 steps)
-  ns-periodic  2-D vorticity, periodic level easy (ν = 1e-3, 64², snapshots every 1.0, 50 steps)
+  ns-periodic  2-D vorticity, periodic level easy (ν = 1e-3) at 32² after a warm-up of 10 time units
+               (the developed flow; snapshots every 1.0, 50 steps)
   channel      2-D channel flow past one cylinder, 128×32 cells, trained at Re = 1000 and tested at
                Re = 1000 and at the out-of-distribution Re = 1500 (velocity, snapshots every 0.2, 40 steps)
 
@@ -20,7 +21,7 @@ horizons are 1–4 steps; every test trajectory is rolled out over its whole sto
 (10–100× longer) with `pdekit evaluate --rollout`'s suite.
 
     python experiments/rollout_study.py [--datasets burgers,ns-periodic,channel] [--methods ...]
-        [--train N] [--test N] [--epochs N] [--out folder]
+        [--train N] [--test N] [--epochs N] [--jacobian-weight λ] [--out folder]
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from results_io import print_table, save_figure, write_json  # experiments/ is o
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"plain": "burgers_fno", "unrolled": "burgers_fno_unrolled", "pushforward": "burgers_fno_pushforward",
            "jacobian": "burgers_fno_jacobian", "jaws": "burgers_fno_jaws"}
-CHANNEL_SPEC = {"base": "easy-easy", "resolution": 32}  # one cylinder, 128 x 32 cells
+CHANNEL = {"base": "easy-easy", "resolution": 32}  # one cylinder, 128 x 32 cells
 
 
 @dataclass
@@ -54,22 +55,26 @@ class Dataset:
     data: dict = field(default_factory=dict)  # data.init_args replaced
     tests: dict = field(default_factory=lambda: {"test": []})  # test file stem -> datagen arguments replaced
     columns: tuple = ()  # extra suite means shown in the table
+    specs: dict = field(default_factory=dict)  # level spec files written to the dataset's folder
 
 
 DATASETS = {
     "burgers": Dataset("Burgers medium (nu = 0.01, 1024 points), rollout over 100 steps (time 2.0)",
                        ["burgers", "--level", "medium"], 48, 16, 6,
                        columns=("shock_position_error", "total_variation_drift")),
-    "ns-periodic": Dataset("periodic Navier-Stokes easy (nu = 1e-3, 64^2, vorticity), rollout over 50 steps (time 50)",
-                           ["navier-stokes", "--family", "periodic", "--level", "easy"], 32, 8, 5,
+    "ns-periodic": Dataset("periodic Navier-Stokes easy (nu = 1e-3, 32^2, vorticity, after a warm-up of 10), "
+                           "rollout over 50 steps (time 50)",
+                           ["navier-stokes", "--family", "periodic", "--spec", "developed.yaml"], 32, 8, 15,
                            {"n_modes": [12, 12], "hidden_channels": 24, "n_layers": 4}, {"batch_size": 16},
-                           columns=("energy_drift", "enstrophy_drift")),
+                           columns=("energy_drift", "enstrophy_drift"),
+                           specs={"developed.yaml": {"base": "easy", "warmup": 10.0, "resolution": 32}}),
     "channel": Dataset("channel past a cylinder (128x32, velocity), trained at Re 1000; rollout over 40 steps (time 8)",
                        ["navier-stokes", "--family", "obstacles", "--spec", "re1000.yaml"], 24, 8, 5,
                        {"n_modes": [24, 12], "hidden_channels": 24, "n_layers": 4},
                        {"batch_size": 16, "inputs": ["velocity"], "target": ["velocity"]},
                        {"test_re1000": [], "test_re1500": ["--spec", "re1500.yaml"]},
-                       columns=("energy_drift", "divergence_drift")),
+                       columns=("energy_drift", "divergence_drift"),
+                       specs={f"re{re}.yaml": {**CHANNEL, "reynolds": re} for re in (1000, 1500)}),
 }
 
 
@@ -80,6 +85,8 @@ def main():
     parser.add_argument("--train", type=int, default=None, help="training trajectories (default: per dataset)")
     parser.add_argument("--test", type=int, default=None, help="test trajectories per test file (default: per dataset)")
     parser.add_argument("--epochs", type=int, default=None, help="default: per dataset")
+    parser.add_argument("--jacobian-weight", type=float, default=None,
+                        help="λ of the jacobian and jaws methods (default: the configs' 0.01)")
     parser.add_argument("--base", default=".", help="the runs/ folder is made here (data, configs, checkpoints, logs)")
     parser.add_argument("--out", default="experiments/results/rollout_study")
     args = parser.parse_args()
@@ -102,7 +109,7 @@ def study(name, dataset: Dataset, methods, args, out):
     test_files = _make_data(dataset, work, n_train, n_test)
     rows, curves, spectra = [], {}, {}
     for method in methods:
-        config = _config(METHODS[method], name, dataset, work)
+        config = _config(METHODS[method], name, dataset, work, args.jacobian_weight)
         run = work / METHODS[method]
         shutil.rmtree(run / "checkpoints", ignore_errors=True)  # else Lightning writes last-v1.ckpt beside an old last.ckpt
         seconds = _fit(config, epochs)
@@ -111,7 +118,9 @@ def study(name, dataset: Dataset, methods, args, out):
             suite = metrics["rollout_suite"]["overall"]
             rel = np.asarray(suite["rel_l2_vs_step"])
             marks = sorted({9, len(rel) // 2 - 1, len(rel) - 1})
-            row = {"method": method, **({"test": stem} if len(test_files) > 1 else {}), "one-step rel L2": rel[0],
+            label = method if args.jacobian_weight is None or method not in ("jacobian", "jaws") else \
+                f"{method} λ={args.jacobian_weight:g}"
+            row = {"method": label, **({"test": stem} if len(test_files) > 1 else {}), "one-step rel L2": rel[0],
                    **{f"rel L2 step {j + 1}": rel[j] for j in marks},
                    "time corr < 0.9": suite["time_until_corr_0.9_mean"],
                    "late spectral error": suite["late_spectral_error_mean"],
@@ -131,9 +140,8 @@ def _make_data(dataset: Dataset, work: Path, n_train: int, n_test: int) -> dict:
     """Generate the training file and the test files (new seeds) unless they exist."""
     import datagen.cli
 
-    if "--spec" in dataset.generate or any("--spec" in a for a in dataset.tests.values()):
-        for reynolds in (1000, 1500):
-            (work / f"re{reynolds}.yaml").write_text(yaml.safe_dump({**CHANNEL_SPEC, "reynolds": reynolds}))
+    for name, spec in dataset.specs.items():
+        (work / name).write_text(yaml.safe_dump(spec))
     files = {"train": (work / "train.h5", n_train, 0, [])}
     files.update({stem: (work / f"{stem}.h5", n_test, 100000, extra) for stem, extra in dataset.tests.items()})
     for path, n, seed, extra in files.values():
@@ -155,9 +163,11 @@ def _replace(arguments, extra):
     return arguments
 
 
-def _config(config_name, dataset_name, dataset: Dataset, work: Path) -> Path:
+def _config(config_name, dataset_name, dataset: Dataset, work: Path, jacobian_weight=None) -> Path:
     """The method's Burgers config with this dataset's files, network, batch and run folder."""
     config = yaml.safe_load((ROOT / f"experiments/configs/{config_name}.yaml").read_text())
+    if jacobian_weight is not None and "jacobian_weight" in config["model"]["init_args"]:
+        config["model"]["init_args"]["jacobian_weight"] = jacobian_weight
     run = str(work / config_name)
     trainer = config["trainer"]
     trainer["default_root_dir"] = run

@@ -70,14 +70,19 @@ def spectral_error(prediction: np.ndarray, truth: np.ndarray, dim: int) -> float
 
 def invariants(snapshots: np.ndarray, dim: int, spacing, names=("u",), vorticity: bool = False) -> dict:
     """Per-step invariants of a trajectory ``(steps, [components,] *grid)``: ``mean`` (mass),
-    ``energy`` ``½⟨|u|²⟩``; ``enstrophy`` ``½⟨ω²⟩`` when the field is a vorticity; ``total_variation``
-    for 1-D scalars; ``divergence`` (RMS, periodic central differences) for 2-D vector fields."""
+    kinetic ``energy`` ``½⟨|u|²⟩`` (for a 2-D vorticity ω on a periodic box, of the velocity it
+    induces: ``½ Σ_k |ω̂_k|² / |k|²``, normalised as the mean over the grid); ``enstrophy``
+    ``½⟨ω²⟩`` when the field is a vorticity; ``total_variation`` for 1-D scalars; ``divergence``
+    (RMS, periodic central differences) for 2-D vector fields."""
     s = np.asarray(snapshots, dtype=np.float64)
     vector = s.ndim == dim + 2
     axes = tuple(range(1, s.ndim))
-    out = {"mean": s.mean(axis=axes), "energy": 0.5 * (s**2).reshape(len(s), -1).mean(1) * (s.shape[1] if vector else 1)}
+    flat_mean_square = (s**2).reshape(len(s), -1).mean(1)
+    out = {"mean": s.mean(axis=axes), "energy": 0.5 * flat_mean_square * (s.shape[1] if vector else 1)}
     if vorticity:
-        out["enstrophy"] = 0.5 * (s**2).reshape(len(s), -1).mean(1)
+        out["enstrophy"] = 0.5 * flat_mean_square
+        if dim == 2 and not vector:
+            out["energy"] = _energy_from_vorticity(s, spacing)
     if dim == 1 and not vector:
         out["total_variation"] = np.abs(np.diff(s, axis=-1, append=s[..., :1])).sum(-1)
     if vector and dim == 2 and s.shape[1] == 2:
@@ -86,6 +91,18 @@ def invariants(snapshots: np.ndarray, dim: int, spacing, names=("u",), vorticity
         dv = (np.roll(s[:, 1], -1, 2) - np.roll(s[:, 1], 1, 2)) / (2 * hy)
         out["divergence"] = np.sqrt(((du + dv) ** 2).reshape(len(s), -1).mean(1))
     return out
+
+
+def _energy_from_vorticity(w: np.ndarray, spacing) -> np.ndarray:
+    """½⟨|u|²⟩ of the periodic velocity with vorticity ``w`` (steps, nx, ny): û = i k⊥ ω̂ / |k|²."""
+    hx, hy = np.broadcast_to(np.asarray(spacing, float), (2,))
+    nx, ny = w.shape[1:]
+    kx = 2 * np.pi * np.fft.fftfreq(nx, d=hx)[:, None]
+    ky = 2 * np.pi * np.fft.fftfreq(ny, d=hy)[None, :]
+    k2 = kx**2 + ky**2
+    k2[0, 0] = np.inf  # the mean vorticity carries no velocity on a periodic box
+    w_hat = np.fft.fft2(w, norm="ortho")
+    return 0.5 * (np.abs(w_hat) ** 2 / k2).reshape(len(w), -1).sum(1) / (nx * ny)
 
 
 def steepest_gradient(u: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,16 @@ def test_invariants_and_shock_of_known_fields():
     assert position[0] == pytest.approx(np.pi, abs=x1[1]) and height[0] == pytest.approx(2.0)
 
 
+def test_kinetic_energy_of_a_vorticity_field_is_the_velocitys():
+    """ω = cos(3x) on the 2π-periodic box is induced by v = sin(3x)/3, whose energy ½⟨v²⟩ = 1/36;
+    its enstrophy ½⟨ω²⟩ = 1/4."""
+    n = 32
+    x = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    w = np.cos(3 * x)[:, None] * np.ones(n)[None, :]
+    inv = rm.invariants(w[None], 2, [x[1], x[1]], vorticity=True)
+    assert inv["energy"][0] == pytest.approx(1 / 36) and inv["enstrophy"][0] == pytest.approx(1 / 4)
+
+
 def linear_task(kernel, **kwargs):
     task = Autoregressive(network="torch.nn.Conv1d", in_channels=1, out_channels=1, dim=1,
                           network_kwargs={"kernel_size": len(kernel), "padding": len(kernel) // 2, "bias": False,
