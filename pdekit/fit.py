@@ -17,7 +17,6 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
-from pdekit.datamodule import FieldDataModule
 from pdekit.errors import ConfigError
 
 # where Lightning itself resolves a checkpoint; anything else names a file
@@ -46,6 +45,8 @@ class PdekitCLI(LightningCLI):
 
         config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
         load_class(config.model.class_path, L.LightningModule, "model")
+        if config.get("data") is not None and getattr(config.data, "class_path", None):
+            load_class(config.data.class_path, L.LightningDataModule, "data")
 
     def _run_subcommand(self, subcommand):
         ckpt = self.config_init[subcommand].get("ckpt_path")
@@ -143,7 +144,7 @@ def run(argv: list[str]) -> None:
     # LightningCLI reads sys.argv (and DDP's launcher re-runs it); it warns if handed args as well
     sys.argv = [sys.argv[0], *argv]
 
-    PdekitCLI(L.LightningModule, FieldDataModule, subclass_mode_model=True, subclass_mode_data=True,
+    PdekitCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
               save_config_kwargs={"overwrite": True},
               # pdekit's samplers shard across ranks themselves (and resume mid-epoch); Lightning
               # must not wrap them in a DistributedSampler

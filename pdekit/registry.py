@@ -26,6 +26,10 @@ LOADABLE = frozenset({
     "pdekit.tasks.OperatorLearning",
     "pdekit.tasks.Autoregressive",
     "models.dcdm.DCDM",
+    "models.gp_hm.task.GPHM",
+    # data modules
+    "pdekit.datamodule.FieldDataModule",
+    "pdekit.problem_data.ProblemDataModule",
     # networks
     "models.dcdm.DCDMNet",
     "models.unet.UNet",

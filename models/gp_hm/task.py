@@ -1,0 +1,73 @@
+"""GP-HM as a Lightning task, so ``pdekit fit --config experiments/configs/gp_hm_*.yaml`` trains
+it: the problem comes from :class:`pdekit.problem_data.ProblemDataModule` (or ``problem``),
+each training step is one Adam step on the negative log joint of :class:`GridGP` (float64)."""
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from models.gp_hm.solver import GridGP
+from pdekit.errors import ConfigError, NonFiniteError
+from pdekit.problems import get
+from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
+
+
+class GPHM(L.LightningModule):
+    """Args:
+        problem: filled in from the data module (a registered problem name).
+        points: collocation points per axis (an int, or one per axis).
+        kernel: ``stm`` (GP-HM-StM), ``gm`` (GP-HM-GM), ``se`` or ``matern`` (plain GPs).
+        components, max_frequency, boundary_weight, jitter: see :class:`GridGP` (reference 30,
+            problem-dependent, 200, 1e-6).
+        lr: Adam (reference 0.01).
+        test_points: per axis, for the relative L2 error against the exact solution logged at
+            each epoch's end (``train/rel_l2``: the current model, never a minimum over epochs).
+        in_channels, out_channels, dim: linked by ``pdekit fit``; unused.
+    """
+
+    def __init__(self, problem: str | None = None, points: int | list[int] = 200, kernel: str = "stm",
+                 components: int = 30, max_frequency: float = 20.0, boundary_weight: float = 200.0,
+                 jitter: float = 1e-6, lr: float = 0.01, test_points: int = 300, in_channels: int = 1,
+                 out_channels: int = 1, dim: int = 1):
+        super().__init__()
+        check_learning_rate(lr)
+        self.save_hyperparameters()
+        self.gp = self._build(problem) if problem is not None else None
+        self.data_signature = None
+        self.automatic_optimization = True
+
+    def _build(self, name: str) -> GridGP:
+        h = self.hparams
+        try:
+            return GridGP(get(name), h.points, h.kernel, h.components, h.max_frequency, h.boundary_weight, h.jitter)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"model.init_args: {err}") from None
+
+    def setup(self, stage=None):
+        datamodule = attached_datamodule(self)
+        if datamodule is not None and self.gp is None:
+            self.hparams.problem = datamodule.problem.name  # saved with the checkpoint
+            self.gp = self._build(datamodule.problem.name)
+            self.data_signature = datamodule.signature()
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
+
+    def training_step(self, batch, batch_idx):
+        terms = self.gp.loss()
+        if not torch.isfinite(terms["loss"]):
+            raise NonFiniteError("the GP objective became non-finite; lower lr or raise jitter")
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=1)
+        return terms["loss"]
+
+    def on_train_epoch_end(self):
+        if self.gp.problem.exact is not None:
+            self.log("train/rel_l2", self.gp.relative_error(self.hparams.test_points), prog_bar=True)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The solution at points ``x`` (n, dim)."""
+        return self.gp.predict(x)
