@@ -62,7 +62,11 @@ class Problem:
         x = x.detach().to(torch.float64).requires_grad_(True)
         u = self.solution(x)
         (grad,) = torch.autograd.grad(u.sum(), x, create_graph=True)
-        return sum(torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(self.dim)).detach()
+        if not grad.requires_grad:  # u is (at most) linear: no second derivatives
+            return torch.zeros(len(x), dtype=torch.float64, device=x.device)
+        second = [torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True, allow_unused=True)[0] for i in range(self.dim)]
+        return sum(torch.zeros(len(x), dtype=x.dtype, device=x.device) if g is None else g[:, i].detach()
+                   for i, g in enumerate(second))
 
     def source(self, x: Tensor) -> Tensor:
         """f at points ``x`` (n, dim)."""

@@ -82,6 +82,10 @@ def test_problems_derive_their_source_from_the_exact_solution():
     u = allen.solution(t)
     torch.testing.assert_close(allen.source(t), 1e4 * u - u * (u**2 - 1))
     assert all(p.exact is not None for p in PROBLEMS.values())
+    from pdekit.problems import Problem
+
+    linear = Problem("linear", 3, ((0.0, 1.0),) * 3, lambda z: z.sum(1), "u = x + y + z")
+    torch.testing.assert_close(linear.source(torch.rand(4, 3, dtype=f64)), torch.zeros(4, dtype=f64))
 
 
 def test_unknown_problem_is_a_one_line_error():
