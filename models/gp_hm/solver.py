@@ -66,7 +66,8 @@ class GridGP(nn.Module):
         return torch.stack(torch.meshgrid(*self.axes(), indexing="ij"), -1).reshape(-1, len(self.sizes))
 
     def _factors(self):
-        pairs = [kernel.with_second_derivative(x, x) for kernel, x in zip(self.kernels, self.axes())]
+        # the collocation axes are equally spaced: Toeplitz kernel matrices (kernels.on_uniform_grid)
+        pairs = [kernel.on_uniform_grid(x) for kernel, x in zip(self.kernels, self.axes())]
         return KroneckerFactors([K for K, _ in pairs], self.jitter), [K2 for _, K2 in pairs]
 
     def laplacian(self, factors=None, second=None) -> torch.Tensor:
