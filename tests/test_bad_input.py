@@ -73,6 +73,7 @@ SPECS = {
         ("base: hard\nobstacles: [1, 1000]\n", "at most 64 obstacles"),
         ("base: hard\nobstacles: 3\n", "expected a list"),
         ("base: hard\ncoefficient: bogus\n", "coefficient must be one of"),
+        ("base: darcy\nsource: bogus\n", "source must be one of"),
         ("base: hard\nneumann_faces: 7\n", "neumann_faces must be 0..3"),
         ("base: hard\nchannels: maybe\n", "expected true/false"),
         ("base: hard\ncontrast: ten\n", "expected a number"),
