@@ -5,6 +5,8 @@
     datagen navier-stokes --family periodic|obstacles --level medium --n 16 [--resolution 128] --out ns.h5
                     [--device cuda] [--batch 8] [--pressure-precond amg|ckpt] [--pressure-systems p.h5] (+ the above)
     datagen burgers --level hard --n 256 --out burgers.h5 (+ the above)
+    datagen feynman-kac --problem poisson-ball-10d --n 200 --paths 1000 [--sampler walk-on-spheres|euler-maruyama]
+                    --out labels.h5 (+ --seed, --device, --batch, --workers, --shard, --resume, --overwrite)
     datagen levels
     datagen ritz --level medium --resolution 32 --n 1000 [--lanczos-steps 600] --out ritz.h5
     datagen ritz --system pressure.h5:0 --n 1000 --out ritz_pressure.h5
@@ -128,9 +130,7 @@ def _generator(args) -> str:
 
 def _generate(args) -> int:
     """``datagen poisson | navier-stokes | burgers``: one path through the runner."""
-    from datagen.burgers import BlowUpError
-    from datagen.generators import GenerationError, config_for, estimate_bytes
-    from datagen.runner import RunInUseError, StaleRunError, run
+    from datagen.generators import config_for, estimate_bytes
 
     generator = _generator(args)
     if (args.level is None) == (args.spec is None):
@@ -175,19 +175,69 @@ def _generate(args) -> int:
     data_bytes, peak_bytes = estimate_bytes(config, -(-args.n // shard[1]))
     _check_resources(data_bytes, peak_bytes, out.resolve().parent,
                      f"--n {args.n} at --resolution {resolution}" + (f" --dim {args.dim}" if generator == "poisson" else ""))
+    spent = _run_generator(args, config, out, shard)
+    side = f" and {extra['pressure_systems']}" if extra.get("pressure_systems") else ""
+    print(f"wrote {out}{side} ({spent['samples']} samples computed in {spent['wall']:.1f} s)")
+    _warn_quality(out)
+    return 0
+
+
+def _run_generator(args, config: dict, out: Path, shard) -> dict:
+    """The runner (workers, shards, resume, atomic output) with its failures as one-line errors."""
+    from datagen.burgers import BlowUpError
+    from datagen.generators import GenerationError
+    from datagen.runner import RunInUseError, StaleRunError, run
+
     workers = _cap_workers(args.workers)
     try:
-        spent = run(config, out, workers=workers, shard=shard, resume=args.resume, overwrite=args.overwrite,
-                    progress=not args.quiet)
+        return run(config, out, workers=workers, shard=shard, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.quiet)
     except StaleRunError as err:
         command = _command_line(args.argv)
         raise UsageError(f"{err.parts} holds an interrupted run: `{command} --resume` continues it, "
                          f"`{command} --overwrite` starts over") from None
     except (RunInUseError, ValueError, BlowUpError, GenerationError) as err:
         raise UsageError(str(err)) from None
-    side = f" and {extra['pressure_systems']}" if extra.get("pressure_systems") else ""
-    print(f"wrote {out}{side} ({spent['samples']} samples computed in {spent['wall']:.1f} s)")
-    _warn_quality(out)
+
+
+def _feynman_kac(args) -> int:
+    """``datagen feynman-kac``: Monte Carlo labels at random points of an analytic problem."""
+    from datagen.feynman_kac import SAMPLERS
+    from datagen.generators import estimate_bytes
+    from pdekit.errors import ConfigError
+    from pdekit.problems import get
+
+    try:
+        problem = get(args.problem)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    checks = [(args.n >= 1, f"--n must be >= 1, got {args.n}"),
+              (args.paths >= 2, f"--paths must be >= 2, got {args.paths}"),
+              (args.batch >= 1, f"--batch must be >= 1, got {args.batch}"),
+              (0 < args.epsilon < 1, f"--epsilon must be in (0, 1), got {args.epsilon}"),
+              (0 < args.dt < 1, f"--dt must be in (0, 1), got {args.dt}"),
+              (args.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}, got {args.sampler!r}"),
+              (not (args.sampler == "walk-on-spheres" and problem.drift is not None),
+               f"walk-on-spheres cannot follow the drift of {problem.name}; use --sampler euler-maruyama"),
+              (not (args.sampler == "walk-on-spheres" and problem.dim < 2),
+               "walk-on-spheres needs dimension >= 2; use --sampler euler-maruyama"),
+              (problem.allen_cahn == 0, f"{problem.name} is nonlinear (Allen–Cahn): no Feynman–Kac formula")]
+    for ok, message in checks:
+        if not ok:
+            raise UsageError(message)
+    _check_device(args.device)
+    _check_seed(args.seed, args.n)
+    shard = _shard(args.shard)
+    out = Path(args.out)
+    _check_out(out, args.overwrite)
+    config = {"generator": "feynman_kac", "pde": "feynman_kac", "problem": problem.name, "level": problem.name,
+              "equation": problem.description, "dim": problem.dim, "sampler": args.sampler, "paths": args.paths,
+              "epsilon": args.epsilon, "dt": args.dt, "n": args.n, "seed": args.seed, "batch": args.batch,
+              "device": args.device, "resolution": args.paths}
+    data_bytes, peak_bytes = estimate_bytes(config, -(-args.n // shard[1]))
+    _check_resources(data_bytes, peak_bytes, out.resolve().parent, f"--paths {args.paths} with --batch {args.batch}")
+    spent = _run_generator(args, config, out, shard)
+    print(f"wrote {out} ({spent['samples']} labels computed in {spent['wall']:.1f} s)")
     return 0
 
 
@@ -468,6 +518,26 @@ def build_parser() -> argparse.ArgumentParser:
     bg = sub.add_parser("burgers", help="1-D viscous Burgers trajectories at a difficulty level")
     _common(bg, "grid points (default: the level's)", batched=True)
     _time_series(bg, batch=32)
+    fk = sub.add_parser("feynman-kac", help="Monte Carlo Feynman–Kac labels u(x) ± standard error at random "
+                                            "points of an analytic problem (for FK-PINNs)")
+    fk.add_argument("--problem", required=True, help="a problem name (`pdekit problems` lists them)")
+    fk.add_argument("--n", type=int, required=True, help="number of labelled points (drawn uniformly in the domain)")
+    fk.add_argument("--paths", type=int, default=1000, help="random walks per point (default 1000)")
+    fk.add_argument("--sampler", default="walk-on-spheres",
+                    help="walk-on-spheres (default; no time-step bias, no drift) or euler-maruyama (any drift; "
+                         "biased by O(sqrt(dt)) at the exit)")
+    fk.add_argument("--epsilon", type=float, default=1e-4, help="walk-on-spheres: stop within this of the boundary")
+    fk.add_argument("--dt", type=float, default=1e-4, help="euler-maruyama: the time step")
+    fk.add_argument("--seed", type=int, default=0, help="point k uses seed + k (seed >= 0; default 0)")
+    fk.add_argument("--out", required=True, help="the HDF5 file to write (atomically, when every label is done)")
+    fk.add_argument("--device", default="cpu", help="torch device of the walks (cpu, cuda)")
+    fk.add_argument("--batch", type=int, default=16, help="points whose walks run together (default 16)")
+    fk.add_argument("--workers", type=int, default=1, help="processes (one batch per job; default 1)")
+    fk.add_argument("--shard", default="0/1", help="i/n: the points k with (k // batch) %% n == i")
+    fk.add_argument("--resume", action="store_true", help="finish an interrupted run (kept in <out>.parts/)")
+    fk.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    fk.add_argument("--quiet", action="store_true", help="no progress bar")
+    fk.set_defaults(run=_feynman_kac)
     lv = sub.add_parser("levels", help="list difficulty levels with measured solver iterations")
     lv.add_argument("--resolution", type=int, default=32,
                     help="Poisson grid on which iterations are measured (default 32)")

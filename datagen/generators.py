@@ -15,7 +15,7 @@ import numpy as np
 from pdekit.data import write_poisson, write_timeseries
 
 VERSIONS = {"poisson": "poisson-3", "navier_stokes_periodic": "ns-periodic-1", "navier_stokes_obstacles": "ns-channel-1",
-            "burgers": "burgers-2"}
+            "burgers": "burgers-2", "feynman_kac": "feynman-kac-1"}
 POISSON_KEYS = ("a", "f", "u", "mask", "bc_type", "bc_value", "level", "seed", "solver_iterations",
                 "solver_residual", "solver_backward_error", "solve_seconds", "sample_index")
 
@@ -124,6 +124,10 @@ def _generate(config, indices, seeds, progress, parts=None):
 
         samples = burgers_samples(_level(config), config["resolution"], seeds, names=list(indices),
                                   device=_device(config))
+    elif kind == "feynman_kac":
+        from datagen.feynman_kac import label_samples
+
+        samples = label_samples(config, indices, seeds, device=_device(config))
     else:
         raise KeyError(f"unknown generator {kind!r}")
     return samples
@@ -133,6 +137,10 @@ def estimate_bytes(config: dict, samples: int) -> tuple[int, int]:
     """(bytes of ``samples`` finished samples, peak memory of the run) estimated before any work:
     writing the file holds every sample twice (the parts read back and the stacked arrays), plus
     one job's working set (operator, AMG hierarchy, Krylov vectors or FFT buffers, in float64)."""
+    if config["generator"] == "feynman_kac":  # a point, a value and a few scalars per sample; paths × points walkers
+        walkers = int(config["paths"]) * batch_size(config)
+        return samples * 8 * (int(config["dim"]) + 6), 2 * samples * 8 * (int(config["dim"]) + 6) + 64 * walkers * (
+            int(config["dim"]) + 8)
     kind, n, spec = config["generator"], int(config["resolution"]), config["level_spec"]
     if kind == "poisson":
         dim = int(config["dim"])
@@ -171,7 +179,8 @@ def _chooser_before(config, k: int, parts):
 
 def batch_size(config: dict) -> int:
     """Samples per job: the batched torch solvers take several trajectories at once."""
-    return int(config.get("batch", 1)) if config["generator"] in ("navier_stokes_periodic", "burgers") else 1
+    return int(config.get("batch", 1)) if config["generator"] in ("navier_stokes_periodic", "burgers", "feynman_kac") \
+        else 1
 
 
 # ---------------------------------------------------------------------------------- write
@@ -197,6 +206,11 @@ def write(out: Path, samples: list[dict], config: dict) -> list[Path]:
         grid = Grid(arrays["u"].shape[1:], spacing=tuple(_shared(samples, "spacing")),
                     origin=tuple(_shared(samples, "origin")))
         return [write_poisson(out, arrays, grid=grid, config=config, generator_version=version)]
+    if kind == "feynman_kac":
+        from pdekit.data import write_labels
+
+        arrays = {key: _stack(samples, key) for key in samples[0]}
+        return [write_labels(out, arrays, config=config, generator_version=version)]
     per_sample = [k for k in samples[0] if k not in ("t", "t_force") and not k.startswith("ps_")]
     arrays = {key: _stack(samples, key) for key in per_sample}
     arrays["t"] = _shared(samples, "t")

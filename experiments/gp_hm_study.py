@@ -1,17 +1,18 @@
 """Experiment (not a test): GP-HM against a plain GP, a PINN and finite differences on GP-HM's
-1-D high-frequency problems (pdekit.problems), all on the same N collocation points.
+high-frequency and multi-scale problems (pdekit.problems), all on the same N collocation points per axis
+(the reference's N and frequency range per problem, REFERENCE below).
 
   GP-HM-StM / GP-HM-GM   spectral-mixture kernels, Q = 30, μ initialised on 0 … max_frequency
   GP-SE                  squared-exponential kernel (the plain GP baseline)
-  PINN                   tanh MLP 1-64-64-64-1, residual by autograd on the same points, boundary
+  PINN                   tanh MLP d-64-64-64-1, residual by autograd on the same points, boundary
                          weight 200, Adam 1e-3, for the same wall-clock time as GP-HM-StM
-  FD                     second-order finite differences on the same N points (linear interpolation
-                         to the test points), and on 100,000 points (what a classical user would do)
+  FD                     second-order finite differences on the same N points per axis (linear
+                         interpolation to the test points), and on 100,000 (1-D) / 1000² (2-D) points
 
 Final relative L2 on 300 equally spaced test points (never the minimum over evaluations); the
 learned frequencies (weights per component) go to a figure.
 
-    python experiments/gp_hm_study.py [--steps 3000] [--points 300] [--problems poisson-1d-sin100,allen-cahn-1d-sin100]
+    python experiments/gp_hm_study.py [--steps 15000] [--problems poisson-1d-sin100,poisson-1d-sin500,poisson-2d-multiscale]
 """
 from __future__ import annotations
 
@@ -29,64 +30,83 @@ from models.gp_hm.solver import GridGP, fit
 from pdekit.problems import get
 
 
-def test_points(problem, n=300):
-    lo, hi = problem.bounds[0]
-    return torch.linspace(lo, hi, n, dtype=torch.float64)[:, None]
+# the reference's per-problem settings (its config/*.yaml): μ initialised on 0 … freq_scale, N points per axis
+REFERENCE = {"poisson-1d-sin100": (20, 400), "poisson-1d-xsin200": (40, 400), "poisson-1d-sin6cos100": (20, 400),
+             "poisson-1d-sin500": (100, 400), "poisson-1d-mix": (30, 900), "allen-cahn-1d-sin100": (20, 400),
+             "poisson-2d-sin100": (20, 400), "poisson-2d-multiscale": (5, 200)}
+
+
+def test_grid(problem, n=300):
+    axes = [torch.linspace(lo, hi, n, dtype=torch.float64) for lo, hi in problem.bounds]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, problem.dim)
 
 
 def relative_error(problem, predict) -> float:
-    x = test_points(problem)
+    x = test_grid(problem)
     exact = problem.solution(x)
     return float((predict(x) - exact).norm() / exact.norm())
 
 
 def finite_differences(problem, n: int):
-    """−u″ + c u(u² − 1) = f, u = g at the ends, second order; Newton for the Allen–Cahn term."""
+    """−Δu + c u(u² − 1) = f, u = g on the box, second-order central differences on n points per
+    axis (Kronecker sum of 1-D second differences), Newton for the Allen–Cahn term; linear
+    interpolation to other points."""
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
+    from scipy.interpolate import RegularGridInterpolator
 
-    lo, hi = problem.bounds[0]
-    x = np.linspace(lo, hi, n)
-    h = x[1] - x[0]
-    xt = torch.as_tensor(x)[:, None]
+    axes = [np.linspace(lo, hi, n) for lo, hi in problem.bounds]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, problem.dim)
+    xt = torch.as_tensor(grid)
     f, g = problem.source(xt).numpy(), problem.boundary(xt).numpy()
-    main = np.full(n - 2, 2 / h**2)
-    off = np.full(n - 3, -1 / h**2)
-    A = sp.diags([off, main, off], [-1, 0, 1], format="csc")
-    rhs = f[1:-1].copy()
-    rhs[0] += g[0] / h**2
-    rhs[-1] += g[-1] / h**2
+    inner = np.ones([n] * problem.dim, dtype=bool)
+    for axis in range(problem.dim):
+        index = [slice(None)] * problem.dim
+        for end in (0, -1):
+            index[axis] = end
+            inner[tuple(index)] = False
+    inner = inner.ravel()
+    second = [sp.diags([1.0, -2.0, 1.0], [-1, 0, 1], shape=(n, n)) / (x[1] - x[0]) ** 2 for x in axes]
+    eye = sp.identity(n)
+    laplacian = second[0] if problem.dim == 1 else sp.kron(second[0], eye) + sp.kron(eye, second[1])
+    L = -laplacian.tocsr()
+    A, coupling = L[inner][:, inner].tocsc(), L[inner][:, ~inner]
+    rhs = f[inner] - coupling @ g[~inner]
     u = spla.spsolve(A, rhs)
     for _ in range(20 if problem.allen_cahn else 0):  # Newton on the cubic term
         c = problem.allen_cahn
         residual = A @ u + c * u * (u**2 - 1) - rhs
-        step = spla.spsolve(A + sp.diags(c * (3 * u**2 - 1)), residual)
+        step = spla.spsolve((A + sp.diags(c * (3 * u**2 - 1))).tocsc(), residual)
         u -= step
         if np.abs(step).max() < 1e-13:
             break
-    full = np.concatenate([[g[0]], u, [g[-1]]])
-    return lambda points: torch.as_tensor(np.interp(points[:, 0].numpy(), x, full))
+    full = g.copy()
+    full[inner] = u
+    interpolate = RegularGridInterpolator(axes, full.reshape([n] * problem.dim))
+    return lambda points: torch.as_tensor(interpolate(points.numpy()))
 
 
 def pinn(problem, n: int, seconds: float, seed: int = 0):
+    """A tanh MLP (64-64-64) on the same grid points, residual by autograd, boundary weight 200,
+    Adam 1e-3, for ``seconds`` of wall-clock time."""
     torch.manual_seed(seed)
-    lo, hi = problem.bounds[0]
-    x = torch.linspace(lo, hi, n, dtype=torch.float64)[:, None]
-    f = problem.source(x)
-    ends = x[[0, -1]]
+    x = test_grid(problem, n)
+    lo = torch.tensor([b[0] for b in problem.bounds], dtype=torch.float64)
+    hi = torch.tensor([b[1] for b in problem.bounds], dtype=torch.float64)
+    on_boundary = ((x - lo).abs() < 1e-12).any(1) | ((x - hi).abs() < 1e-12).any(1)
+    f, ends = problem.source(x), x[on_boundary]
     g = problem.boundary(ends)
-    scale = 2 / (hi - lo)
-    net = torch.nn.Sequential(torch.nn.Linear(1, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64), torch.nn.Tanh(),
-                              torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).double()
-    model = lambda z: net(scale * (z - lo) - 1)[:, 0]  # noqa: E731  inputs mapped to [-1, 1]
+    net = torch.nn.Sequential(torch.nn.Linear(problem.dim, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
+                              torch.nn.Tanh(), torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).double()
+    model = lambda z: net(2 * (z - lo) / (hi - lo) - 1)[:, 0]  # noqa: E731  inputs mapped to [-1, 1]
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-3)
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         xr = x.clone().requires_grad_(True)
         u = model(xr)
         (du,) = torch.autograd.grad(u.sum(), xr, create_graph=True)
-        (d2u,) = torch.autograd.grad(du.sum(), xr, create_graph=True)
-        residual = problem.residual(u, d2u[:, 0], f)
+        d2u = sum(torch.autograd.grad(du[:, i].sum(), xr, create_graph=True)[0][:, i] for i in range(problem.dim))
+        residual = problem.residual(u, d2u, f)
         loss = residual.pow(2).mean() + 200 * (model(ends) - g).pow(2).mean()
         optimiser.zero_grad()
         loss.backward()
@@ -97,45 +117,57 @@ def pinn(problem, n: int, seconds: float, seed: int = 0):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--problems", default="poisson-1d-sin100,allen-cahn-1d-sin100")
-    parser.add_argument("--points", type=int, default=300)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--problems", default="poisson-1d-sin100,poisson-1d-sin500,poisson-2d-multiscale")
+    parser.add_argument("--points", type=int, default=None, help="per axis (default: the reference's, see REFERENCE)")
+    parser.add_argument("--steps", type=int, default=15000)
     parser.add_argument("--components", type=int, default=30)
-    parser.add_argument("--max-frequency", type=float, default=20.0)
+    parser.add_argument("--max-frequency", type=float, default=None, help="default: the reference's freq_scale")
+    parser.add_argument("--kernels", default="stm,gm,se")
     parser.add_argument("--out", default="experiments/results/gp_hm_study")
     args = parser.parse_args()
     out = Path(args.out)
     rows, learned = [], {}
     for name in args.problems.split(","):
         problem = get(name)
+        reference_frequency, reference_points = REFERENCE.get(name, (20, 400))
+        points = args.points or reference_points
+        max_frequency = args.max_frequency or reference_frequency
         gp_seconds = None
-        for kernel in ("stm", "gm", "se"):
+        for kernel in args.kernels.split(","):
             torch.manual_seed(0)
-            gp = GridGP(problem, args.points, kernel, args.components, args.max_frequency)
+            gp = GridGP(problem, points, kernel, args.components, max_frequency)
             start = time.perf_counter()
             fit(gp, args.steps)
             seconds = time.perf_counter() - start
             gp_seconds = gp_seconds or seconds
-            label = {"stm": "GP-HM-StM", "gm": "GP-HM-GM", "se": "GP-SE"}[kernel]
-            rows.append({"problem": name, "method": label, "points": args.points, "rel L2": gp.relative_error(),
-                         "seconds": seconds})
-            if kernel != "se":
+            label = {"stm": "GP-HM-StM", "gm": "GP-HM-GM", "se": "GP-SE", "matern": "GP-Matern"}[kernel]
+            rows.append({"problem": name, "method": label, "points": f"{points}^{problem.dim}",
+                         "rel L2": gp.relative_error(), "seconds": seconds})
+            if kernel in ("stm", "gm"):
                 learned[f"{name} {label}"] = [t.tolist() for t in gp.frequencies()[0]]
             print(rows[-1], flush=True)
-        predict, steps = pinn(problem, args.points, gp_seconds)
-        rows.append({"problem": name, "method": f"PINN ({steps} steps)", "points": args.points,
+        predict, steps = pinn(problem, points, gp_seconds)
+        rows.append({"problem": name, "method": f"PINN ({steps} steps)", "points": f"{points}^{problem.dim}",
                      "rel L2": relative_error(problem, predict), "seconds": gp_seconds})
-        for n in (args.points, 100_000):
+        for n in (points, 100_000 if problem.dim == 1 else 1000):
             start = time.perf_counter()
             predict = finite_differences(problem, n)
-            rows.append({"problem": name, "method": "FD", "points": n, "rel L2": relative_error(problem, predict),
-                         "seconds": time.perf_counter() - start})
+            rows.append({"problem": name, "method": "FD", "points": f"{n}^{problem.dim}",
+                         "rel L2": relative_error(problem, predict), "seconds": time.perf_counter() - start})
         print(rows[-3:], flush=True)
-    print_table(f"GP-HM study: {args.steps} Adam steps (lr 0.01), Q = {args.components}, μ on 0…{args.max_frequency:g}; "
-                "final relative L2 on 300 test points", rows)
-    write_json(out / "results.json", {"rows": rows, "frequencies": learned})
+    print_table(f"GP-HM study: {args.steps} Adam steps (lr 0.01), Q = {args.components}; "
+                "final relative L2 on 300 test points per axis", rows)
+    write_json(out / "results.json", {"rows": rows, "frequencies": learned, "steps": args.steps})
     _figure(learned, out / "gp_hm_frequencies.png")
     print(f"wrote {out}/results.json and {out}/gp_hm_frequencies.png")
+
+
+# the exact solutions' frequencies in cycles per unit length (dotted lines in the figure)
+TRUE_FREQUENCIES = {"poisson-1d-sin100": (100 / (2 * math.pi),), "allen-cahn-1d-sin100": (100 / (2 * math.pi),),
+                    "poisson-1d-sin500": (0.0, 500 / (2 * math.pi)), "poisson-1d-xsin200": (200 / (2 * math.pi),),
+                    "poisson-1d-sin6cos100": (94 / (2 * math.pi), 106 / (2 * math.pi)),
+                    "poisson-2d-multiscale": (14 / (2 * math.pi), 26 / (2 * math.pi)),
+                    "poisson-2d-sin100": (100 / (2 * math.pi),)}
 
 
 def _figure(learned, path):
@@ -148,7 +180,8 @@ def _figure(learned, path):
     for ax, (label, (frequency, weight)) in zip(axes[0], learned.items()):
         ax.stem(frequency, weight)
         ax.set(xlabel="frequency μ_q (cycles per unit)", ylabel="weight w_q", yscale="log", title=label)
-        ax.axvline(100 / (2 * math.pi), color="grey", ls=":", lw=0.8)
+        for true in TRUE_FREQUENCIES.get(label.split()[0], ()):
+            ax.axvline(true, color="grey", ls=":", lw=0.8)
     save_figure(fig, path)
 
 

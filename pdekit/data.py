@@ -115,6 +115,8 @@ def open_dataset(path) -> h5py.File:
             raise DatasetFormatError(f"{path} is not a pdekit dataset: it has no 'pde' attribute")
         if h5.attrs["pde"] == "poisson":
             validate_poisson(h5, str(path))
+        elif h5.attrs["pde"] == LABELS_PDE:
+            validate_labels(h5, str(path))
         else:
             validate_timeseries(h5, str(path))
     except Exception:
@@ -138,7 +140,41 @@ def levels_in(paths) -> list[str]:
 
 
 def is_timeseries(h5: h5py.File) -> bool:
-    return h5.attrs["pde"] != "poisson"
+    return h5.attrs["pde"] not in ("poisson", LABELS_PDE)
+
+
+# ------------------------------------------------------------------ pointwise labels
+LABELS_PDE = "feynman_kac"
+LABEL_KEYS = ("points", "value", "stderr", "steps", "seconds", "exact", "level", "seed", "sample_index")
+
+
+def validate_labels(h5: h5py.File, name: str = "file") -> int:
+    """Pointwise labels (``datagen feynman-kac``): points (n, d) with value, stderr, ... per point."""
+    missing = [k for k in LABEL_KEYS if k not in h5]
+    if missing:
+        raise DatasetFormatError(f"{name}: missing fields {missing}")
+    n = h5["points"].shape[0]
+    if h5["points"].ndim != 2:
+        raise DatasetFormatError(f"{name}: points has shape {h5['points'].shape}, expected (n, dim)")
+    bad = [k for k in LABEL_KEYS if h5[k].shape[:1] != (n,)]
+    if bad:
+        raise DatasetFormatError(f"{name}: {bad[0]} has {h5[bad[0]].shape[0]} rows, points has {n}")
+    return n
+
+
+def write_labels(path, arrays: dict, *, config: dict, generator_version: str) -> Path:
+    """Write pointwise Monte Carlo labels atomically: ``points`` (n, d), ``value``, ``stderr``
+    (its standard error), ``steps`` (mean walk length), ``seconds`` (per label), ``exact`` (NaN
+    where unknown), plus the runner's ``level`` (the problem), ``seed``, ``sample_index``."""
+    path = Path(path)
+    with _atomic_h5(path) as h5:
+        for key, value in arrays.items():
+            _write_1d(h5, key, value)
+        h5.attrs.update({"pde": LABELS_PDE, "dim": int(np.asarray(arrays["points"]).shape[1]),
+                         "problem": config["problem"], "sampler": config["sampler"], "paths": int(config["paths"]),
+                         "equation": config.get("equation", ""), "schema_version": SCHEMA_VERSION,
+                         "generator_version": generator_version, "config": json.dumps(config, sort_keys=True)})
+    return path
 
 
 @contextmanager

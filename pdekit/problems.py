@@ -1,14 +1,18 @@
 """Analytic PDE problems by name: a domain, the equation, boundary data and (where known) the
-exact solution, in any dimension.  Shared by the mesh-free solvers (GP-HM, Feynman–Kac PINNs).
+exact solution, in any dimension.  Shared by the mesh-free solvers (GP-HM, Feynman–Kac PINNs)
+and the Feynman–Kac label generators.
 
 A problem solves
 
-    −Δu + V u + c · u(u² − 1) = f   in the domain,   u = g on its boundary,
+    −a Δu − b(x)·∇u + V u + c · u(u² − 1) = f   in the domain Ω,   u = g on ∂Ω,
 
-with constant V ≥ 0 (``reaction``) and c (``allen_cahn``; the Allen–Cahn problems use c = −1,
-i.e. u_xx + u(u² − 1) = −f).  With an exact solution u*, f is derived from it (Laplacian by
-automatic differentiation in float64, exact up to rounding) and g = u*.  The domain is a box
-(``bounds``) or any region inside it given by a signed distance function (negative inside).
+with constant diffusion a > 0 (``diffusion``; 1 for Poisson, ½ for the generator ½Δ of Brownian
+motion), a drift field b (``drift``, for exit-time and committor problems), constant V ≥ 0
+(``reaction``: Schrödinger-type problems) and c (``allen_cahn``; the Allen–Cahn problems use c = −1,
+i.e. u_xx + u(u² − 1) = −f).  With an exact solution u*, f is derived from it (derivatives by
+automatic differentiation in float64, exact up to rounding) and g = u*; problems without one give
+f and g directly.  The domain (:mod:`pdekit.domains`) is a box (``bounds``) unless ``domain`` says
+otherwise: a ball, an L-shape, a box with holes.
 
 ``get(name)`` returns a registered problem; ``PROBLEMS`` lists them (``pdekit problems`` prints them).
 """
@@ -20,22 +24,10 @@ from typing import Callable
 
 import torch
 
+from pdekit.domains import Ball, Box, BoxWithHoles, Domain, LShape
 from pdekit.errors import ConfigError
 
 Tensor = torch.Tensor
-
-
-def box_sdf(bounds) -> Callable[[Tensor], Tensor]:
-    """Signed distance to the boundary of a box (negative inside)."""
-    lo = torch.tensor([b[0] for b in bounds], dtype=torch.float64)
-    hi = torch.tensor([b[1] for b in bounds], dtype=torch.float64)
-
-    def sdf(x: Tensor) -> Tensor:
-        centre, half = (lo + hi).to(x) / 2, (hi - lo).to(x) / 2
-        q = (x - centre).abs() - half
-        return q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
-
-    return sdf
 
 
 @dataclass(frozen=True)
@@ -47,39 +39,68 @@ class Problem:
     description: str
     reaction: float = 0.0
     allen_cahn: float = 0.0
-    sdf: Callable[[Tensor], Tensor] | None = field(default=None, compare=False)
+    diffusion: float = 1.0
+    drift: Callable[[Tensor], Tensor] | None = field(default=None, compare=False)  # (n, dim) → (n, dim)
+    source_fn: Callable[[Tensor], Tensor] | None = field(default=None, compare=False)
+    boundary_fn: Callable[[Tensor], Tensor] | None = field(default=None, compare=False)
+    domain: Domain | None = field(default=None, compare=False)
+    reference: str = ""  # how the exact values were obtained when not in closed form
+
+    def __post_init__(self):
+        if self.domain is None:
+            object.__setattr__(self, "domain", Box(self.bounds))
+
+    @property
+    def is_box(self) -> bool:
+        return isinstance(self.domain, Box)
 
     def signed_distance(self, x: Tensor) -> Tensor:
-        return (self.sdf or box_sdf(self.bounds))(x)
+        return self.domain.distance(x)
 
     def solution(self, x: Tensor) -> Tensor:
         if self.exact is None:
             raise ConfigError(f"problem {self.name} has no exact solution")
         return self.exact(x)
 
-    def laplacian_of_solution(self, x: Tensor) -> Tensor:
-        """Δu* at points ``x`` (n, dim), by automatic differentiation."""
+    def derivatives_of_solution(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(∇u*, Δu*) at points ``x`` (n, dim), by automatic differentiation."""
         x = x.detach().to(torch.float64).requires_grad_(True)
         u = self.solution(x)
         (grad,) = torch.autograd.grad(u.sum(), x, create_graph=True)
         if not grad.requires_grad:  # u is (at most) linear: no second derivatives
-            return torch.zeros(len(x), dtype=torch.float64, device=x.device)
+            return grad.detach(), torch.zeros(len(x), dtype=torch.float64, device=x.device)
         second = [torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True, allow_unused=True)[0] for i in range(self.dim)]
-        return sum(torch.zeros(len(x), dtype=x.dtype, device=x.device) if g is None else g[:, i].detach()
-                   for i, g in enumerate(second))
+        laplacian = sum(torch.zeros(len(x), dtype=x.dtype, device=x.device) if g is None else g[:, i].detach()
+                        for i, g in enumerate(second))
+        return grad.detach(), laplacian
+
+    def laplacian_of_solution(self, x: Tensor) -> Tensor:
+        return self.derivatives_of_solution(x)[1]
+
+    def drift_at(self, x: Tensor) -> Tensor | None:
+        return None if self.drift is None else self.drift(x)
 
     def source(self, x: Tensor) -> Tensor:
         """f at points ``x`` (n, dim)."""
+        if self.source_fn is not None:
+            return self.source_fn(x)
         u = self.solution(x).detach().to(torch.float64)
-        return -self.laplacian_of_solution(x) + self.reaction * u + self.allen_cahn * u * (u**2 - 1)
+        grad, laplacian = self.derivatives_of_solution(x)
+        return self.residual(u, laplacian, torch.zeros_like(u), grad, x)
 
     def boundary(self, x: Tensor) -> Tensor:
         """g at points ``x`` (n, dim) on the boundary."""
-        return self.solution(x)
+        return self.boundary_fn(x) if self.boundary_fn is not None else self.solution(x)
 
-    def residual(self, u: Tensor, laplacian: Tensor, f: Tensor) -> Tensor:
-        """The equation's residual given u, Δu and f at the same points."""
-        return -laplacian + self.reaction * u + self.allen_cahn * u * (u**2 - 1) - f
+    def residual(self, u: Tensor, laplacian: Tensor, f: Tensor, gradient: Tensor | None = None,
+                 points: Tensor | None = None) -> Tensor:
+        """The equation's residual given u, Δu (and ∇u, the points, when there is a drift) and f."""
+        out = -self.diffusion * laplacian + self.reaction * u + self.allen_cahn * u * (u**2 - 1) - f
+        if self.drift is not None:
+            if gradient is None or points is None:
+                raise ValueError(f"problem {self.name} has a drift: the residual needs the gradient and the points")
+            out = out - (self.drift(points) * gradient).sum(-1)
+        return out
 
 
 TWO_PI = 2 * math.pi
@@ -117,6 +138,53 @@ _2d("poisson-2d-multiscale", lambda x, y: torch.sin(6 * x) * torch.cos(20 * x) +
 for _k in (1, 4, 16):
     _2d(f"poisson-square-sin{_k}", lambda x, y, k=_k: torch.sin(k * math.pi * x) * torch.sin(k * math.pi * y),
         (0.0, 1.0), f"u = sin({_k}πx) sin({_k}πy) on the unit square")
+
+
+# The Feynman–Kac problems (FK-PINNs): balls in d = 2, 5, 10, an L-shape, a Schrödinger-type
+# problem and mean exit times; every one has an exact solution.
+def _zero(x: Tensor) -> Tensor:
+    return torch.zeros(len(x), dtype=x.dtype, device=x.device)
+
+
+def _ball(name, dim, u, description, **kw):
+    return register(Problem(name, dim, ((-1.0, 1.0),) * dim, u, description, domain=Ball(dim), **kw))
+
+
+for _d in (2, 5):
+    # exp(x₁) cos(x₂) is harmonic in any dimension
+    _ball(f"laplace-ball-{_d}d", _d, lambda x: torch.exp(x[:, 0]) * torch.cos(x[:, 1]),
+          f"Δu = 0 in the unit {_d}-ball, u = exp(x₁) cos(x₂)", source_fn=_zero)
+for _d in (2, 5, 10):
+    # with s = Σx_i/√d: Δ sin(2s) = −4 sin(2s), Δ |x|²/(2d) = 1
+    _ball(f"poisson-ball-{_d}d", _d,
+          lambda x, d=_d: torch.sin(2 * x.sum(-1) / math.sqrt(d)) + x.pow(2).sum(-1) / (2 * d),
+          f"−Δu = f in the unit {_d}-ball, u = sin(2 Σx_i/√d) + |x|²/(2d)")
+    _ball(f"exit-time-ball-{_d}d", _d, lambda x, d=_d: (1 - x.pow(2).sum(-1)) / d,
+          f"mean exit time of Brownian motion from the unit {_d}-ball: −½Δu = 1, u = 0 on the sphere, "
+          "u = (1 − |x|²)/d", diffusion=0.5, source_fn=lambda x: torch.ones(len(x), dtype=x.dtype, device=x.device),
+          boundary_fn=_zero)
+
+
+def _lshape_singular(x: Tensor) -> Tensor:
+    r = x.norm(dim=-1)
+    t = torch.atan2(x[:, 1], x[:, 0])
+    # θ ∈ [0, 3π/2] inside; boundary points a rounding error into the cut-out quadrant go to its edges
+    theta = torch.where(t >= -math.pi / 4, t.clamp_min(0), t + 2 * math.pi).clamp_max(1.5 * math.pi)
+    return r ** (2 / 3) * torch.sin(2 * theta / 3)
+
+
+register(Problem("laplace-lshape", 2, ((-1.0, 1.0),) * 2, _lshape_singular,
+                 "Δu = 0 on the L-shape [−1, 1]² ∖ (0, 1)×(−1, 0), u = r^(2/3) sin(2θ/3) (corner singularity)",
+                 domain=LShape(), source_fn=_zero))
+register(Problem("poisson-lshape", 2, ((-1.0, 1.0),) * 2,
+                 lambda x: torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1]) + x[:, 0] * x[:, 1],
+                 "−Δu = f on the L-shape, u = sin(πx) sin(πy) + xy", domain=LShape()))
+register(Problem("schrodinger-square", 2, ((0.0, 1.0),) * 2,
+                 lambda x: torch.sin(2 * math.pi * x[:, 0]) * torch.sin(2 * math.pi * x[:, 1]) + x[:, 0] * x[:, 1],
+                 "−Δu + V u = f on the unit square, V = 10, u = sin(2πx) sin(2πy) + xy", reaction=10.0))
+register(Problem("schrodinger-ball-5d", 5, ((-1.0, 1.0),) * 5,
+                 lambda x: torch.cos(x.sum(-1) / math.sqrt(5)) + x[:, 0] ** 2,
+                 "−Δu + V u = f in the unit 5-ball, V = 10, u = cos(Σx_i/√5) + x₁²", reaction=10.0, domain=Ball(5)))
 
 
 def get(name: str) -> Problem:

@@ -37,6 +37,9 @@ class GridGP(nn.Module):
     def __init__(self, problem: Problem, points, kernel: str = "stm", components: int = 30,
                  max_frequency: float = 20.0, boundary_weight: float = 200.0, jitter: float = 1e-6):
         super().__init__()
+        if not problem.is_box:
+            raise ValueError(f"problem {problem.name}: GP-HM needs a box domain (its unknowns are a tensor grid), "
+                             f"not {problem.domain}")
         sizes = [int(points)] * problem.dim if isinstance(points, (int, float)) else [int(p) for p in points]
         if len(sizes) != problem.dim or min(sizes) < 3:
             raise ValueError(f"points: need {problem.dim} sizes >= 3, got {points}")
@@ -89,25 +92,39 @@ class GridGP(nn.Module):
                 "residual_mse": residual.pow(2).mean().detach()}
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The conditional mean at points ``x`` (n, dim)."""
+    def predict(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """The conditional mean at points ``x`` (n, dim), in chunks of points (the per-point cross
+        kernels hold chunk × N × Q numbers)."""
         factors, _ = self._factors()
         alpha = factors.solve(self.u)  # (⊗K)⁻¹ vec U as a grid
         x = x.to(alpha)
-        out = None
-        for axis, (kernel, grid_axis) in enumerate(zip(self.kernels, self.axes())):
-            cross = kernel(x[:, axis], grid_axis)  # (n, N_axis)
-            out = (cross @ alpha.reshape(alpha.shape[0], -1)).reshape(len(x), *alpha.shape[1:]) if out is None else \
-                torch.einsum("ij...,ij->i...", out, cross)
+        parts = []
+        for block in x.split(chunk):
+            out = None
+            for axis, (kernel, grid_axis) in enumerate(zip(self.kernels, self.axes())):
+                cross = kernel(block[:, axis], grid_axis)  # (n, N_axis)
+                out = (cross @ alpha.reshape(alpha.shape[0], -1)).reshape(len(block), *alpha.shape[1:]) if out is None \
+                    else torch.einsum("ij...,ij->i...", out, cross)
+            parts.append(out)
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def predict_grid(self, axes: list[torch.Tensor]) -> torch.Tensor:
+        """The conditional mean on the tensor grid ``axes`` (one 1-D tensor per axis):
+        K₁(x*, X) ⋯ applied along each axis to (⊗K)⁻¹ vec U — never a point-by-grid matrix."""
+        factors, _ = self._factors()
+        out = factors.solve(self.u)
+        for axis, (kernel, grid_axis, test_axis) in enumerate(zip(self.kernels, self.axes(), axes)):
+            out = mode_product(kernel(test_axis.to(out), grid_axis), out, axis)
         return out
 
     @torch.no_grad()
     def relative_error(self, points: int = 300) -> float:
         """Relative L2 error against the exact solution on a uniform test grid (``points`` per axis)."""
-        axes = [torch.linspace(lo, hi, points, dtype=torch.float64) for lo, hi in self.problem.bounds]
+        axes = [torch.linspace(lo, hi, points, dtype=torch.float64, device=self.u.device) for lo, hi in self.problem.bounds]
         x = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
         exact = self.problem.solution(x)
-        return float((self.predict(x) - exact).norm() / exact.norm())
+        return float((self.predict_grid(axes).reshape(-1) - exact).norm() / exact.norm())
 
     def frequencies(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(μ_q, w_q) per axis, to see which frequencies the kernel kept."""
