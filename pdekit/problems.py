@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from pdekit.autodiff import gradient_and_laplacian
 from pdekit.domains import Ball, Box, BoxWithHoles, Domain, LShape
 from pdekit.errors import ConfigError
 
@@ -64,15 +65,9 @@ class Problem:
 
     def derivatives_of_solution(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(∇u*, Δu*) at points ``x`` (n, dim), by automatic differentiation."""
-        x = x.detach().to(torch.float64).requires_grad_(True)
-        u = self.solution(x)
-        (grad,) = torch.autograd.grad(u.sum(), x, create_graph=True)
-        if not grad.requires_grad:  # u is (at most) linear: no second derivatives
-            return grad.detach(), torch.zeros(len(x), dtype=torch.float64, device=x.device)
-        second = [torch.autograd.grad(grad[:, i].sum(), x, retain_graph=True, allow_unused=True)[0] for i in range(self.dim)]
-        laplacian = sum(torch.zeros(len(x), dtype=x.dtype, device=x.device) if g is None else g[:, i].detach()
-                        for i, g in enumerate(second))
-        return grad.detach(), laplacian
+        with torch.enable_grad():
+            x = x.detach().to(torch.float64).requires_grad_(True)
+            return gradient_and_laplacian(self.solution(x), x, create_graph=False)
 
     def laplacian_of_solution(self, x: Tensor) -> Tensor:
         return self.derivatives_of_solution(x)[1]

@@ -27,6 +27,7 @@ LOADABLE = frozenset({
     "pdekit.tasks.Autoregressive",
     "models.dcdm.DCDM",
     "models.gp_hm.task.GPHM",
+    "models.fkpinn.FKPINN",
     # data modules
     "pdekit.datamodule.FieldDataModule",
     "pdekit.problem_data.ProblemDataModule",

@@ -144,3 +144,19 @@ def test_bad_grid_settings_are_one_line_errors():
         GPHM(problem="poisson-1d-sin100", points=2)
     with pytest.raises(ConfigError, match="unknown kernel"):
         GPHM(problem="poisson-1d-sin100", points=10, kernel="rbf")
+
+
+def test_grid_prediction_equals_pointwise_prediction_and_non_box_domains_are_refused():
+    from models.gp_hm.solver import GridGP
+    from models.gp_hm.task import GPHM
+    from pdekit.errors import ConfigError
+
+    torch.manual_seed(0)
+    gp = GridGP(get("poisson-square-sin1"), [7, 9], "stm", components=3, max_frequency=1.0, jitter=1e-3)
+    with torch.no_grad():
+        gp.u.copy_(torch.randn(7, 9, dtype=f64))
+    axes = [torch.linspace(0, 1, 5, dtype=f64), torch.linspace(0.1, 0.9, 4, dtype=f64)]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    torch.testing.assert_close(gp.predict_grid(axes).reshape(-1), gp.predict(points, chunk=3))
+    with pytest.raises(ConfigError, match="GP-HM needs a box domain"):
+        GPHM(problem="poisson-ball-2d", points=10)
