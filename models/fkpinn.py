@@ -54,12 +54,25 @@ def pinn_terms(network, problem: Problem, interior, boundary, labels=None, weigh
     u = network(x)
     grad, laplacian = gradient_and_laplacian(u, x)
     residual = problem.residual(u, laplacian, problem.source(interior), grad, x)
-    boundary_error = (network(boundary) - problem.boundary(boundary)).pow(2).mean()
+    boundary_error = _boundary_errors(network, problem, boundary).mean()
     if labels is None:
         return residual.pow(2).mean(), boundary_error, torch.zeros((), dtype=u.dtype, device=u.device)
     points, values = labels
     data = (network(points) - values).pow(2)
     return residual.pow(2).mean(), boundary_error, (data if weights is None else weights * data).mean()
+
+
+def _boundary_errors(network, problem: Problem, boundary):
+    """(u − g)² at Dirichlet boundary points; (∂u/∂n)² on reflecting box faces (committors)."""
+    domain = problem.domain
+    if not domain.box_faces_reflect:
+        return (network(boundary) - problem.boundary(boundary)).pow(2)
+    on_face = domain.on_box_face(boundary)
+    x = boundary.detach().requires_grad_(True)
+    u = network(x)
+    (grad,) = torch.autograd.grad(u.sum(), x, create_graph=True)
+    normal_derivative = (grad * domain.box.normal(boundary)).sum(-1)
+    return torch.where(on_face, normal_derivative.pow(2), (u - problem.boundary(boundary)).pow(2))
 
 
 class FKPINN(L.LightningModule):

@@ -2,7 +2,7 @@
 
     pdekit fit|validate|test|predict --config cfg.yaml [--key value ...]   (LightningCLI)
     pdekit evaluate --ckpt model.ckpt --data file.h5 [--out dir]
-    pdekit info | pdekit check
+    pdekit info | pdekit check | pdekit problems
 
 Every error is one line on stderr with exit status 2.
 """
@@ -120,6 +120,17 @@ def _check_device(device: str) -> str:
         raise ConfigError(str(err)) from None
 
 
+def _problems(_args) -> int:
+    """The analytic problems (pdekit.problems) a GP-HM or FK-PINN config can name."""
+    from pdekit.problems import PROBLEMS
+
+    width = max(len(name) for name in PROBLEMS)
+    print(f"{'problem':<{width}}  dim  {'domain':<34} equation and exact solution")
+    for name, problem in PROBLEMS.items():
+        print(f"{name:<{width}}  {problem.dim:>3}  {problem.domain!r:<34} {problem.description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(prog="pdekit", description="pdekit: neural PDE solver framework")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -142,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--device", default=None, help="torch device (default: cuda if present, else cpu)")
     check.set_defaults(run=_check)
     sub.add_parser("info", help="versions and devices").set_defaults(run=_info)
+    sub.add_parser("problems", help="the analytic problems (GP-HM, FK-PINN, datagen feynman-kac) by name"
+                   ).set_defaults(run=_problems)
     return parser
 
 

@@ -91,7 +91,7 @@ class Box(Domain):
         return x
 
     def __repr__(self):
-        return f"Box({list(self.bounds)})"
+        return "box " + " × ".join(f"[{lo:.4g}, {hi:.4g}]" for lo, hi in self.bounds)
 
 
 class Ball(Domain):
@@ -114,7 +114,7 @@ class Ball(Domain):
         return self.radius * z / z.norm(dim=-1, keepdim=True)
 
     def __repr__(self):
-        return f"Ball(dim={self.dim}, radius={self.radius:g})"
+        return f"{self.dim}-ball of radius {self.radius:g}"
 
 
 class BoxWithHoles(Domain):
@@ -153,7 +153,7 @@ class BoxWithHoles(Domain):
         return self.box.distance(x).abs() < tol
 
     def __repr__(self):
-        return f"BoxWithHoles({list(self.bounds)}, holes={self.holes})"
+        return f"{self.box!r} minus {len(self.holes)} balls"
 
 
 class LShape(Domain):
@@ -179,4 +179,4 @@ class LShape(Domain):
         return corners[edge] + fraction * (corners[edge + 1] - corners[edge])
 
     def __repr__(self):
-        return "LShape()"
+        return "L-shape [−1, 1]² ∖ (0, 1)×(−1, 0)"

@@ -153,7 +153,8 @@ for _d in (2, 5, 10):
     # with s = Σx_i/√d: Δ sin(2s) = −4 sin(2s), Δ |x|²/(2d) = 1
     _ball(f"poisson-ball-{_d}d", _d,
           lambda x, d=_d: torch.sin(2 * x.sum(-1) / math.sqrt(d)) + x.pow(2).sum(-1) / (2 * d),
-          f"−Δu = f in the unit {_d}-ball, u = sin(2 Σx_i/√d) + |x|²/(2d)")
+          f"−Δu = f in the unit {_d}-ball, u = sin(2 Σx_i/√d) + |x|²/(2d)",
+          source_fn=lambda x, d=_d: 4 * torch.sin(2 * x.sum(-1) / math.sqrt(d)) - 1)  # f written out: walks evaluate it often
     _ball(f"exit-time-ball-{_d}d", _d, lambda x, d=_d: (1 - x.pow(2).sum(-1)) / d,
           f"mean exit time of Brownian motion from the unit {_d}-ball: −½Δu = 1, u = 0 on the sphere, "
           "u = (1 − |x|²)/d", diffusion=0.5, source_fn=lambda x: torch.ones(len(x), dtype=x.dtype, device=x.device),
@@ -181,6 +182,39 @@ register(Problem("schrodinger-ball-5d", 5, ((-1.0, 1.0),) * 5,
                  lambda x: torch.cos(x.sum(-1) / math.sqrt(5)) + x[:, 0] ** 2,
                  "−Δu + V u = f in the unit 5-ball, V = 10, u = cos(Σx_i/√5) + x₁²", reaction=10.0, domain=Ball(5)))
 
+
+
+# The committor of a 2-D double well: X moves by dX = −∇U dt + √(2/β) dW, U = (x² − 1)² + 2y²;
+# q(x) = P(X reaches B (a ball around the right minimum) before A (around the left one)), i.e.
+# −β⁻¹Δq + ∇U·∇q = 0 in the box minus A and B, q = 0 on A, 1 on B, reflecting box faces.
+# No closed form: "exact" values come from a fine finite-difference solve (pdekit.reference_fd).
+COMMITTOR_BETA, COMMITTOR_SPACING = 3.0, 0.005
+
+
+def _double_well_drift(x: Tensor) -> Tensor:
+    return -torch.stack([4 * x[:, 0] * (x[:, 0] ** 2 - 1), 4 * x[:, 1]], -1)
+
+
+_committor_cache = {}
+
+
+def _committor_reference(x: Tensor) -> Tensor:
+    if "interpolant" not in _committor_cache:  # computed once per process (a few seconds)
+        from pdekit.reference_fd import GridInterpolant, solve_box_with_holes
+
+        _committor_cache["interpolant"] = GridInterpolant(*solve_box_with_holes(PROBLEMS["committor-double-well-2d"],
+                                                                                COMMITTOR_SPACING))
+    return _committor_cache["interpolant"](x)
+
+
+register(Problem("committor-double-well-2d", 2, ((-1.8, 1.8), (-1.2, 1.2)), _committor_reference,
+                 f"committor of dX = −∇U dt + √(2/β) dW, U = (x² − 1)² + 2y², β = {COMMITTOR_BETA:g}: "
+                 "−β⁻¹Δq + ∇U·∇q = 0, q = 0 on the ball A (−1, 0) and 1 on B (1, 0) (radius 0.3), reflecting box",
+                 diffusion=1 / COMMITTOR_BETA, drift=_double_well_drift, source_fn=_zero,
+                 boundary_fn=lambda x: (x[:, 0] > 0).to(x.dtype),
+                 domain=BoxWithHoles(((-1.8, 1.8), (-1.2, 1.2)), [((-1.0, 0.0), 0.3), ((1.0, 0.0), 0.3)],
+                                     box_faces_reflect=True),
+                 reference=f"finite differences, h = {COMMITTOR_SPACING:g} (pdekit.reference_fd)"))
 
 def get(name: str) -> Problem:
     """The registered problem ``name``; a one-line error naming the choices otherwise."""

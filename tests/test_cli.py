@@ -35,7 +35,7 @@ def test_pdekit_help_lists_every_command(capsys):
     except SystemExit as done:
         assert done.code == 0
     text = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "predict", "evaluate", "check", "info"):
+    for command in ("fit", "validate", "test", "predict", "evaluate", "check", "info", "problems"):
         assert f"\n    {command} " in text, command
 
 

@@ -93,7 +93,7 @@ def test_autograd_laplacian_is_exact_and_explicit_sources_match_the_exact_soluti
     e = torch.exp(x[:, 0])
     expected = 6 * x.sum(-1) * e + 2 * 3 * x[:, 0] ** 2 * e + (x**3).sum(-1) * e  # Δ(s e) = e Δs + 2 ∂₀s ∂₀e + s ∂₀²e
     torch.testing.assert_close(laplacian, expected)
-    for name in ("laplace-ball-5d", "exit-time-ball-10d", "laplace-lshape"):  # f given, not derived: check it
+    for name in ("laplace-ball-5d", "exit-time-ball-10d", "laplace-lshape", "poisson-ball-2d", "poisson-ball-10d"):
         problem = get(name)
         y = _points(name, 6)
         grad_u, lap_u = problem.derivatives_of_solution(y)
@@ -186,3 +186,41 @@ def test_fk_pinn_config_errors_are_one_line(square_labels, tmp_path):
         ProblemDataModule("poisson-ball-2d", labels=str(tmp_path / "missing.h5"))
     with pytest.raises(ConfigError, match="label_weight must be a finite number >= 0"):
         FKPINN(label_weight=-1.0)
+
+
+def test_reference_finite_differences_converge_on_a_manufactured_drift_problem():
+    """The committor's reference solver on a problem with the same domain, drift and reflecting faces
+    and a known solution (zero normal derivative on the box): the error falls with h."""
+    from pdekit.problems import COMMITTOR_BETA, Problem, _double_well_drift
+    from pdekit.reference_fd import GridInterpolant, solve_box_with_holes
+
+    committor = get("committor-double-well-2d")
+    exact = lambda x: torch.cos(math.pi * (x[:, 0] + 1.8) / 3.6) * torch.cos(math.pi * (x[:, 1] + 1.2) / 2.4) + 1  # noqa: E731
+    problem = Problem("manufactured-drift", 2, committor.bounds, exact, "test", diffusion=1 / COMMITTOR_BETA,
+                      drift=_double_well_drift, domain=committor.domain)
+    x = committor.domain.sample_interior(400, torch.Generator().manual_seed(0))
+    errors = []
+    for h in (0.06, 0.03):
+        u = GridInterpolant(*solve_box_with_holes(problem, h))(x)
+        errors.append(float((u - exact(x)).abs().max()))
+    assert errors[1] < 0.02 and errors[1] < errors[0] / 1.8, errors
+
+
+def test_committor_labels_match_the_reference_and_respect_the_symmetry():
+    problem = get("committor-double-well-2d")
+    x = torch.tensor([[0.0, 0.0], [-0.5, 0.3], [0.5, -0.2], [1.5, 1.0]], dtype=f64)
+    reference = problem.solution(x)
+    assert float(reference[0]) == pytest.approx(0.5, abs=1e-6)  # x ↦ −x swaps A and B
+    out = labels(problem, x, "euler-maruyama", 400, seeds=range(4), dt=1e-3)
+    assert np.all(np.abs(out["value"] - reference.numpy()) < 4 * out["stderr"] + 1e-3)
+    with pytest.raises(ConfigError, match="walk-on-spheres cannot follow the drift"):
+        labels(problem, x, "walk-on-spheres", 10)
+
+
+def test_pdekit_problems_lists_every_problem(capsys):
+    import pdekit.cli
+    from pdekit.problems import PROBLEMS
+
+    assert pdekit.cli.main(["problems"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in PROBLEMS)
