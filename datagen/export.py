@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pdekit import Grid
-from pdekit.data import grid_of, is_timeseries, open_dataset, open_poisson
+from pdekit.data import LABELS_PDE, grid_of, is_timeseries, open_dataset, open_poisson
 
 FORMATS = ("xdmf", "vtu")
 
@@ -135,12 +135,16 @@ def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> 
     """Poisson files: the first ``samples`` samples; time series: the snapshots of one trajectory
     with their times (vector fields as 3-component point data, as ParaView expects).
     ``fmt="the-well"``: every trajectory in The Well's layout (:mod:`datagen.well`)."""
+    with open_dataset(path) as h5:
+        if h5.attrs["pde"] == LABELS_PDE:
+            raise ValueError(f"{path} holds pointwise Feynman–Kac labels, not fields on a grid: nothing to export "
+                             "(read points, value and stderr with h5py)")
     if fmt == "the-well":
         from datagen.well import export_the_well
 
         return export_the_well(path, out)
     with open_dataset(path) as h5:
-        timeseries = is_timeseries(h5)
+        timeseries, pde = is_timeseries(h5), h5.attrs["pde"]
     if not timeseries:
         return export_poisson(path, fmt, out, samples)
     path = Path(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pdekit.atomic import atomic_path
-from pdekit.data import is_timeseries, level_names, open_dataset, open_poisson
+from pdekit.data import LABELS_PDE, is_timeseries, level_names, open_dataset, open_poisson
 
 
 def plot_poisson(path, out=None, samples: int = 4) -> Path:
@@ -54,10 +54,50 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
     return out
 
 
+def plot_labels(path, out=None) -> Path:
+    """Feynman–Kac labels: label against the exact value with ±2 standard errors, and the
+    standardised error (label − exact)/stderr at the points (the first two coordinates)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    out = Path(out) if out else path.with_suffix(".png")
+    with open_dataset(path) as h5:
+        points, value, stderr, exact = (h5[k][()] for k in ("points", "value", "stderr", "exact"))
+        title = f"{h5.attrs['problem']}: {h5.attrs['sampler']}, {int(h5.attrs['paths'])} paths per label"
+    known = np.isfinite(exact)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    if known.any():
+        axes[0].errorbar(exact[known], value[known], yerr=2 * stderr[known], fmt=".", ms=3, lw=0.6)
+        low, high = float(np.min(exact[known])), float(np.max(exact[known]))
+        axes[0].plot([low, high], [low, high], "k:", lw=0.8)
+        axes[0].set(xlabel="exact u(x)", ylabel="label ± 2 stderr")
+        z = (value - exact) / stderr
+        limit = max(4.0, float(np.nanmax(np.abs(z[known]))))
+        image = axes[1].scatter(points[known, 0], points[known, 1] if points.shape[1] > 1 else value[known],
+                                c=z[known], cmap="RdBu_r", vmin=-limit, vmax=limit, s=12)
+        fig.colorbar(image, ax=axes[1], label="(label − exact) / stderr")
+    else:
+        image = axes[1].scatter(points[:, 0], points[:, 1] if points.shape[1] > 1 else value, c=value, s=12)
+        fig.colorbar(image, ax=axes[1], label="label")
+        axes[0].hist(stderr, bins=30)
+        axes[0].set(xlabel="standard error", ylabel="labels")
+    axes[1].set(xlabel="x₁", ylabel="x₂" if points.shape[1] > 1 else "label", aspect="equal" if points.shape[1] > 1 else "auto")
+    fig.suptitle(title)
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return out
+
+
 def plot(path, out=None, samples: int = 4, *, animate: bool = True, trajectory: int = 0) -> list[Path]:
     """Figures for any pdekit dataset; returns the files written."""
     with open_dataset(path) as h5:
-        timeseries = is_timeseries(h5)
+        timeseries, labels = is_timeseries(h5), h5.attrs["pde"] == LABELS_PDE
+    if labels:
+        return [plot_labels(path, out)]
     if not timeseries:
         return [plot_poisson(path, out, samples)]
     return plot_timeseries(path, out, samples, animate=animate, trajectory=trajectory)

@@ -200,6 +200,14 @@ def files(workdir, poisson_file, burgers_file):
     with h5py.File(workdir / "foreign.h5", "w") as h5:
         h5["u"] = np.zeros((2, 4, 4))
     (workdir / "text.h5").write_text("not hdf5")
+    from pdekit.data import write_labels
+
+    write_labels(workdir / "labels.h5", {"points": np.zeros((2, 2)), "value": np.zeros(2), "stderr": np.ones(2),
+                                         "steps": np.ones(2), "seconds": np.ones(2), "exact": np.zeros(2),
+                                         "level": np.array(["poisson-ball-2d"] * 2), "seed": np.arange(2),
+                                         "sample_index": np.arange(2)},
+                 config={"problem": "poisson-ball-2d", "sampler": "walk-on-spheres", "paths": 10},
+                 generator_version="feynman-kac-1")
     return workdir
 
 
@@ -239,6 +247,35 @@ OTHER_DATAGEN = [
     (["ritz", "--n", "4", "--system", "p.h5:99", "--out", "r.h5"], "out of range"),
     (["ritz", "--n", "4", "--system", "b.h5:0", "--out", "r.h5"], "expected 'poisson'"),
     (["ritz", "--n", "4000000", "--resolution", "4096", "--out", "r.h5"], "bytes"),
+    (["feynman-kac", "--problem", "nope", "--n", "2", "--out", "f.h5"], "unknown problem 'nope'"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "0", "--out", "f.h5"], "--n must be >= 1"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--paths", "-3", "--out", "f.h5"],
+     "--paths must be >= 2"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--paths", "1", "--out", "f.h5"],
+     "--paths must be >= 2"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--sampler", "mcmc", "--out", "f.h5"],
+     "--sampler must be one of"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--epsilon", "0", "--out", "f.h5"],
+     "--epsilon must be in (0, 1)"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--dt", "-1", "--out", "f.h5"],
+     "--dt must be in (0, 1)"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--batch", "0", "--out", "f.h5"],
+     "--batch must be >= 1"),
+    (["feynman-kac", "--problem", "committor-double-well-2d", "--n", "2", "--out", "f.h5"],
+     "walk-on-spheres cannot follow the drift"),
+    (["feynman-kac", "--problem", "poisson-1d-sin100", "--n", "2", "--out", "f.h5"],
+     "walk-on-spheres needs dimension >= 2"),
+    (["feynman-kac", "--problem", "allen-cahn-1d-sin100", "--n", "2", "--sampler", "euler-maruyama", "--out", "f.h5"],
+     "nonlinear"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--seed", "-1", "--out", "f.h5"],
+     "--seed must be >= 0"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--out", "folder"], "is a folder"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--device", "tpu", "--out", "f.h5"], "device"),
+    (["feynman-kac", "--problem", "poisson-ball-2d", "--n", "2", "--paths", "100000000000", "--out", "f.h5"],
+     "bytes"),
+    (["export", "labels.h5"], "not fields on a grid"),
+    (["export", "labels.h5", "--format", "the-well"], "not fields on a grid"),
+    (["ritz", "--n", "4", "--system", "labels.h5:0", "--out", "r.h5"], "expected 'poisson'"),
     (["levels", "--resolution", "0"], "--resolution must be in 8..256"),
     (["levels", "--resolution", "100000"], "--resolution must be in 8..256"),
     ([], "required"),
