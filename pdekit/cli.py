@@ -1,7 +1,7 @@
 """The `pdekit` command.
 
     pdekit fit|validate|test|predict --config cfg.yaml [--key value ...]   (LightningCLI)
-    pdekit evaluate --ckpt model.ckpt --data file.h5 [--out dir]
+    pdekit evaluate --ckpt model.ckpt --data file.h5 [--out dir]   (no --data for GP-HM / FK-PINN)
     pdekit info | pdekit check | pdekit problems
 
 Every error is one line on stderr with exit status 2.
@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text, add_help=False)
     ev = sub.add_parser("evaluate", help="metrics.json and figures of a trained checkpoint on datasets")
     ev.add_argument("--ckpt", required=True, help="a checkpoint written by pdekit fit")
-    ev.add_argument("--data", required=True, nargs="+", help="one or more dataset files")
+    ev.add_argument("--data", nargs="*", default=[],
+                    help="one or more dataset files (none for GP-HM / FK-PINN checkpoints: their problem's exact "
+                         "solution is known)")
     ev.add_argument("--out", default=None, help="folder (default: evaluation/ next to the checkpoint)")
     ev.add_argument("--batch-size", type=int, default=16, help="samples per forward pass (default 16)")
     ev.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1; default cpu)")

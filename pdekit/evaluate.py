@@ -37,11 +37,20 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     from pdekit.tasks import OperatorLearning
 
     task, info = load_task(ckpt)
+    files = [] if data is None else [data] if isinstance(data, (str, Path)) else list(data)
+    if (info.get("data") or {}).get("problem"):  # a solver of one analytic problem (GP-HM, FK-PINN)
+        if files:
+            raise CheckpointError(f"{ckpt} solves the analytic problem {info['data']['problem']!r}: evaluate it "
+                                  "without --data (the exact solution is known)")
+        from pdekit.problem_eval import evaluate_problem_solver
+
+        return evaluate_problem_solver(task, dict(info, path=str(ckpt)), out, device=device)
+    if not files:
+        raise CheckpointError(f"{ckpt} holds a {info['task']}: give the dataset files to evaluate it on with --data")
     if not isinstance(task, OperatorLearning):
         raise CheckpointError(f"{ckpt} holds a {info['task']}, which does not predict solutions: pdekit evaluate takes "
                               "operator-learning and autoregressive checkpoints (use pdekit.precond.load for a "
                               "learned preconditioner)")
-    files = [data] if isinstance(data, (str, Path)) else list(data)
     for path in files:
         check_data(info, path)
     task = task.to(device)
@@ -224,6 +233,12 @@ def main(args) -> int:
     out = args.out or str(Path(args.ckpt).resolve().parent / "evaluation")
     metrics = evaluate(args.ckpt, args.data, out, batch_size=args.batch_size, device=args.device,
                        rollout=args.rollout, steps=args.steps)
+    if "problem" in metrics:
+        residual = f", residual RMS {metrics['residual_rms']:.3e}" if "residual_rms" in metrics else ""
+        print(f"{metrics['problem']}: relative L2 {metrics['rel_l2']:.3e}, max error {metrics['max_abs_error']:.3e} "
+              f"at {metrics['points']} held-out points{residual}")
+        print(f"wrote {out}/metrics.json, solution.png")
+        return 0
     overall = metrics["overall"]
     print(f"{metrics['overall']['samples']} samples: " + ", ".join(
         f"{k} {v:.3e}" for k, v in overall.items() if k.endswith("_mean")))

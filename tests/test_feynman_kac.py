@@ -224,3 +224,21 @@ def test_pdekit_problems_lists_every_problem(capsys):
     assert pdekit.cli.main(["problems"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in PROBLEMS)
+
+
+def test_trained_fk_pinn_checkpoint_evaluates_against_the_exact_solution(square_labels, tmp_path):
+    """pdekit evaluate on an FK-PINN checkpoint: no --data, the error at the held-out points the
+    task logs, the residual by autograd, and the figure; --data is refused in one line."""
+    import pdekit.cli
+
+    model = _train(square_labels, 100.0, 20)
+    ckpt = tmp_path / "fk.ckpt"
+    model.trainer.save_checkpoint(ckpt)
+    assert pdekit.cli.main(["evaluate", "--ckpt", ckpt, "--out", tmp_path / "eval"]) == 0
+    import json
+
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["problem"] == "poisson-square-sin4" and metrics["residual_rms"] > 0
+    assert metrics["rel_l2"] == pytest.approx(model.relative_error(4096), rel=1e-9)
+    assert (tmp_path / "eval" / "solution.png").stat().st_size > 0
+    assert pdekit.cli.main(["evaluate", "--ckpt", ckpt, "--data", square_labels]) == 2

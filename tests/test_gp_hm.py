@@ -160,3 +160,26 @@ def test_grid_prediction_equals_pointwise_prediction_and_non_box_domains_are_ref
     torch.testing.assert_close(gp.predict_grid(axes).reshape(-1), gp.predict(points, chunk=3))
     with pytest.raises(ConfigError, match="GP-HM needs a box domain"):
         GPHM(problem="poisson-ball-2d", points=10)
+
+
+def test_gp_checkpoint_trains_through_lightning_and_evaluates_without_data(tmp_path):
+    import json
+
+    import lightning as L
+
+    import pdekit.cli
+    from models.gp_hm.task import GPHM
+    from pdekit.problem_data import ProblemDataModule
+
+    model = GPHM(points=60, components=5, max_frequency=2.0, test_points=50)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", precision="64-true", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=ProblemDataModule("poisson-square-sin1", steps_per_epoch=5))
+    ckpt = tmp_path / "gp.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert pdekit.cli.main(["evaluate", "--ckpt", ckpt, "--out", tmp_path / "eval"]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    x = get("poisson-square-sin1").domain.sample_interior(4096, torch.Generator().manual_seed(2**40))
+    exact = get("poisson-square-sin1").solution(x)
+    expected = float((model.gp.predict(x) - exact).norm() / exact.norm())
+    assert metrics["rel_l2"] == pytest.approx(expected, rel=1e-9) and "residual_rms" not in metrics
