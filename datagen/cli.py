@@ -11,6 +11,7 @@
     datagen ritz --level medium --resolution 32 --n 1000 [--lanczos-steps 600] --out ritz.h5
     datagen ritz --system pressure.h5:0 --n 1000 --out ritz_pressure.h5
     datagen merge shard0.h5 shard1.h5 --out all.h5
+    datagen cost easy.h5 hard.h5
     datagen plot file.h5 [--out file.png] [--trajectory 0]
     datagen export file.h5 --format xdmf|vtu [--out path] [--samples 16 | --trajectory 0]
     datagen export file.h5 --format the-well [--out folder]
@@ -386,6 +387,24 @@ def _merge(args) -> int:
     return 0
 
 
+def _cost(args) -> int:
+    from datagen.cost import cost_by_level
+    from pdekit.data import DatasetFormatError
+
+    try:
+        rows = cost_by_level(args.files)
+    except (FileNotFoundError, DatasetFormatError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    cheapest = min(row["mean_seconds"] for row in rows) or 1e-300
+    print(f"generation cost per level ({rows[0]['field']}, as each sample recorded it)")
+    print(f"{'level':<14} {'samples':>7} {'total s':>10} {'mean s':>10} {'median s':>10} {'× cheapest':>10} {'iterations':>10}")
+    for row in rows:
+        iterations = f"{row['mean_iterations']:>10.1f}" if row["mean_iterations"] is not None else f"{'':>10}"
+        print(f"{row['level']:<14} {row['samples']:>7} {row['total_seconds']:>10.3g} {row['mean_seconds']:>10.3g} "
+              f"{row['median_seconds']:>10.3g} {row['mean_seconds'] / cheapest:>10.1f} {iterations}")
+    return 0
+
+
 def _plot(args) -> int:
     from datagen.plot import plot
     from pdekit.data import DatasetFormatError
@@ -547,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True, help="the merged HDF5 file")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     m.set_defaults(run=_merge)
+    co = sub.add_parser("cost", help="generation cost per level of datasets (from each sample's recorded solve time)")
+    co.add_argument("files", nargs="+", help="pdekit datasets")
+    co.set_defaults(run=_cost)
     pl = sub.add_parser("plot", help="PNG of a few samples (Poisson: a, mask, f, u; time series: snapshots) "
                                       "and a GIF/MP4 of one trajectory")
     pl.add_argument("file", help="a pdekit dataset")

@@ -5,7 +5,7 @@ problems a pdekit finite-difference grid solve for comparison; and the condition
 Gauss–Newton matrix JᵀJ of the stacked residuals of a small network with and without the data rows.
 
     python experiments/fkpinn_study.py [--problems poisson-square-sin4,poisson-ball-10d,schrodinger-square]
-                                       [--steps 2000] [--labels 200] [--paths 1000] [--weights 1,10,100]
+                                       [--steps 2000] [--labels 200] [--paths 1000] [--weights 10,1000,100000]
 
 Final relative L2 at 2000 held-out interior points (the final model, never the best over epochs).
 Writes experiments/results/fkpinn_study/results.json and figures (error curves, JᵀJ spectra).
@@ -158,7 +158,7 @@ def main():
     parser.add_argument("--labels", type=int, default=200)
     parser.add_argument("--few-labels", type=int, default=50)
     parser.add_argument("--paths", type=int, default=1000)
-    parser.add_argument("--weights", default="1,10,100")
+    parser.add_argument("--weights", default="10,1000,100000")
     parser.add_argument("--out", default="experiments/results/fkpinn_study")
     args = parser.parse_args()
     out = Path(args.out)
