@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 
-SOLVER_CHOICES = ("auto", "ssor-pcg")  # datagen.poisson.solve_sample's solvers (here: --help imports no solver)
+SOLVER_CHOICES = ("auto", "ssor-pcg", "cg", "amg-pcg")  # datagen.poisson.solve_sample's solvers (here: --help imports no solver)
 
 
 class UsageError(Exception):
@@ -262,10 +262,10 @@ def _warn_quality(out: Path) -> None:
 def _poisson_solver(args) -> dict:
     """``--solver ssor-pcg --omega auto|VALUE`` as config entries (none for the default solver, so
     default runs keep their configuration)."""
-    if args.solver == "auto":
+    if args.solver != "ssor-pcg":
         if args.omega is not None:
             raise UsageError("--omega sets SSOR's relaxation: it needs --solver ssor-pcg")
-        return {}
+        return {} if args.solver == "auto" else {"solver": args.solver}
     omega = _omega(args.omega)
     if omega == "auto" and args.workers > 1:
         raise UsageError("--omega auto learns from one solve to the next: run it with --workers 1 "
@@ -514,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=2, help="2 or 3 (default 2)")
     p.add_argument("--solver", choices=SOLVER_CHOICES, default="auto",
                    help="auto: sparse LU where fastest, else AMG-PCG (default); ssor-pcg: CG preconditioned by SSOR "
-                        "with relaxation --omega")
+                        "with relaxation --omega; cg: plain CG; amg-pcg: AMG-preconditioned CG (the iterative solvers "
+                        "make the recorded solve_seconds grow with difficulty)")
     p.add_argument("--omega", default=None,
                    help="ssor-pcg: the relaxation in (0, 2), or auto (default): an online bandit learns it across "
                         "the run from each solve's iterations (recorded per sample as `omega`)")

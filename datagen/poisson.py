@@ -215,8 +215,9 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
                  omega: float | None = None) -> dict:
     """Sample and solve one problem; raises if the solve did not converge (see
     ``BACKWARD_ERROR_FLOOR`` for systems whose float64 floor lies above ``tol``).  ``solver``:
-    ``auto`` (sparse LU where it is fastest, else AMG-PCG) or ``ssor-pcg`` with relaxation
-    ``omega`` (recorded in the sample)."""
+    ``auto`` (sparse LU where it is fastest, else AMG-PCG), ``ssor-pcg`` with relaxation
+    ``omega`` (recorded in the sample), or always ``cg`` (unpreconditioned) or ``amg-pcg`` — the
+    iterative ones make the recorded cost grow with difficulty, as in the usual data pipelines."""
     level = resolve_level(level)
     t0 = time.perf_counter()
     grid, a, mask, bc, f = sample_problem(level, resolution, dim, seed)
@@ -227,8 +228,9 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     layout = op.layout()
     A = op.to_sparse()
     bv = layout.to_vectors(b).numpy()
-    if solver == "ssor-pcg":
-        res = pcg(op, b, SSOR(op, omega), tol=tol, maxiter=20 * layout.n)
+    if solver in ("ssor-pcg", "cg", "amg-pcg"):
+        preconditioner = {"ssor-pcg": lambda: SSOR(op, omega), "cg": lambda: None, "amg-pcg": lambda: AMG(op)}[solver]()
+        res = pcg(op, b, preconditioner, tol=tol, maxiter=20 * layout.n)
         u, iterations = res.x, int(res.iterations)
         x = layout.to_vectors(u).numpy()
     elif _choose_direct(layout.n, dim):  # sparse LU plus iterative refinement

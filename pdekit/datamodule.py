@@ -215,6 +215,8 @@ class FieldDataModule(L.LightningDataModule):
         files: dataset paths (HDF5 written by ``datagen``).
         proportions: share of each file in the training set (e.g. ``[0.7, 0.3]``); default: all
             training samples of every file.  Validation and test always use every file's part.
+        counts: instead of proportions, exactly this many training samples from each file (drawn
+            with ``seed`` from its training part), e.g. a generation budget split across levels.
         inputs, target: field names of the input and target channels (default: Poisson
             ``[a, f, mask]`` → ``[u]``; time series: every field of the file, for both).
         log_inputs: inputs given to the model as log10 (default ``[a]`` for Poisson).
@@ -226,7 +228,7 @@ class FieldDataModule(L.LightningDataModule):
         normalization_samples: training items used for the per-channel mean/std.
     """
 
-    def __init__(self, files: list[str], proportions: list[float] | None = None,
+    def __init__(self, files: list[str], proportions: list[float] | None = None, counts: list[int] | None = None,
                  inputs: list[str] | None = None, target: list[str] | None = None,
                  log_inputs: list[str] | None = None, history: int = 1, unroll: int = 1,
                  split: list[float] = (0.8, 0.1, 0.1), batch_size: int = 16, num_workers: int = 0, seed: int = 0,
@@ -235,6 +237,14 @@ class FieldDataModule(L.LightningDataModule):
         _check_settings(files, proportions, split, batch_size, num_workers, history, unroll, normalization_samples)
         self.files = [str(f) for f in files]
         self.proportions = None if proportions is None else list(proportions)
+        if counts is not None:
+            if proportions is not None:
+                raise ConfigError("give data.init_args.proportions or data.init_args.counts, not both")
+            if len(counts) != len(files) or any(not isinstance(c, int) or isinstance(c, bool) or c < 0 for c in counts) \
+                    or sum(counts) < 1:
+                raise ConfigError(f"data.init_args.counts {list(counts)} must be one integer >= 0 per file, "
+                                  "not all zero")
+        self.counts = None if counts is None else list(counts)
         self.history, self.unroll = history, unroll
         self.split, self.batch_size, self.num_workers = list(split), batch_size, num_workers
         self.seed, self.normalization_samples, self.system = seed, normalization_samples, system
@@ -298,8 +308,13 @@ class FieldDataModule(L.LightningDataModule):
             train_sizes.append(len(splits[0]))
             for name, idx in zip(parts, splits):
                 parts[name].append((path, file_id, idx))
-        if self.proportions is not None:
-            counts = mix_counts(train_sizes, self.proportions)
+        if self.proportions is not None or self.counts is not None:
+            counts = mix_counts(train_sizes, self.proportions) if self.counts is None else self.counts
+            short = [(path, c, n) for path, c, n in zip(self.files, counts, train_sizes) if c > n]
+            if short:
+                path, c, n = short[0]
+                raise ConfigError(f"data.init_args.counts asks {c} training samples of {path}, which has {n} "
+                                  f"(split {self.split})")
             rng = np.random.default_rng(self.seed)
             parts["train"] = [(p, i, np.sort(rng.choice(idx, size=c, replace=False)))
                               for (p, i, idx), c in zip(parts["train"], counts)]
@@ -327,8 +342,12 @@ class FieldDataModule(L.LightningDataModule):
             ys = ys.flatten(0, 1)  # (items * unroll, components, *grid)
         reduce = lambda t: (t.transpose(0, 1).flatten(1).mean(1), t.transpose(0, 1).flatten(1).std(1))  # noqa: E731
         (xm, xs_), (ym, ys_) = reduce(xs), reduce(ys)
-        return {"x_mean": xm.float(), "x_std": xs_.clamp_min(1e-12).float(),
-                "y_mean": ym.float(), "y_std": ys_.clamp_min(1e-12).float()}
+        # a channel constant over the training set (a = 1 on an easy level) carries no scale: dividing
+        # by its ~0 std would blow up any other value met later (a model trained on easy data, tested
+        # on hard), so it is only centred
+        scale = lambda std, mean: torch.where(std > 1e-6 * (mean.abs() + 1), std, torch.ones_like(std))  # noqa: E731
+        return {"x_mean": xm.float(), "x_std": scale(xs_, xm).float(),
+                "y_mean": ym.float(), "y_std": scale(ys_, ym).float()}
 
     def _loader(self, name, shuffle):
         dataset = self._sets.get(name)

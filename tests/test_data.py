@@ -82,3 +82,22 @@ def test_no_partial_file_left_on_failure(tmp_path):
     with pytest.raises(ValueError, match="missing arrays"):
         write_poisson(tmp_path / "x.h5", {}, grid=Grid((4, 4)), config={}, generator_version="t")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_counts_pick_exact_training_samples_per_file_and_constant_channels_are_only_centred(poisson_file, tmp_path):
+    """`counts` (a generation budget split across levels) takes exactly that many training samples
+    of each file; the easy level's a = 1 is constant, so its channel is centred, not divided by ~0."""
+    from pdekit.datamodule import FieldDataModule
+    from pdekit.errors import ConfigError
+
+    data = FieldDataModule([str(poisson_file), str(poisson_file)], counts=[5, 2], split=[1.0, 0.0, 0.0])
+    data.setup()
+    assert len(data._sets["train"]) == 7
+    assert float(data.stats["x_std"][0]) == 1.0  # log10 a = 0 everywhere on the easy level
+    assert float(data.stats["x_std"][1]) != 1.0  # f varies
+    with pytest.raises(ConfigError, match="asks 30 training samples of .* which has 24"):
+        FieldDataModule([str(poisson_file)], counts=[30], split=[1.0, 0.0, 0.0]).setup()
+    with pytest.raises(ConfigError, match="proportions or data.init_args.counts, not both"):
+        FieldDataModule([str(poisson_file)], counts=[3], proportions=[1.0])
+    with pytest.raises(ConfigError, match="one integer >= 0 per file"):
+        FieldDataModule([str(poisson_file), str(poisson_file)], counts=[3])

@@ -140,3 +140,30 @@ def test_export_places_values_at_their_nodes(tmp_path, dim):
     for values in (point_data["u"], vtu.point_data["u"]):
         assert np.array_equal(values, u1[tuple(node.T)])
     assert cells[0].data.shape[0] == 9 ** dim  # (n-1)^dim cells
+
+
+def test_datagen_cost_summarises_recorded_solver_time_per_level(tmp_path, capsys):
+    """With plain CG the recorded cost grows with difficulty (hard needs more iterations than
+    easy); `datagen cost` reports it per level, totals equal to the files' own records."""
+    import h5py
+    import numpy as np
+
+    from datagen.cli import main
+    from datagen.cost import cost_by_level
+
+    files = []
+    for level in ("easy", "hard"):
+        path = tmp_path / f"{level}.h5"
+        assert main(["poisson", "--level", level, "--n", "3", "--resolution", "24", "--solver", "cg", "--out", path,
+                     "--quiet"]) == 0
+        files.append(path)
+    rows = {row["level"]: row for row in cost_by_level(files)}
+    assert rows["hard"]["mean_iterations"] > 2 * rows["easy"]["mean_iterations"] > 0
+    for level, path in zip(("easy", "hard"), files):
+        with h5py.File(path) as h5:
+            assert rows[level]["total_seconds"] == pytest.approx(float(np.sum(h5["solve_seconds"][()])))
+    capsys.readouterr()
+    assert main(["cost", *files]) == 0
+    text = capsys.readouterr().out
+    assert "easy" in text and "hard" in text and "iterations" in text
+    assert main(["cost", tmp_path / "absent.h5"]) == 2

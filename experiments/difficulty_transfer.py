@@ -1,0 +1,175 @@
+"""Experiment (not a test): how to spend classical-solver compute across difficulty levels
+(the question of arXiv 2512.00564, "Pre-Generating Multi-Difficulty PDE Data for Few-Shot Neural
+PDE Solvers": mixing in easier data reached the same error on hard problems for up to 8.9× less
+generation compute, and ≥ 10% hard samples sufficed).
+
+Poisson at 64², levels easy and hard.  Pools are generated once with an iterative solver
+(``--solver cg`` by default: plain CG, whose cost grows with difficulty as in the usual data
+pipelines; ``datagen cost`` prints the pools' recorded cost per level).  For each generation
+budget (seconds of recorded solver time) and each hard fraction of it, the training set takes
+hard samples worth fraction × budget and easy samples worth the rest (counts from the pools' mean
+per-sample cost), the same FNO is trained with the same recipe (experiments/configs/
+difficulty_transfer_fno.yaml: the same number of Adam steps for every set) for several seeds, and
+evaluated on held-out **hard** samples (final model).
+
+    python experiments/difficulty_transfer.py [--budgets 10,25,50] [--mixes 1,0.5,0.25,0.1,0] [--seeds 0,1]
+                                              [--solver cg] [--steps 600]
+
+Budgets are given in hard-sample equivalents (10 = the recorded cost of 10 hard samples) and
+reported in seconds.  Output: a table (mean ± std over seeds), the paper's plot (hard-test error
+vs generation compute, one curve per mix) and the compute saving at equal error: for each mix,
+the all-hard budget that reaches the mix's error (log-log interpolation along the all-hard
+curve) divided by the mix's budget, per seed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "experiments/configs/difficulty_transfer_fno.yaml"
+
+
+def make_pools(folder: Path, easy: int, hard: int, test: int, solver: str, resolution: int) -> dict:
+    import datagen.cli
+
+    paths = {"easy": folder / "pool_easy.h5", "hard": folder / "pool_hard.h5", "test": folder / "test_hard.h5"}
+    plan = {"easy": ("easy", easy, 0, solver), "hard": ("hard", hard, 0, solver),
+            "test": ("hard", test, 1_000_000, "auto")}  # the test set's cost is not budgeted: the fast solver
+    for name, (level, n, seed, how) in plan.items():
+        if not paths[name].exists():
+            argv = ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
+                    "--solver", how, "--out", str(paths[name]), "--quiet"]
+            if datagen.cli.main(argv) != 0:
+                raise SystemExit(f"datagen {' '.join(argv)} failed")
+    return paths
+
+
+def train_and_test(paths, counts, seed: int, steps: int, run: Path, out: Path) -> float:
+    import pdekit.cli
+    from pdekit.evaluate import evaluate
+
+    shutil.rmtree(run, ignore_errors=True)
+    sys.argv = ["pdekit"]
+    code = pdekit.cli.main(["fit", "--config", str(CONFIG), "--seed_everything", str(seed),
+                            "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run),
+                            "--trainer.logger.init_args.save_dir", str(run),
+                            "--trainer.callbacks.init_args.dirpath", str(run / "checkpoints"),
+                            "--data.init_args.files", f"[{paths['easy']},{paths['hard']}]",
+                            "--data.init_args.counts", f"[{counts[0]},{counts[1]}]",
+                            "--data.init_args.seed", str(seed)])
+    if code != 0:
+        raise SystemExit(f"pdekit fit failed for counts {counts}, seed {seed}")
+    metrics = evaluate(run / "checkpoints/last.ckpt", [paths["test"]], out, figures=0)
+    return float(metrics["overall"]["rel_l2_mean"])
+
+
+def saving_factor(budgets, hard_errors, budget, error) -> float:
+    """All-hard compute needed for ``error`` (log-log interpolation of the all-hard curve; NaN
+    outside its range) over ``budget``."""
+    b, e = np.log(np.asarray(budgets)), np.log(np.asarray(hard_errors))
+    order = np.argsort(e)
+    if not (e.min() <= math.log(error) <= e.max()):
+        return float("nan")
+    return float(math.exp(np.interp(math.log(error), e[order], b[order])) / budget)
+
+
+def main():
+    from datagen.cost import sample_costs
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budgets", default="10,25,50", help="in hard-sample equivalents")
+    parser.add_argument("--mixes", default="1,0.5,0.25,0.1,0", help="hard fraction of the budget")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--solver", default="cg", help="the pools' solver (its recorded cost is the budget)")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--base", default=".", help="runs/difficulty_transfer/ is made here")
+    parser.add_argument("--out", default="experiments/results/difficulty_transfer")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    os.chdir(args.base)
+    folder = Path("runs/difficulty_transfer").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    budgets = [float(b) for b in args.budgets.split(",")]
+    mixes = [float(m) for m in args.mixes.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    # pools large enough for the largest budget at every mix
+    hard_seconds_guess, easy_seconds_guess = 1.0, 1.0 / 20
+    paths = make_pools(folder, easy=int(max(budgets) * hard_seconds_guess / easy_seconds_guess * 1.25) + 10,
+                       hard=int(max(budgets) * 1.25) + 10, test=100, solver=args.solver, resolution=args.resolution)
+    cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easy", "hard")}
+    print(f"mean recorded cost per sample ({args.solver}): easy {cost['easy']:.3g} s, hard {cost['hard']:.3g} s "
+          f"({cost['hard'] / cost['easy']:.1f}×)", flush=True)
+    available = {name: int(sample_costs(paths[name])[0].size) for name in ("easy", "hard")}
+    rows, results = [], {}
+    for budget in budgets:
+        seconds = budget * cost["hard"]
+        for mix in mixes:
+            counts = (int(round((1 - mix) * seconds / cost["easy"])), int(round(mix * seconds / cost["hard"])))
+            if counts[0] > available["easy"] or counts[1] > available["hard"]:
+                raise SystemExit(f"pools too small for budget {budget}, mix {mix}: need {counts}, have {available}")
+            if sum(counts) == 0:
+                continue
+            errors = []
+            for seed in seeds:
+                start = time.perf_counter()
+                errors.append(train_and_test(paths, counts, seed, args.steps, folder / "run", out / "last_eval"))
+                print(f"budget {budget:g} ({seconds:.1f} s), hard {mix:.0%}: {counts[0]} easy + {counts[1]} hard, "
+                      f"seed {seed}: hard-test rel L2 {errors[-1]:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+            results[(budget, mix)] = errors
+            rows.append({"budget (hard samples)": budget, "budget s": seconds, "hard fraction": mix,
+                         "easy": counts[0], "hard": counts[1], "rel L2 mean": float(np.mean(errors)),
+                         "rel L2 std": float(np.std(errors))})
+    # compute saving at equal error, per seed, against the all-hard curve
+    savings = []
+    if 1.0 in mixes:
+        for budget in budgets:
+            for mix in mixes:
+                if mix == 1.0 or (budget, mix) not in results:
+                    continue
+                factors = [saving_factor(budgets, [results[(b, 1.0)][k] for b in budgets], budget,
+                                         results[(budget, mix)][k]) for k in range(len(seeds))]
+                finite = [f for f in factors if math.isfinite(f)]
+                savings.append({"budget (hard samples)": budget, "hard fraction": mix,
+                                "saving × (mean)": float(np.mean(finite)) if finite else float("nan"),
+                                "saving × (std)": float(np.std(finite)) if finite else float("nan"),
+                                "seeds in range": f"{len(finite)}/{len(seeds)}"})
+    print_table(f"Difficulty transfer, Poisson {args.resolution}²: hard-test relative L2 (mean ± std over seeds "
+                f"{args.seeds}), FNO, {args.steps} Adam steps; budgets in recorded {args.solver} seconds", rows)
+    print_table("Compute saving at equal hard-test error vs all-hard (>1: the mix needs less generation compute; "
+                "NaN: outside the all-hard curve's range)", savings)
+    write_json(out / "results.json", {"rows": rows, "savings": savings, "cost_per_sample": cost, "solver": args.solver})
+    _figure(rows, mixes, out / "difficulty_transfer.png", args)
+    print(f"wrote {out}/results.json and {out}/difficulty_transfer.png")
+
+
+def _figure(rows, mixes, path, args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.3), layout="constrained")
+    for mix in mixes:
+        mine = [r for r in rows if r["hard fraction"] == mix]
+        if mine:
+            ax.errorbar([r["budget s"] for r in mine], [r["rel L2 mean"] for r in mine],
+                        yerr=[r["rel L2 std"] for r in mine], marker="o", capsize=3, label=f"{mix:.0%} hard")
+    ax.set(xscale="log", yscale="log", xlabel=f"generation compute (recorded {args.solver} seconds)",
+           ylabel="relative L2 on held-out hard samples", title=f"Poisson {args.resolution}²: easy + hard mixes")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
