@@ -112,7 +112,7 @@ def walk_on_spheres(problem: Problem, points: torch.Tensor, paths: int, seeds, e
     weight = torch.ones_like(total)
     active = torch.ones(len(x), dtype=torch.bool, device=device)
     steps = torch.zeros(len(x), dtype=torch.float64, device=device)
-    has_source = problem.source_fn is None or bool(problem.source(points).abs().max() > 0)
+    has_source = problem.has_source
     for _ in range(max_steps):
         # every walker draws each step (its stream stays aligned however the others fare)
         jump = _directions(generators, paths, dim, device)

@@ -72,6 +72,10 @@ class Problem:
     def laplacian_of_solution(self, x: Tensor) -> Tensor:
         return self.derivatives_of_solution(x)[1]
 
+    @property
+    def has_source(self) -> bool:
+        return self.source_fn is not zero_source
+
     def drift_at(self, x: Tensor) -> Tensor | None:
         return None if self.drift is None else self.drift(x)
 
@@ -137,7 +141,8 @@ for _k in (1, 4, 16):
 
 # The Feynman–Kac problems (FK-PINNs): balls in d = 2, 5, 10, an L-shape, a Schrödinger-type
 # problem and mean exit times; every one has an exact solution.
-def _zero(x: Tensor) -> Tensor:
+def zero_source(x: Tensor) -> Tensor:
+    """f = 0 (Laplace, committors): samplers skip the source term of such problems."""
     return torch.zeros(len(x), dtype=x.dtype, device=x.device)
 
 
@@ -148,7 +153,7 @@ def _ball(name, dim, u, description, **kw):
 for _d in (2, 5):
     # exp(x₁) cos(x₂) is harmonic in any dimension
     _ball(f"laplace-ball-{_d}d", _d, lambda x: torch.exp(x[:, 0]) * torch.cos(x[:, 1]),
-          f"Δu = 0 in the unit {_d}-ball, u = exp(x₁) cos(x₂)", source_fn=_zero)
+          f"Δu = 0 in the unit {_d}-ball, u = exp(x₁) cos(x₂)", source_fn=zero_source)
 for _d in (2, 5, 10):
     # with s = Σx_i/√d: Δ sin(2s) = −4 sin(2s), Δ |x|²/(2d) = 1
     _ball(f"poisson-ball-{_d}d", _d,
@@ -158,7 +163,7 @@ for _d in (2, 5, 10):
     _ball(f"exit-time-ball-{_d}d", _d, lambda x, d=_d: (1 - x.pow(2).sum(-1)) / d,
           f"mean exit time of Brownian motion from the unit {_d}-ball: −½Δu = 1, u = 0 on the sphere, "
           "u = (1 − |x|²)/d", diffusion=0.5, source_fn=lambda x: torch.ones(len(x), dtype=x.dtype, device=x.device),
-          boundary_fn=_zero)
+          boundary_fn=zero_source)
 
 
 def _lshape_singular(x: Tensor) -> Tensor:
@@ -171,7 +176,7 @@ def _lshape_singular(x: Tensor) -> Tensor:
 
 register(Problem("laplace-lshape", 2, ((-1.0, 1.0),) * 2, _lshape_singular,
                  "Δu = 0 on the L-shape [−1, 1]² ∖ (0, 1)×(−1, 0), u = r^(2/3) sin(2θ/3) (corner singularity)",
-                 domain=LShape(), source_fn=_zero))
+                 domain=LShape(), source_fn=zero_source))
 register(Problem("poisson-lshape", 2, ((-1.0, 1.0),) * 2,
                  lambda x: torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1]) + x[:, 0] * x[:, 1],
                  "−Δu = f on the L-shape, u = sin(πx) sin(πy) + xy", domain=LShape()))
@@ -210,7 +215,7 @@ def _committor_reference(x: Tensor) -> Tensor:
 register(Problem("committor-double-well-2d", 2, ((-1.8, 1.8), (-1.2, 1.2)), _committor_reference,
                  f"committor of dX = −∇U dt + √(2/β) dW, U = (x² − 1)² + 2y², β = {COMMITTOR_BETA:g}: "
                  "−β⁻¹Δq + ∇U·∇q = 0, q = 0 on the ball A (−1, 0) and 1 on B (1, 0) (radius 0.3), reflecting box",
-                 diffusion=1 / COMMITTOR_BETA, drift=_double_well_drift, source_fn=_zero,
+                 diffusion=1 / COMMITTOR_BETA, drift=_double_well_drift, source_fn=zero_source,
                  boundary_fn=lambda x: (x[:, 0] > 0).to(x.dtype),
                  domain=BoxWithHoles(((-1.8, 1.8), (-1.2, 1.2)), [((-1.0, 0.0), 0.3), ((1.0, 0.0), 0.3)],
                                      box_faces_reflect=True),
