@@ -12,10 +12,10 @@ per-sample cost), the same FNO is trained with the same recipe (experiments/conf
 difficulty_transfer_fno.yaml: the same number of Adam steps for every set) for several seeds, and
 evaluated on held-out **hard** samples (final model).
 
-    python experiments/difficulty_transfer.py [--budgets 10,25,50] [--mixes 1,0.5,0.25,0.1,0] [--seeds 0,1]
+    python experiments/difficulty_transfer.py [--budgets 5,12,25] [--mixes 1,0.5,0.25,0.1,0] [--seeds 0,1]
                                               [--solver cg] [--steps 600]
 
-Budgets are given in hard-sample equivalents (10 = the recorded cost of 10 hard samples) and
+Budgets are given in hard-sample equivalents (5 = the recorded cost of 5 hard samples) and
 reported in seconds.  Output: a table (mean ± std over seeds), the paper's plot (hard-test error
 vs generation compute, one curve per mix) and the compute saving at equal error: for each mix,
 the all-hard budget that reaches the mix's error (log-log interpolation along the all-hard
@@ -87,7 +87,7 @@ def main():
     from datagen.cost import sample_costs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budgets", default="10,25,50", help="in hard-sample equivalents")
+    parser.add_argument("--budgets", default="5,12,25", help="in hard-sample equivalents")
     parser.add_argument("--mixes", default="1,0.5,0.25,0.1,0", help="hard fraction of the budget")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--steps", type=int, default=600)
@@ -111,13 +111,19 @@ def main():
     print(f"mean recorded cost per sample ({args.solver}): easy {cost['easy']:.3g} s, hard {cost['hard']:.3g} s "
           f"({cost['hard'] / cost['easy']:.1f}×)", flush=True)
     available = {name: int(sample_costs(paths[name])[0].size) for name in ("easy", "hard")}
+    plan = {(budget, mix): (int(round((1 - mix) * budget * cost["hard"] / cost["easy"])), int(round(mix * budget)))
+            for budget in budgets for mix in mixes}
+    short = [(key, counts) for key, counts in plan.items()
+             if counts[0] > available["easy"] or counts[1] > available["hard"]]
+    if short:  # before any training: lower --budgets or delete the pools to regenerate them larger
+        (budget, mix), counts = short[0]
+        raise SystemExit(f"pools too small for budget {budget:g}, hard fraction {mix:g}: need {counts[0]} easy and "
+                         f"{counts[1]} hard samples, have {available['easy']} and {available['hard']}")
     rows, results = [], {}
     for budget in budgets:
         seconds = budget * cost["hard"]
         for mix in mixes:
-            counts = (int(round((1 - mix) * seconds / cost["easy"])), int(round(mix * seconds / cost["hard"])))
-            if counts[0] > available["easy"] or counts[1] > available["hard"]:
-                raise SystemExit(f"pools too small for budget {budget}, mix {mix}: need {counts}, have {available}")
+            counts = plan[(budget, mix)]
             if sum(counts) == 0:
                 continue
             errors = []
