@@ -397,10 +397,12 @@ def _cost(args) -> int:
         raise UsageError(str(err)) from None
     cheapest = min(row["mean_seconds"] for row in rows) or 1e-300
     print(f"generation cost per level ({rows[0]['field']}, as each sample recorded it)")
-    print(f"{'level':<14} {'samples':>7} {'total s':>10} {'mean s':>10} {'median s':>10} {'× cheapest':>10} {'iterations':>10}")
+    width = max(14, *(len(row["level"]) + 1 for row in rows))
+    print(f"{'level':<{width}} {'samples':>7} {'total s':>10} {'mean s':>10} {'median s':>10} {'× cheapest':>10} "
+          f"{'iterations':>10}")
     for row in rows:
         iterations = f"{row['mean_iterations']:>10.1f}" if row["mean_iterations"] is not None else f"{'':>10}"
-        print(f"{row['level']:<14} {row['samples']:>7} {row['total_seconds']:>10.3g} {row['mean_seconds']:>10.3g} "
+        print(f"{row['level']:<{width}} {row['samples']:>7} {row['total_seconds']:>10.3g} {row['mean_seconds']:>10.3g} "
               f"{row['median_seconds']:>10.3g} {row['mean_seconds'] / cheapest:>10.1f} {iterations}")
     return 0
 
