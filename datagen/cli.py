@@ -234,7 +234,7 @@ def _feynman_kac(args) -> int:
     config = {"generator": "feynman_kac", "pde": "feynman_kac", "problem": problem.name, "level": problem.name,
               "equation": problem.description, "dim": problem.dim, "sampler": args.sampler, "paths": args.paths,
               "epsilon": args.epsilon, "dt": args.dt, "n": args.n, "seed": args.seed, "batch": args.batch,
-              "device": args.device, "resolution": args.paths}
+              "device": args.device}
     data_bytes, peak_bytes = estimate_bytes(config, -(-args.n // shard[1]))
     _check_resources(data_bytes, peak_bytes, out.resolve().parent, f"--paths {args.paths} with --batch {args.batch}")
     spent = _run_generator(args, config, out, shard)

@@ -136,15 +136,14 @@ def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> 
     with their times (vector fields as 3-component point data, as ParaView expects).
     ``fmt="the-well"``: every trajectory in The Well's layout (:mod:`datagen.well`)."""
     with open_dataset(path) as h5:
-        if h5.attrs["pde"] == LABELS_PDE:
-            raise ValueError(f"{path} holds pointwise Feynman–Kac labels, not fields on a grid: nothing to export "
-                             "(read points, value and stderr with h5py)")
+        timeseries, pde = is_timeseries(h5), h5.attrs["pde"]
+    if pde == LABELS_PDE:
+        raise ValueError(f"{path} holds pointwise Feynman–Kac labels, not fields on a grid: nothing to export "
+                         "(read points, value and stderr with h5py)")
     if fmt == "the-well":
         from datagen.well import export_the_well
 
         return export_the_well(path, out)
-    with open_dataset(path) as h5:
-        timeseries, pde = is_timeseries(h5), h5.attrs["pde"]
     if not timeseries:
         return export_poisson(path, fmt, out, samples)
     path = Path(path)

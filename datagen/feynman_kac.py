@@ -50,15 +50,6 @@ def _directions(generators, paths, dim, device):
     return z / z.norm(dim=-1, keepdim=True)
 
 
-def project_to_boundary(problem: Problem, x: torch.Tensor) -> torch.Tensor:
-    """The nearest boundary point x − d ∇d (exact for the exact distances of :mod:`pdekit.domains`)."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        d = problem.signed_distance(x)
-        (grad,) = torch.autograd.grad(d.sum(), x)
-    return (x - d[:, None] * grad).detach()
-
-
 def green_radius(u: torch.Tensor, dim: int) -> torch.Tensor:
     """Inverse CDF of the radius s = |y − x|/R of a point y drawn from the Laplace Green's
     function of the ball (density ∝ s log(1/s) in 2-D, ∝ s − s^{d−1} for d ≥ 3), by bisection."""
@@ -121,7 +112,7 @@ def walk_on_spheres(problem: Problem, points: torch.Tensor, paths: int, seeds, e
         radius = (-problem.signed_distance(x)).clamp_min(0)
         done = active & (radius < epsilon)
         if done.any():
-            total[done] += weight[done] * problem.boundary(project_to_boundary(problem, x[done]))
+            total[done] += weight[done] * problem.boundary(problem.domain.project(x[done]))
             active &= ~done
         if not active.any():
             break
@@ -170,27 +161,20 @@ def euler_maruyama(problem: Problem, points: torch.Tensor, paths: int, seeds, dt
             step = step + drift * dt
         xi = xi + step
         if domain.box_faces_reflect:
-            xi = _reflect(xi, domain.bounds)
+            xi = domain.reflect_on_box(xi)
         weight[idx] *= math.exp(-V * dt)
         x[idx] = xi
         steps[idx] += 1
         out = problem.signed_distance(xi) >= 0
         if out.any():
             leaving = idx[out]
-            total[leaving] += weight[leaving] * problem.boundary(project_to_boundary(problem, x[leaving]))
+            total[leaving] += weight[leaving] * problem.boundary(domain.project(x[leaving]))
             active[leaving] = False
         if not active.any():
             break
     else:
         raise RuntimeError(f"Euler–Maruyama: {int(active.sum())} walks still inside after {max_steps} steps")
     return {"estimates": total.reshape(n, paths), "steps": steps.reshape(n, paths).mean(1)}
-
-
-def _reflect(x: torch.Tensor, bounds) -> torch.Tensor:
-    lo = torch.tensor([b[0] for b in bounds], dtype=x.dtype, device=x.device)
-    hi = torch.tensor([b[1] for b in bounds], dtype=x.dtype, device=x.device)
-    x = torch.where(x < lo, 2 * lo - x, x)
-    return torch.where(x > hi, 2 * hi - x, x)
 
 
 def labels(problem: Problem, points: torch.Tensor, sampler: str = "walk-on-spheres", paths: int = 1000, seeds=None,

@@ -59,6 +59,14 @@ def config_for(generator: str, level, n: int, resolution: int | None = None, see
             "resolution": resolution, "seed": seed, **extra}
 
 
+def describe(config: dict) -> str:
+    """What a run makes, for its progress bar: level and grid (labels: sampler and paths)."""
+    if config["generator"] == "feynman_kac":
+        return f"{config['level']} {config['sampler']}, {config['paths']} paths"
+    shape = f"{config['resolution']}^{config['dim']}" if "dim" in config else str(config["resolution"])
+    return f"{config['level']} {shape}"
+
+
 def _level(config):
     from datagen import levelspec
 

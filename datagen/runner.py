@@ -185,11 +185,8 @@ def _run(config, out, parts, workers, shard, progress) -> dict:
         blocks.setdefault(k // size, []).append(k)
     jobs = [(config, block, str(parts)) for block in blocks.values() if not set(block) <= done]
     todo = [k for _, block, _ in jobs for k in block if k not in done]
-    shape = f"{config['resolution']}^{config.get('dim', '')}" if "dim" in config else str(config["resolution"])
-    if config["generator"] == "feynman_kac":
-        shape = f"{config['sampler']}, {config['paths']} paths"
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="sample", disable=not progress,
-               desc=f"{config['level']} {shape}", bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]")
+               desc=generators.describe(config), bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]")
     spent = {"compute": 0.0, "io": 0.0}
     shown = [0.0]
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import sys
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from results_io import enter_base, print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments/configs/difficulty_transfer_fno.yaml"
@@ -96,10 +95,7 @@ def main():
     parser.add_argument("--base", default=".", help="runs/difficulty_transfer/ is made here")
     parser.add_argument("--out", default="experiments/results/difficulty_transfer")
     args = parser.parse_args()
-    out = Path(args.out).resolve()
-    os.chdir(args.base)
-    folder = Path("runs/difficulty_transfer").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    out, folder = enter_base(args, "runs/difficulty_transfer")
     budgets = [float(b) for b in args.budgets.split(",")]
     mixes = [float(m) for m in args.mixes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -22,25 +22,22 @@ import torch
 
 from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
-from datagen.feynman_kac import labels as fk_labels
-from pdekit.data import write_labels
 from pdekit.problems import get
 
 
 def make_labels(problem, count: int, paths: int, path: Path) -> float:
-    """Walk-on-spheres labels at ``count`` uniform interior points (seed 0), written like
-    ``datagen feynman-kac`` does; returns the seconds spent."""
-    points = torch.cat([problem.domain.sample_interior(1, torch.Generator().manual_seed(k)) for k in range(count)])
-    start = time.perf_counter()
-    out = fk_labels(problem, points, "walk-on-spheres", paths, seeds=[k + 2**63 for k in range(count)])
-    seconds = time.perf_counter() - start
-    n = len(points)
-    write_labels(path, {"points": points.numpy(), "value": out["value"], "stderr": out["stderr"],
-                        "steps": out["steps"], "seconds": out["seconds"], "exact": problem.solution(points).numpy(),
-                        "level": np.array([problem.name] * n), "seed": np.arange(n), "sample_index": np.arange(n)},
-                 config={"problem": problem.name, "sampler": "walk-on-spheres", "paths": paths},
-                 generator_version="feynman-kac-1")
-    return seconds
+    """Walk-on-spheres labels at ``count`` uniform interior points (seed 0) by ``datagen
+    feynman-kac``; returns the seconds its walks took (the file's per-label ``seconds``)."""
+    import h5py
+
+    import datagen.cli
+
+    argv = ["feynman-kac", "--problem", problem.name, "--n", str(count), "--paths", str(paths), "--out", str(path),
+            "--overwrite", "--quiet"]
+    if datagen.cli.main(argv) != 0:
+        raise SystemExit(f"datagen {' '.join(argv)} failed")
+    with h5py.File(path) as h5:
+        return float(np.sum(h5["seconds"][()]))
 
 
 def train(problem, labels_path, label_weight: float, max_labels: int, steps: int, collocation: int, seed: int = 0):

@@ -17,13 +17,12 @@ paper's numbers (85², 1000 training samples, 500 epochs, ~19 M-parameter LSM).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
+from results_io import enter_base, print_table, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"lsm": 0.0065, "unet": 0.0080, "fno": 0.0108, "tfno": float("nan")}  # LSM paper, Darcy, relative L2
@@ -44,10 +43,7 @@ def main():
     parser.add_argument("--base", default=".", help="the configs' runs/ folder is made here (data, checkpoints, logs)")
     parser.add_argument("--out", default="experiments/results/lsm_study")
     args = parser.parse_args()
-    out = Path(args.out).resolve()
-    os.chdir(args.base)
-    data = Path("runs/darcy").resolve()
-    data.mkdir(parents=True, exist_ok=True)
+    out, data = enter_base(args, "runs/darcy")
     for name, n, seed in (("train", args.train, 0), ("test", args.test, 100000)):
         path = data / f"{name}.h5"
         if not path.exists():

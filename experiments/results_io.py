@@ -1,8 +1,20 @@
 """Shared by the benchmark scripts: print a markdown table; write a results file or figure atomically."""
 import json
+import os
 from pathlib import Path
 
 from pdekit.atomic import atomic_path
+
+
+def enter_base(args, runs: str) -> tuple[Path, Path]:
+    """For studies that train from configs: resolve ``--out`` where it was given, move into
+    ``--base`` (the configs' relative ``runs/`` paths live there) and make ``runs``; returns both
+    as absolute paths."""
+    out = Path(args.out).resolve()
+    os.chdir(args.base)
+    folder = Path(runs).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return out, folder
 
 
 def write_json(path, obj) -> None:

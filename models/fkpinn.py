@@ -21,10 +21,9 @@ from torch import nn
 
 from pdekit.autodiff import gradient_and_laplacian
 from pdekit.errors import ConfigError, NonFiniteError
+from pdekit.problem_eval import TEST_SEED
 from pdekit.problems import Problem, get
 from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
-
-TEST_SEED = 2**40  # held-out test points: a stream no training step uses
 
 
 class TanhMLP(nn.Module):

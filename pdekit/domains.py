@@ -53,17 +53,28 @@ class Domain:
             count += len(x)
         return torch.cat(kept)[:n]
 
-    def sample_boundary(self, n: int, generator=None, device="cpu") -> Tensor:
-        """``n`` points on the boundary: bounding-box points projected along the distance gradient
-        (x − d ∇d, twice), which lands exactly on the boundary for an exact distance."""
-        lo, hi = self._box(torch.zeros(1, dtype=torch.float64, device=device))
-        x = lo + (hi - lo) * _uniform(n, self.dim, generator, device=device)
-        for _ in range(3):
+    def project(self, x: Tensor) -> Tensor:
+        """The nearest boundary point x − d ∇d (exact for an exact distance)."""
+        with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             d = self.distance(x)
             (grad,) = torch.autograd.grad(d.sum(), x)
-            x = x - d[:, None] * grad
-        return x.detach()
+        return (x - d[:, None] * grad).detach()
+
+    def reflect_on_box(self, x: Tensor) -> Tensor:
+        """Mirror points that left the bounding box back inside (reflecting walls)."""
+        lo, hi = self._box(x)
+        x = torch.where(x < lo, 2 * lo - x, x)
+        return torch.where(x > hi, 2 * hi - x, x)
+
+    def sample_boundary(self, n: int, generator=None, device="cpu") -> Tensor:
+        """``n`` points on the boundary: bounding-box points projected along the distance gradient
+        (three times), which lands exactly on the boundary for an exact distance."""
+        lo, hi = self._box(torch.zeros(1, dtype=torch.float64, device=device))
+        x = lo + (hi - lo) * _uniform(n, self.dim, generator, device=device)
+        for _ in range(3):
+            x = self.project(x)
+        return x
 
     def normal(self, x: Tensor) -> Tensor:
         """Outward unit normal at boundary points (the distance's gradient)."""

@@ -13,7 +13,7 @@ from pdekit.atomic import atomic_path
 from pdekit.autodiff import gradient_and_laplacian
 from pdekit.problems import get
 
-TEST_SEED = 2**40  # the held-out stream FK-PINN logs its train/rel_l2 on
+TEST_SEED = 2**40  # held-out points: a stream no training step uses (FK-PINN logs train/rel_l2 on it too)
 
 
 def evaluate_problem_solver(task, info: dict, out, *, device: str = "cpu", points: int = 4096) -> dict:
