@@ -7,10 +7,11 @@ Held-out Poisson systems (one per level, seeds never used in training) at 64², 
 ILU-PCG, AMG-PCG (setup included), DCDM (network directions, k = 2) and FCG with the network.
 The network is trained once at the smallest size (2D 32², 3D 16³, Ritz vectors of the easy
 level's operator) and applied unchanged to the larger grids.  ``--networks dcdm,lsm,unet`` also
-trains the LSM and the U-Net with the same DCDM loss and data (2-D; rows FCG-lsm, FCG-unet).
+trains the LSM and the U-Net with the same DCDM loss and data (2-D; rows FCG-lsm, FCG-unet);
+``--npsolver CKPT`` adds a trained NPSolver (rows FCG-npsolver, FCG-npsolver+J2).
 
     python experiments/bench_preconditioners.py [--small] [--large] [--device cuda] [--networks dcdm,lsm,unet]
-        [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--out results.json] [--plot convergence.png]
+        [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--npsolver file.ckpt] [--out results.json] [--plot convergence.png]
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from pdekit.datamodule import FieldDataModule
 from pdekit.krylov import conjugate_directions, fcg, pcg
 from pdekit.precond import AMG, ILU, load
 
-CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000}
+CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000,
+        "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000}
 NETWORKS = {"lsm": ("models.lsm.LSM", {"width": 16, "patch": 2}), "unet": ("models.unet.UNet", {"width": 16})}
 NETWORK_CAP_3D = 150  # a 3-D network apply costs ~0.2 s at 32^3 on a 2-core CPU
 
@@ -84,7 +86,7 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
     """``ckpt``: the DCDM network (rows DCDM, FCG-net); ``others``: {"lsm": ckpt, ...} (rows FCG-lsm, ...)."""
     rows = {}
     others = others or {}
-    methods = [m for m in methods if not m.startswith("FCG-") or m == "FCG-net" or m[4:] in others]
+    methods = [m for m in methods if not m.startswith("FCG-") or m == "FCG-net" or m[4:].partition("+")[0] in others]
     for method in methods:
         cap = CAPS[method]
         if method in ("DCDM", "FCG-net") and op.grid.ndim == 3:
@@ -97,7 +99,11 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
             M = ILU(op) if method == "ILU-PCG" else AMG(op)
             res = pcg(op, b, M, tol=tol, maxiter=cap)
         else:
-            M = load(ckpt if method in ("DCDM", "FCG-net") else others[method[4:]], op, device=device)
+            if method in ("DCDM", "FCG-net"):
+                M = load(ckpt, op, device=device)
+            else:  # "+J2": two Jacobi sweeps after the network (pdekit.precond.load(..., smoothing=2))
+                name, _, smooth = method[4:].partition("+J")
+                M = load(others[name], op, device=device, smoothing=int(smooth or 0))
             solve = conjugate_directions if method == "DCDM" else fcg
             kwargs = {"k": 2} if method == "DCDM" else {"truncation": 5}
             res = solve(op, b, M, tol=tol, maxiter=cap, **kwargs)
@@ -121,6 +127,9 @@ def main():
     parser.add_argument("--ckpt-pressure", default=None,
                         help="a model for the ns-pressure rows (e.g. from configs/dcdm_pressure_2d.yaml), "
                              "reported as DCDM-p / FCG-net-p next to the 2-D model")
+    parser.add_argument("--npsolver", default=None,
+                        help="a trained NPSolver checkpoint (2-D): rows FCG-npsolver and FCG-npsolver+J2 (two Jacobi "
+                             "sweeps after the network)")
     parser.add_argument("--networks", default="dcdm",
                         help="networks trained with the DCDM loss: dcdm and any of lsm, unet (2-D rows FCG-lsm, FCG-unet)")
     args = parser.parse_args()
@@ -146,6 +155,8 @@ def run(args, folder):
         ckpt = {2: args.ckpt2d or (train(2, 32, 2000, 800, 15, folder, args.device) if 2 in dims else None),
                 3: args.ckpt3d or (train(3, 16, 1000, 600, 10, folder, args.device) if 3 in dims else None)}
         others = {n: train(2, 32, 2000, 800, 15, folder, args.device, n) for n in extra} if 2 in dims else {}
+    if args.npsolver:
+        others["npsolver"] = args.npsolver
     if args.grids:
         sizes = [(shape, dim) for shape, dim in sizes if "x".join(map(str, shape)) in args.grids.split(",")]
     results = []

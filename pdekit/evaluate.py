@@ -47,7 +47,7 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
         return evaluate_problem_solver(task, dict(info, path=str(ckpt)), out, device=device)
     if not files:
         raise CheckpointError(f"{ckpt} holds a {info['task']}: give the dataset files to evaluate it on with --data")
-    if not isinstance(task, OperatorLearning):
+    if not isinstance(task, OperatorLearning) and not hasattr(task, "predict_fields"):
         raise CheckpointError(f"{ckpt} holds a {info['task']}, which does not predict solutions: pdekit evaluate takes "
                               "operator-learning and autoregressive checkpoints (use pdekit.precond.load for a "
                               "learned preconditioner)")
@@ -129,7 +129,7 @@ def _evaluate_static(task, signature, files, batch_size, device, figures):
             samples = FieldSamples(path, signature["inputs"], signature["target"], signature["log_inputs"],
                                    levels=level_names, system=True)
             for batch in DataLoader(samples, batch_size=batch_size):
-                prediction = task(batch["x"].to(device), batch["mask"].to(device)).cpu()
+                prediction = task.predict_fields(batch, grid).cpu()
                 rel_l2.append(relative_l2(prediction, batch["y"]))
                 if prediction.shape[1] == 1:
                     rel_res.append(poisson_relative_residual(prediction[:, 0], grid, batch["a"], batch["f"],

@@ -134,7 +134,7 @@ class _Monitor:
             confirmed = candidate & (true_rel <= self.tol)
             replace = candidate & ~confirmed
             replaced = bool(replace.any())
-            if replaced:  # residual replacement: continue from the true residual
+            if replaced and not r.requires_grad:  # residual replacement: continue from the true residual
                 r.copy_(torch.where(_bshape(replace, r), true_r, r))
             for i in torch.nonzero(confirmed).flatten().tolist():
                 self.status[i] = "converged"
@@ -229,12 +229,15 @@ def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter:
     """Preconditioned conjugate gradients, batched.  ``M`` maps a residual batch to ``M r`` and must
     be a fixed linear SPD operator (use :func:`fcg` otherwise); ``None`` gives plain CG.
     ``tol`` in [0, 1) (0: run ``maxiter`` iterations).  ``check_symmetry``: probe ``A`` for symmetry
-    first (two operator applications; not for pdekit operators) and stop systems that fail."""
+    first (two operator applications; not for pdekit operators) and stop systems that fail.
+    Differentiable: with an ``x0`` or ``b`` that requires grad (and grad enabled) the iterates are
+    built out of place, so gradients flow back through every step."""
     method = "cg" if M is None else "pcg"
     if M is not None and getattr(M, "linear", True) is False:
         warnings.warn(f"{type(M).__name__} is not a fixed linear preconditioner: PCG's short recurrence "
                       "assumes one and may stagnate. Use pdekit.krylov.fcg instead.", RuntimeWarning, stacklevel=2)
     op, b, x, r, unbatch = _prepare(A, b, x0)
+    differentiable = torch.is_grad_enabled() and (x.requires_grad or b.requires_grad)
     mon = _Monitor(op, b, r, tol, method, on_breakdown)
     maxiter = _default_maxiter(b, maxiter)
     _probe_symmetry(op, r, mon, check_symmetry)
@@ -253,8 +256,12 @@ def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter:
         curvature = act & ((pq <= 0) | _nonfinite(pq))
         ok = act & ~curvature
         alpha = torch.where(ok, rz / torch.where(ok, pq, torch.ones_like(pq)), torch.zeros_like(pq))
-        x.add_(_bshape(alpha, x) * p)
-        r.sub_(_bshape(alpha, r) * q)
+        if differentiable:  # out of place: autograd keeps every iterate (NPSolver's stop_gradient: false)
+            x = x + _bshape(alpha, x) * p
+            r = r - _bshape(alpha, r) * q
+        else:
+            x.add_(_bshape(alpha, x) * p)
+            r.sub_(_bshape(alpha, r) * q)
         rnorm = _norm(r)
         mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
                  "non-positive curvature p^T A p <= 0 or NaN/Inf (operator not SPD?)")

@@ -28,6 +28,7 @@ LOADABLE = frozenset({
     "models.dcdm.DCDM",
     "models.gp_hm.task.GPHM",
     "models.fkpinn.FKPINN",
+    "models.npsolver.NPSolver",
     # data modules
     "pdekit.datamodule.FieldDataModule",
     "pdekit.problem_data.ProblemDataModule",
@@ -35,6 +36,7 @@ LOADABLE = frozenset({
     "models.dcdm.DCDMNet",
     "models.unet.UNet",
     "models.lsm.LSM",
+    "models.transolver.BATransolver",
     "neuralop.models.FNO",
     "neuralop.models.TFNO",
     "neuralop.models.UNO",

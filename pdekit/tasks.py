@@ -64,6 +64,17 @@ def checkpoint_record(module: L.LightningModule, data_signature: dict | None, **
             "data": data_signature, **extra}
 
 
+def log_per_level(module: L.LightningModule, prefix: str, per_sample: dict, levels: torch.Tensor, size: int) -> None:
+    """Log each per-sample metric's batch mean, overall and per difficulty level (``module.levels``
+    names the codes)."""
+    for name, values in per_sample.items():
+        module.log(f"{prefix}/{name}", values.mean(), batch_size=size, sync_dist=True, prog_bar=name == "rel_l2")
+        for code in levels.unique().tolist():
+            chosen = levels == code
+            module.log(f"{prefix}/{name}/{module.levels[code]}", values[chosen].mean(),
+                       batch_size=int(chosen.sum()), sync_dist=True)
+
+
 class Normalizer(nn.Module):
     """Per-channel mean/std of inputs and targets of the training split, kept as buffers so they
     travel in the checkpoint."""
@@ -208,12 +219,7 @@ class OperatorLearning(L.LightningModule):
         return prediction
 
     def _log_per_level(self, prefix, per_sample, levels, size):
-        for name, values in per_sample.items():
-            self.log(f"{prefix}/{name}", values.mean(), batch_size=size, sync_dist=True, prog_bar=name == "rel_l2")
-            for code in levels.unique().tolist():
-                chosen = levels == code
-                self.log(f"{prefix}/{name}/{self.levels[code]}", values[chosen].mean(),
-                         batch_size=int(chosen.sum()), sync_dist=True)
+        log_per_level(self, prefix, per_sample, levels, size)
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")
@@ -223,6 +229,11 @@ class OperatorLearning(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         return self(batch["x"], batch["mask"])
+
+    def predict_fields(self, batch: dict, grid=None) -> torch.Tensor:
+        """Predictions ``(B, C_out, *grid)`` for a batch of file samples (how ``pdekit evaluate`` and
+        :func:`pdekit.warmstart.initial_guess` call every static solver)."""
+        return self(batch["x"].to(self.device), batch["mask"].to(self.device))
 
     def preconditioner_module(self, op) -> nn.Module:
         """This solver as a map residual ``(batch, 1, *grid)`` → correction for operator ``op``: the

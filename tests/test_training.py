@@ -198,7 +198,8 @@ def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
     assert pdekit.cli.main(["fit", "--config", str(cfg), "--print_config"]) == 0, capsys.readouterr().err[-2000:]
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["class_path"] in ("pdekit.tasks.OperatorLearning", "pdekit.tasks.Autoregressive",
-                                               "models.dcdm.DCDM", "models.gp_hm.task.GPHM", "models.fkpinn.FKPINN")
+                                               "models.dcdm.DCDM", "models.gp_hm.task.GPHM", "models.fkpinn.FKPINN",
+                                               "models.npsolver.NPSolver")
     assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
 
 

@@ -1,0 +1,175 @@
+"""Experiment (not a test): NPSolver's headline at CPU scale — is PCG supervision without labels as
+accurate as supervised training, better than the residual (PINN-style) loss, and is the stop-gradient
+essential?
+
+The same BA-Transolver (experiments/configs/npsolver_small.yaml: 4 layers, width 64, 4 heads,
+slices [16, 4]) trained for the same number of steps on the `medium` and `hard` Poisson levels at
+64² (seed 0, 800 samples each) with
+
+  (a) pcg           PCG supervision, K = 40 Jacobi-PCG steps, stop-gradient (the method)
+  (b) residual      RMSE of b − A p (PINN-style)
+  (c) supervised    RMSE against the file's labels u
+  (d) pcg-backprop  (a) with stop_gradient: false (gradients through the K PCG steps)
+
+evaluated (final weights, no selection on test data) on held-out files of new seeds, hence new
+geometries: 64² (seed 100000, 50 per level), 128² (seed 200000, 20 per level: resolution transfer).
+A 3-D row trains (a) and (c) on the medium level at 16³ (400 samples) and tests at 16³ and 32³.
+Writes results.json, learning_curves.png (validation relative L2 vs step) under --out.
+
+    python experiments/npsolver_study.py [--steps 600] [--arms pcg,residual,supervised,pcg-backprop] [--steps-3d 600]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from results_io import enter_base, print_table, save_figure, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+ARMS = {"pcg": {"loss": "pcg"}, "residual": {"loss": "residual"}, "supervised": {"loss": "supervised"},
+        "pcg-backprop": {"loss": "pcg", "stop_gradient": False}}
+DATA_2D = [("medium_64", "medium", 64, 800, 0, 2), ("hard_64", "hard", 64, 800, 0, 2),
+           ("medium_64_test", "medium", 64, 50, 100000, 2), ("hard_64_test", "hard", 64, 50, 100000, 2),
+           ("medium_128_test", "medium", 128, 20, 200000, 2), ("hard_128_test", "hard", 128, 20, 200000, 2)]
+DATA_3D = [("medium_3d_16", "medium", 16, 400, 0, 3), ("medium_3d_16_test", "medium", 16, 30, 100000, 3),
+           ("medium_3d_32_test", "medium", 32, 10, 200000, 3)]
+
+
+def make_data(data: Path, specs) -> None:
+    import datagen.cli
+
+    for name, level, n, count, seed, dim in specs:
+        path = data / f"{name}.h5"
+        if not path.exists():
+            code = datagen.cli.main(["poisson", "--level", level, "--resolution", str(n), "--n", str(count), "--seed",
+                                     str(seed), "--dim", str(dim), "--out", str(path), "--quiet"])
+            assert code == 0, f"datagen failed for {name}"
+
+
+def arm_config(name: str, overrides: dict, files: list[Path], steps: int, run: Path) -> Path:
+    config = yaml.safe_load((ROOT / "experiments/configs/npsolver_small.yaml").read_text())
+    trainer = config["trainer"]
+    trainer.update({"max_epochs": 1000, "max_steps": steps, "default_root_dir": str(run), "val_check_interval": 50,
+                    "check_val_every_n_epoch": None, "limit_val_batches": 5, "enable_progress_bar": False,
+                    "log_every_n_steps": 25})
+    trainer["logger"]["init_args"] = {"save_dir": str(run), "name": "logs", "version": 0}
+    trainer["callbacks"][0]["init_args"]["dirpath"] = str(run / "checkpoints")
+    config["model"]["init_args"].update(overrides)
+    config["data"]["init_args"]["files"] = [str(f) for f in files]
+    path = run / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def train(name, overrides, files, steps, run: Path) -> dict:
+    import pdekit.cli
+
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    config = arm_config(name, overrides, files, steps, run)
+    sys.argv = ["pdekit"]
+    start = time.perf_counter()
+    code = pdekit.cli.main(["fit", "--config", str(config)])
+    seconds = time.perf_counter() - start
+    curve = []
+    metrics = run / "logs/version_0/metrics.csv"
+    if metrics.exists():
+        with metrics.open() as handle:
+            for row in csv.DictReader(handle):
+                if row.get("val/rel_l2"):
+                    curve.append((int(row["step"]), float(row["val/rel_l2"])))
+    finite = [v for _, v in curve if math.isfinite(v)]
+    # stable: finished, and the last validation error is not far above the best one seen
+    stable = code == 0 and bool(finite) and len(finite) == len(curve) and finite[-1] <= 1.5 * min(finite)
+    return {"code": code, "seconds": seconds, "curve": curve, "stable": stable,
+            "checkpoint": run / "checkpoints/last.ckpt"}
+
+
+def evaluate_files(ckpt: Path, files: list[Path], out: Path) -> dict:
+    from pdekit.evaluate import evaluate
+
+    metrics = evaluate(ckpt, files, out, figures=4)
+    return metrics["per_level"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps-3d", type=int, default=600)
+    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--arms-3d", default="pcg,supervised")
+    parser.add_argument("--base", default=".", help="runs/ is made here (data, checkpoints, logs)")
+    parser.add_argument("--out", default="experiments/results/npsolver_study")
+    args = parser.parse_args()
+    out, data = enter_base(args, "runs/npsolver/data")
+    make_data(data, DATA_2D + (DATA_3D if args.arms_3d else []))
+    train_files = [data / "medium_64.h5", data / "hard_64.h5"]
+    rows, curves = [], {}
+    for arm in [a for a in args.arms.split(",") if a]:
+        result = train(arm, ARMS[arm], train_files, args.steps, Path("runs/npsolver_study") / arm)
+        curves[arm] = result["curve"]
+        row = {"arm": arm, "train s": result["seconds"], "stable": result["stable"]}
+        if result["code"] == 0:
+            at64 = evaluate_files(result["checkpoint"], [data / "medium_64_test.h5", data / "hard_64_test.h5"],
+                                  out / arm / "64")
+            at128 = evaluate_files(result["checkpoint"], [data / "medium_128_test.h5", data / "hard_128_test.h5"],
+                                   out / arm / "128")
+            for level in ("medium", "hard"):
+                row[f"{level} rel L2"] = at64[level]["rel_l2_mean"]
+                row[f"{level} rel res"] = at64[level]["rel_residual_mean"]
+            for level in ("medium", "hard"):
+                row[f"{level} rel L2 @128"] = at128[level]["rel_l2_mean"]
+        rows.append(row)
+        print(row, flush=True)
+    print_table(f"NPSolver study: BA-Transolver 4x64, {args.steps} steps of batch 8 on medium+hard 64^2; "
+                "held-out 64^2 (new seeds) and 128^2 (resolution transfer)", rows)
+    rows_3d = []
+    for arm in [a for a in args.arms_3d.split(",") if a]:
+        result = train(f"{arm}-3d", ARMS[arm], [data / "medium_3d_16.h5"], args.steps_3d,
+                       Path("runs/npsolver_study") / f"{arm}-3d")
+        curves[f"{arm} (3-D)"] = result["curve"]
+        row = {"arm": arm, "train s": result["seconds"], "stable": result["stable"]}
+        if result["code"] == 0:
+            for size in (16, 32):
+                level = evaluate_files(result["checkpoint"], [data / f"medium_3d_{size}_test.h5"],
+                                       out / f"{arm}-3d" / str(size))["medium"]
+                row[f"{size}^3 rel L2"] = level["rel_l2_mean"]
+                row[f"{size}^3 rel res"] = level["rel_residual_mean"]
+        rows_3d.append(row)
+        print(row, flush=True)
+    if rows_3d:
+        print_table(f"3-D: medium level, trained at 16^3 ({args.steps_3d} steps), tested at 16^3 and 32^3", rows_3d)
+    write_json(out / "results.json", {"steps": args.steps, "rows": rows, "rows_3d": rows_3d,
+                                      "curves": {k: v for k, v in curves.items()}})
+    learning_curves(curves, out / "learning_curves.png")
+
+
+def learning_curves(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+    for name, curve in curves.items():
+        if curve:
+            steps, values = zip(*curve)
+            ax.plot(steps, values, marker="o", markersize=3, label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step (batch 8)")
+    ax.set_ylabel("validation relative L2 (vs classical solution)")
+    ax.set_title("NPSolver: PCG supervision vs residual vs labels")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+    print(f"figure: {path}")
+
+
+if __name__ == "__main__":
+    main()
