@@ -10,13 +10,15 @@ slices [16, 4]) trained for the same number of steps on the `medium` and `hard` 
   (b) residual      RMSE of b − A p (PINN-style)
   (c) supervised    RMSE against the file's labels u
   (d) pcg-backprop  (a) with stop_gradient: false (gradients through the K PCG steps)
+  (e) pcg-amg       (a) with AMG as the inner preconditioner (pdekit's extension; still no labels)
 
 evaluated (final weights, no selection on test data) on held-out files of new seeds, hence new
 geometries: 64² (seed 100000, 50 per level), 128² (seed 200000, 20 per level: resolution transfer).
 A 3-D row trains (a) and (c) on the medium level at 16³ (400 samples) and tests at 16³ and 32³.
 Writes results.json, learning_curves.png (validation relative L2 vs step) under --out.
 
-    python experiments/npsolver_study.py [--steps 600] [--arms pcg,residual,supervised,pcg-backprop] [--steps-3d 600]
+    python experiments/npsolver_study.py [--steps 600] [--arms pcg,residual,supervised,pcg-backprop,pcg-amg]
+        [--arms-3d pcg,supervised] [--steps-3d 600]
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from results_io import enter_base, print_table, save_figure, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"pcg": {"loss": "pcg"}, "residual": {"loss": "residual"}, "supervised": {"loss": "supervised"},
-        "pcg-backprop": {"loss": "pcg", "stop_gradient": False}}
+        "pcg-backprop": {"loss": "pcg", "stop_gradient": False}, "pcg-amg": {"loss": "pcg", "inner": "amg"}}
 DATA_2D = [("medium_64", "medium", 64, 800, 0, 2), ("hard_64", "hard", 64, 800, 0, 2),
            ("medium_64_test", "medium", 64, 50, 100000, 2), ("hard_64_test", "hard", 64, 50, 100000, 2),
            ("medium_128_test", "medium", 128, 20, 200000, 2), ("hard_128_test", "hard", 128, 20, 200000, 2)]
@@ -127,8 +129,6 @@ def main():
                 row[f"{level} rel L2 @128"] = at128[level]["rel_l2_mean"]
         rows.append(row)
         print(row, flush=True)
-    print_table(f"NPSolver study: BA-Transolver 4x64, {args.steps} steps of batch 8 on medium+hard 64^2; "
-                "held-out 64^2 (new seeds) and 128^2 (resolution transfer)", rows)
     rows_3d = []
     for arm in [a for a in args.arms_3d.split(",") if a]:
         result = train(f"{arm}-3d", ARMS[arm], [data / "medium_3d_16.h5"], args.steps_3d,
@@ -143,11 +143,28 @@ def main():
                 row[f"{size}^3 rel res"] = level["rel_residual_mean"]
         rows_3d.append(row)
         print(row, flush=True)
+    rows, rows_3d, curves = merged(out / "results.json", args.steps, rows, rows_3d, curves)
+    if rows:
+        print_table(f"NPSolver study: BA-Transolver 4x64, {args.steps} steps of batch 8 on medium+hard 64^2; "
+                    "held-out 64^2 (new seeds) and 128^2 (resolution transfer)", rows)
     if rows_3d:
         print_table(f"3-D: medium level, trained at 16^3 ({args.steps_3d} steps), tested at 16^3 and 32^3", rows_3d)
-    write_json(out / "results.json", {"steps": args.steps, "rows": rows, "rows_3d": rows_3d,
-                                      "curves": {k: v for k, v in curves.items()}})
+    write_json(out / "results.json", {"steps": args.steps, "rows": rows, "rows_3d": rows_3d, "curves": curves})
     learning_curves(curves, out / "learning_curves.png")
+
+
+def merged(path: Path, steps: int, rows, rows_3d, curves):
+    """Arms run now replace the same arms of an earlier run with the same step count (so an arm can
+    be added or re-run alone); the others are kept."""
+    import json
+
+    if not path.exists():
+        return rows, rows_3d, curves
+    old = json.loads(path.read_text())
+    if old.get("steps") != steps:
+        return rows, rows_3d, curves
+    keep = lambda previous, new: [r for r in previous if r["arm"] not in {n["arm"] for n in new}] + new  # noqa: E731
+    return keep(old["rows"], rows), keep(old["rows_3d"], rows_3d), {**old["curves"], **curves}
 
 
 def learning_curves(curves: dict, path: Path) -> None:
@@ -163,8 +180,9 @@ def learning_curves(curves: dict, path: Path) -> None:
             ax.plot(steps, values, marker="o", markersize=3, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("training step (batch 8)")
-    ax.set_ylabel("validation relative L2 (vs classical solution)")
-    ax.set_title("NPSolver: PCG supervision vs residual vs labels")
+    ax.set_ylabel("relative L2 on 40 validation samples")
+    ax.set_title("NPSolver: PCG supervision vs residual vs labels\n(2-D: medium level at 64²; 3-D: medium at 16³)",
+                 fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     save_figure(fig, path)
