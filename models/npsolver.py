@@ -59,8 +59,10 @@ def problem_tokens(grid: Grid, a: torch.Tensor, f: torch.Tensor, bc_type: torch.
     """Token features of a batch of Poisson problems (arrays as stored in pdekit files: ``a``,
     ``bc_type``, ``bc_value`` padded ``(B, *(n + 2))``, ``f`` ``(B, *n)``); float32 on ``f``'s device.
 
-    ``a`` may also be given on the padded grid.  Returns a dict: ``interior (B, N, d + 2)``, ``interior_mask``, ``interior_index`` (flat grid
-    position of each token), ``boundary (B, M, d + 3)``, ``boundary_mask``, ``scale`` ``(B,)``."""
+    ``a`` may also be given on the padded grid.  Returns a dict: ``interior (B, N, d + 2)``,
+    ``interior_mask``, ``interior_index`` (flat grid position of each token), ``boundary (B, M, d + 3)``,
+    ``boundary_mask``, ``solution_scale`` ``(B,)`` (float64: the unit of the network's output),
+    ``active`` ``(B, *n)``."""
     device, ndim = f.device, grid.ndim
     f = f.to(torch.float64)
     a, bc_type, bc_value = a.to(device, torch.float64), bc_type.to(device), bc_value.to(device, torch.float64)
@@ -73,13 +75,21 @@ def problem_tokens(grid: Grid, a: torch.Tensor, f: torch.Tensor, bc_type: torch.
                           for c in grid.coordinates()], dim=-1)  # (*n, d)
     coords = ((coords - lower) / length).expand(f.shape[0], *coords.shape)
 
-    # per-sample data scale s: the solution is linear in (f, g, q), so u(f/s, g/s, q/s) = u/s
-    scale = data_scale(grid, f, bc_type, bc_value)
-    view = (-1,) + (1,) * ndim
-
     if a.shape[1:] != f.shape[1:]:  # given on the padded grid (as operators keep it)
         a = a[interior]
     log_a = torch.log10(torch.where(active, a, torch.ones_like(f)).clamp_min(1e-30))
+
+    # per-sample data scale s: the solution is linear in (f, g, q), so u(f/s, g/s, q/s) = u/s
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    f_max = torch.where(active, f, zero).flatten(1).abs().amax(1) * length**2
+    g_max = torch.where(bc_type == DIRICHLET, bc_value, zero).flatten(1).abs().amax(1)
+    q_max = torch.where(bc_type == NEUMANN, bc_value, zero).flatten(1).abs().amax(1) * length
+    scale = torch.stack([f_max, g_max, q_max]).amax(0).clamp_min(1e-30)
+    # the output unit s / (d π² ā), ā the geometric mean of a: about the size of u for a smooth
+    # source on the unit box, so the network's output stays O(1)
+    mean_log_a = (log_a * active).flatten(1).sum(1) / active.flatten(1).sum(1).clamp_min(1)
+    solution_scale = scale / (ndim * math.pi**2 * 10.0**mean_log_a)
+    view = (-1,) + (1,) * ndim
     features = torch.cat([coords, (f * length**2 / scale.view(view))[..., None], log_a[..., None]], dim=-1)
     inner, inner_mask, inner_index = _compact(features.flatten(1, ndim), active.flatten(1))
 
@@ -99,7 +109,8 @@ def problem_tokens(grid: Grid, a: torch.Tensor, f: torch.Tensor, bc_type: torch.
             keep.append((dirichlet | neumann).flatten(1))
     boundary, boundary_mask, _ = _compact(torch.cat(faces, 1), torch.cat(keep, 1))
     return {"interior": inner.float(), "interior_mask": inner_mask, "interior_index": inner_index,
-            "boundary": boundary.float(), "boundary_mask": boundary_mask, "scale": scale, "active": active}
+            "boundary": boundary.float(), "boundary_mask": boundary_mask, "solution_scale": solution_scale,
+            "active": active}
 
 
 def _per_sample_rmse(error: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -169,13 +180,17 @@ class NPSolver(L.LightningModule):
     # -- the solver ------------------------------------------------------------------------
     def solve(self, grid: Grid, a, f, bc_type, bc_value) -> torch.Tensor:
         """Predicted ``u`` ``(B, *grid)`` (float32, zero at inactive nodes) for stored problem arrays."""
+        return self._solve_scaled(grid, a, f, bc_type, bc_value)[0]
+
+    def _solve_scaled(self, grid, a, f, bc_type, bc_value):
+        """The prediction and its per-sample unit (``(B,)``, float32)."""
         tokens = problem_tokens(grid, a, f.to(self.device), bc_type, bc_value)
         values = self.net(tokens["interior"], tokens["interior_mask"], tokens["boundary"], tokens["boundary_mask"])
-        scale = solution_scale(grid, a, f.to(self.device), bc_type, bc_value)
-        values = values * tokens["interior_mask"] * scale.to(values.dtype)[:, None]
+        scale = tokens["solution_scale"].to(values.dtype)
+        values = values * tokens["interior_mask"] * scale[:, None]
         flat = values.new_zeros(values.shape[0], math.prod(grid.shape))
         flat = flat.scatter_add(1, tokens["interior_index"], values)
-        return flat.view(-1, *grid.shape) * tokens["active"]
+        return flat.view(-1, *grid.shape) * tokens["active"], scale
 
     def predict_fields(self, batch: dict, grid: Grid) -> torch.Tensor:
         """``(B, 1, *grid)`` predictions for a batch of a Poisson file (read with the system arrays)."""
@@ -230,9 +245,9 @@ class NPSolver(L.LightningModule):
     def losses(self, batch) -> dict:
         """Per-sample loss terms of a batch (what ``loss`` combines) and the prediction."""
         op, b = self._system(batch)
-        prediction = self.solve(self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
+        prediction, scale = self._solve_scaled(self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
         mask = torch.as_tensor(op.mask, device=prediction.device, dtype=prediction.dtype)
-        tokens_scale = self._scale(batch, prediction)
+        tokens_scale = scale.view((-1,) + (1,) * self.grid.ndim)  # losses in the output's unit
         terms = {"prediction": prediction}
         kind = self.hparams.loss
         if kind in ("pcg", "mixed"):
@@ -249,11 +264,6 @@ class NPSolver(L.LightningModule):
                                      "(loss: supervised reads them; the label-free losses do not)")
             terms["supervised"] = _per_sample_rmse((u - prediction) / tokens_scale, mask)
         return terms
-
-    def _scale(self, batch, like):
-        view = (-1,) + (1,) * self.grid.ndim
-        scale = solution_scale(self.grid, batch["a"], batch["f"].to(like.device), batch["bc_type"], batch["bc_value"])
-        return scale.to(like).view(view)
 
     def _loss(self, terms) -> torch.Tensor:
         kind = self.hparams.loss
@@ -304,35 +314,6 @@ class NPSolver(L.LightningModule):
         is the source, with ``op``'s geometry, coefficient and boundary types and zero boundary values
         (the correction's boundary data is homogeneous)."""
         return _ResidualSolver(self, op)
-
-
-def solution_scale(grid: Grid, a, f, bc_type, bc_value) -> torch.Tensor:
-    """Per-sample solution scale ``s / (d π² ā)`` (``ā`` the geometric mean of ``a`` over active
-    nodes): about the size of ``u`` for a smooth source on the unit box, so the network's output
-    stays O(1).  Float64, ``(B,)``."""
-    interior = (slice(None),) + (slice(1, -1),) * grid.ndim
-    active = bc_type.to(f.device)[interior] == 0
-    a = a.to(f.device, torch.float64)
-    if a.shape[1:] != active.shape[1:]:
-        a = a[interior]
-    log_a = torch.where(active, torch.log(a.clamp_min(1e-30)), torch.zeros_like(a)).flatten(1).sum(1)
-    mean_a = torch.exp(log_a / active.flatten(1).sum(1).clamp_min(1))
-    return data_scale(grid, f, bc_type, bc_value) / (grid.ndim * math.pi**2 * mean_a)
-
-
-def data_scale(grid: Grid, f, bc_type, bc_value) -> torch.Tensor:
-    """Per-sample data scale ``s = max(max|f| ℓ², max|g|, max|q| ℓ)`` (float64, ``(B,)``)."""
-    ndim = grid.ndim
-    f = f.to(torch.float64)
-    bc_type, bc_value = bc_type.to(f.device), bc_value.to(f.device, torch.float64)
-    interior = (slice(None),) + (slice(1, -1),) * ndim
-    active = bc_type[interior] == 0
-    length = float(max((n + 1) * h for n, h in zip(grid.shape, grid.spacing)))
-    zero = torch.zeros((), dtype=torch.float64, device=f.device)
-    f_max = torch.where(active, f, zero).flatten(1).abs().amax(1) * length**2
-    g_max = torch.where(bc_type == DIRICHLET, bc_value, zero).flatten(1).abs().amax(1)
-    q_max = torch.where(bc_type == NEUMANN, bc_value, zero).flatten(1).abs().amax(1) * length
-    return torch.stack([f_max, g_max, q_max]).amax(0).clamp_min(1e-30)
 
 
 class _ResidualSolver(nn.Module):

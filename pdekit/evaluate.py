@@ -34,8 +34,6 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
              rollout: bool = False, steps: int | None = None) -> dict:
     """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files):
     static data → errors and residuals; time series → full-trajectory rollout errors."""
-    from pdekit.tasks import OperatorLearning
-
     task, info = load_task(ckpt)
     files = [] if data is None else [data] if isinstance(data, (str, Path)) else list(data)
     if (info.get("data") or {}).get("problem"):  # a solver of one analytic problem (GP-HM, FK-PINN)
@@ -47,7 +45,7 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
         return evaluate_problem_solver(task, dict(info, path=str(ckpt)), out, device=device)
     if not files:
         raise CheckpointError(f"{ckpt} holds a {info['task']}: give the dataset files to evaluate it on with --data")
-    if not isinstance(task, OperatorLearning) and not hasattr(task, "predict_fields"):
+    if not hasattr(task, "predict_fields"):  # operator-learning, autoregressive and NPSolver tasks
         raise CheckpointError(f"{ckpt} holds a {info['task']}, which does not predict solutions: pdekit evaluate takes "
                               "operator-learning and autoregressive checkpoints (use pdekit.precond.load for a "
                               "learned preconditioner)")
