@@ -53,7 +53,8 @@ def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
 def make_preconditioner(spec, op: DiffusionOperator, device=None):
     """``spec``: ``"amg"``, ``"jacobi"``, ``"ilu"``, ``"none"``, a path to a trained pdekit
     checkpoint (loaded with :func:`pdekit.precond.load`), or any object with ``__call__`` (a
-    pdekit Preconditioner).  Returns ``(M, flexible)``: a network needs flexible CG."""
+    pdekit Preconditioner).  Returns ``(M, flexible)``: a network needs flexible CG (a neural
+    multigrid checkpoint does not: it is linear and SPD, so plain PCG runs with it)."""
     from pdekit import precond
 
     if spec is None or spec == "none":
@@ -68,7 +69,8 @@ def make_preconditioner(spec, op: DiffusionOperator, device=None):
         return precond.ILU(op), False
     if spec == "ssor":  # the relaxation is chosen per solve (ChannelFlow.omega)
         return None, False
-    return precond.load(spec, op, device=device), True  # the network runs where the flow does
+    M = precond.load(spec, op, device=device)  # the network runs where the flow does
+    return M, not M.linear  # a network needs flexible CG; the neural multigrid is a fixed SPD map
 
 
 class ChannelFlow:

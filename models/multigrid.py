@@ -127,7 +127,7 @@ class KernelNet(nn.Module):
 
     def forward(self, features: torch.Tensor):
         raw = self.out(self.body(features))
-        delta = 3.0 * torch.tanh(raw[:, :-2] / 3.0)  # bounded re-weighting keeps P well scaled
+        delta = 8.0 * torch.tanh(raw[:, :-2] / 8.0)  # bounded re-weighting keeps P well scaled
         row_sum = 2.0 * torch.sigmoid(raw[:, -2])
         omega = OMEGA_MAX * torch.sigmoid(raw[:, -1])
         return delta, row_sum, omega
@@ -137,22 +137,25 @@ class Level:
     """One level of the hierarchy: its operator (a matvec and its stencil), active cells, l1-Jacobi
     weights ``ω/ℓ₁`` and the prolongation from the next coarser level (None on the coarsest)."""
 
-    def __init__(self, matvec, stencil, active):
-        self.matvec, self.stencil, self.active = matvec, stencil, active
+    def __init__(self, stencil, active, operator: DiffusionOperator | None = None):
+        self.stencil, self.active, self.operator = stencil, active, operator
         self.shape = tuple(active.shape[1:])
         self.smoother = None
         self.prolongation = None
         self.cholesky = None
 
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        """The finest level applies the exact (2d+1)-point operator, coarser ones their stencils."""
+        return self.operator(x) if self.operator is not None else stencils.apply(self.stencil, x)
+
 
 def _dense(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """The matrix ``(B, n, n)`` of a stencil, with the identity on inactive cells."""
     batch, shape = stencil.shape[0], stencil.shape[2:]
-    dim, n = len(shape), math.prod(shape)
-    radius = (round(stencil.shape[1] ** (1.0 / dim)) - 1) // 2
+    n = math.prod(shape)
     eye = torch.eye(n, dtype=stencil.dtype, device=stencil.device)
     columns = torch.stack([stencils.apply(stencil, eye[j].view(1, *shape).expand(batch, *shape)).flatten(1)
-                           for j in range(n)], -1) if radius >= 0 else None
+                           for j in range(n)], -1)
     inactive = (~active).flatten(1).to(stencil.dtype)
     return columns + torch.diag_embed(inactive)
 
@@ -164,9 +167,8 @@ def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 
     net_dtype = next(net.parameters()).dtype
     batch, shape = op.batch_size, tuple(op.shape)
     active = torch.as_tensor(op.mask, device=device)
-    fine = lambda x: op(x)  # noqa: E731  (exact 2d+1-point operator on the finest level)
-    stencil = stencils.probe(fine, shape, 1, batch, device=device, dtype=dtype)
-    levels = [Level(fine, stencil, active)]
+    stencil = stencils.probe(op, shape, 1, batch, device=device, dtype=dtype)
+    levels = [Level(stencil, active, op)]
     while True:
         level = levels[-1]
         l1 = torch.where(level.active, level.stencil.abs().sum(1), torch.ones_like(level.stencil[:, 0]))
@@ -187,7 +189,7 @@ def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 
         galerkin = lambda x, A=level.matvec, w=weights, s=level.shape: restrict(w, A(prolong(w, x, s)))  # noqa: E731
         cstencil = stencils.probe(galerkin, cshape, 2, batch, device=device, dtype=dtype)
         cstencil = 0.5 * (cstencil + _transpose(cstencil))  # exact symmetry (probing rounds each side apart)
-        levels.append(Level(lambda x, s=cstencil: stencils.apply(s, x), cstencil, cactive))
+        levels.append(Level(cstencil, cactive))
 
 
 def _transpose(stencil: torch.Tensor) -> torch.Tensor:
@@ -217,3 +219,123 @@ def v_cycle(levels: list[Level], b: torch.Tensor, sweeps: int = 2, level: int = 
     for _ in range(sweeps):
         x = x + current.smoother * (b - current.matvec(x))
     return x
+
+
+def energy_norm(op: DiffusionOperator, e: torch.Tensor) -> torch.Tensor:
+    return (e * op(e)).flatten(1).sum(1).clamp_min(torch.finfo(e.dtype).tiny).sqrt()
+
+
+def convergence_loss(op: DiffusionOperator, levels: list[Level], probes: torch.Tensor, steps: int,
+                     sweeps: int) -> torch.Tensor:
+    """Mean log A-norm reduction per V-cycle of ``probes`` (``(batch, *grid)``, one per system)
+    over the last of ``steps`` power steps of ``E = I − B A``: the power steps leave the error in
+    the cycle's slowest modes, so the loss follows the asymptotic rate (≈ its spectral radius)."""
+    view = (-1,) + (1,) * op.ndim
+    e = probes / energy_norm(op, probes).view(view)
+    for step in range(steps):
+        e = e - v_cycle(levels, op(e), sweeps)
+        norm = energy_norm(op, e)
+        if step < steps - 1:
+            e = e / norm.view(view)
+    return torch.log(norm).mean()
+
+
+class NeuralMultigrid(L.LightningModule):
+    """Trains :class:`KernelNet` (the multigrid kernels of :func:`build_hierarchy`) without labels on
+    the operators of pdekit Poisson files or saved pressure systems (``data.init_args.system:
+    true``): each batch rebuilds its samples' operators, draws random errors and minimises the
+    V-cycle's asymptotic error reduction (:func:`convergence_loss`).  The right-hand sides in the
+    files are not used: only the operators matter.
+
+    Args: ``width`` of the kernel network; ``sweeps`` (ν) smoothing sweeps before and after the
+    coarse correction; ``omega`` the initial l1-Jacobi weight (0 < ω < 2); ``power_steps`` of the
+    loss; ``max_coarse`` cells of the coarsest level (solved densely); ``lr`` (Adam).
+    ``in_channels``, ``out_channels``, ``dim`` are filled in from the data module.
+    """
+
+    linear_preconditioner = True  # a fixed linear SPD map for a fixed operator: plain PCG is valid
+
+    def __init__(self, width: int = 16, sweeps: int = 2, omega: float = 1.6, power_steps: int = 8,
+                 max_coarse: int = 64, lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2):
+        super().__init__()
+        check_learning_rate(lr)
+        from pdekit.errors import ConfigError
+
+        for name, value, low in (("width", width, 1), ("sweeps", sweeps, 1), ("power_steps", power_steps, 1),
+                                 ("max_coarse", max_coarse, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"model.init_args.{name} must be an integer >= {low}, got {value!r}")
+        if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not 0 < omega < OMEGA_MAX:
+            raise ConfigError(f"model.init_args.omega must lie in (0, {OMEGA_MAX:g}) (l1-Jacobi converges "
+                              f"only there), got {omega!r}")
+        if dim not in (2, 3):
+            raise ConfigError(f"NeuralMultigrid works on 2-D and 3-D grids, the data are {dim}-D")
+        self.save_hyperparameters()
+        self.net = KernelNet(dim, width, float(omega))
+        self.grid = None
+        self.data_signature = None
+
+    def setup(self, stage=None):
+        datamodule = attached_datamodule(self)
+        if datamodule is not None:
+            self.grid = datamodule.grid()
+            self.data_signature = datamodule.signature()
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
+
+    def hierarchy(self, op: DiffusionOperator, dtype=torch.float64) -> list[Level]:
+        return build_hierarchy(op, self.net, max_coarse=self.hparams.max_coarse, dtype=dtype, device=self.device)
+
+    def _loss(self, batch):
+        if "bc_type" not in batch:
+            raise ValueError("NeuralMultigrid needs each sample's system: set data.init_args.system: true")
+        op = DiffusionOperator.from_arrays(self.grid, batch["a"], batch["bc_type"], batch["bc_value"])
+        levels = self.hierarchy(op, torch.float32)
+        mask = torch.as_tensor(op.mask, device=self.device, dtype=torch.float32)
+        probes = torch.randn(mask.shape, device=self.device, generator=None) * mask
+        loss = convergence_loss(op, levels, probes, self.hparams.power_steps, self.hparams.sweeps)
+        if not torch.isfinite(loss):
+            raise NonFiniteError(f"non-finite multigrid loss on samples {batch['index'][:3].tolist()}")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["a"].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch["a"].shape[0], sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        self.log("test/loss", self._loss(batch), batch_size=batch["a"].shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+    def preconditioner_module(self, op: DiffusionOperator) -> nn.Module:
+        """One V-cycle for ``op`` (float64, kernels computed once here) as a module on
+        ``(batch, 1, *grid)`` residuals."""
+        with torch.no_grad():
+            return VCycle(self.hierarchy(op, torch.float64), self.hparams.sweeps)
+
+
+class VCycle(nn.Module):
+    """A built hierarchy as a parameter-free module (residuals keep their own dtype, float64 in
+    pdekit's solvers); ``.to(device)`` moves every level."""
+
+    def __init__(self, levels: list[Level], sweeps: int):
+        super().__init__()
+        self.levels, self.sweeps = levels, sweeps
+
+    def _apply(self, fn, recurse=True):
+        for level in self.levels:
+            for name in ("stencil", "active", "smoother", "prolongation", "cholesky"):
+                value = getattr(level, name)
+                if value is not None:
+                    setattr(level, name, fn(value))
+        return super()._apply(fn, recurse)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        dtype = self.levels[0].stencil.dtype
+        return v_cycle(self.levels, r.squeeze(1).to(dtype), self.sweeps).to(r.dtype).unsqueeze(1)

@@ -327,6 +327,9 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditio
     Preconditioner protocol: ``M(r)`` in pdekit's solvers, ``M.as_linear_operator()`` in
     ``scipy.sparse.linalg``.  A network is not a fixed linear map (``M.linear`` is False): use it
     with :func:`pdekit.krylov.fcg` or :func:`pdekit.krylov.conjugate_directions`, not plain PCG.
+    The neural multigrid (:class:`models.multigrid.NeuralMultigrid`) is: linear, symmetric and
+    positive definite for its operator (``M.linear`` is True), so plain PCG and
+    ``scipy.sparse.linalg.cg`` are valid with it.
     ``smoothing``: Jacobi sweeps after the network (see :class:`ModulePreconditioner`)."""
     from pdekit.checkpoints import load_task
 
@@ -342,4 +345,6 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditio
         raise CheckpointError(f"{checkpoint} holds a {info['task']}, which cannot act as a preconditioner")
     device = torch.device(device) if device is not None else torch.device("cpu")
     module = task.preconditioner_module(A).to(device).eval()
-    return ModulePreconditioner(module, A, linear=False, smoothing=smoothing)
+    # a task whose preconditioner is a fixed linear SPD map (the neural multigrid) says so
+    linear = bool(getattr(task, "linear_preconditioner", False)) and not smoothing
+    return ModulePreconditioner(module, A, linear=linear, smoothing=smoothing)

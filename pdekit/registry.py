@@ -29,6 +29,7 @@ LOADABLE = frozenset({
     "models.gp_hm.task.GPHM",
     "models.fkpinn.FKPINN",
     "models.npsolver.NPSolver",
+    "models.multigrid.NeuralMultigrid",
     # data modules
     "pdekit.datamodule.FieldDataModule",
     "pdekit.problem_data.ProblemDataModule",
