@@ -9,9 +9,17 @@ The network is trained once at the smallest size (2D 32², 3D 16³, Ritz vectors
 level's operator) and applied unchanged to the larger grids.  ``--networks dcdm,lsm,unet`` also
 trains the LSM and the U-Net with the same DCDM loss and data (2-D; rows FCG-lsm, FCG-unet);
 ``--npsolver CKPT`` adds a trained NPSolver (rows FCG-npsolver, FCG-npsolver+J2).
+``--multigrid CKPT`` adds the neural multigrid (row PCG-nmg: plain PCG, one V-cycle per
+iteration, kernels computed once per system and counted in the time) next to its untrained form
+(row PCG-gmg: classical geometric multigrid with Galerkin coarse operators); ``--methods`` keeps
+only some rows (no DCDM training unless DCDM or FCG-net is among them).  ``--sequence N``
+instead times N systems in a row, each with a new geometry and coefficient (as in a simulation
+with moving boundaries, or a datagen run): total seconds of AMG-PCG (setup per system) vs the
+neural multigrid (kernels per system), at the first of ``--grids`` and ``--levels``.
 
     python experiments/bench_preconditioners.py [--small] [--large] [--device cuda] [--networks dcdm,lsm,unet]
         [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--npsolver file.ckpt] [--out results.json] [--plot convergence.png]
+        [--multigrid file.ckpt] [--methods CG,AMG-PCG,PCG-nmg] [--sequence 50]
 """
 from __future__ import annotations
 
@@ -34,10 +42,10 @@ from pdekit import DiffusionOperator
 from pdekit.data import write_poisson
 from pdekit.datamodule import FieldDataModule
 from pdekit.krylov import conjugate_directions, fcg, pcg
-from pdekit.precond import AMG, ILU, load
+from pdekit.precond import AMG, ILU, ModulePreconditioner, load
 
 CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000,
-        "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000}
+        "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000, "PCG-gmg": 1000, "PCG-nmg": 1000}
 NETWORKS = {"lsm": ("models.lsm.LSM", {"width": 16, "patch": 2}), "unet": ("models.unet.UNet", {"width": 16})}
 NETWORK_CAP_3D = 150  # a 3-D network apply costs ~0.2 s at 32^3 on a 2-core CPU
 
@@ -87,6 +95,7 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
     rows = {}
     others = others or {}
     methods = [m for m in methods if not m.startswith("FCG-") or m == "FCG-net" or m[4:].partition("+")[0] in others]
+    methods = [m for m in methods if m != "PCG-nmg" or "multigrid" in others]
     for method in methods:
         cap = CAPS[method]
         if method in ("DCDM", "FCG-net") and op.grid.ndim == 3:
@@ -95,6 +104,9 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
         start = time.perf_counter()
         if method == "CG":
             res = pcg(op, b, None, tol=tol, maxiter=cap)
+        elif method in ("PCG-gmg", "PCG-nmg"):
+            M = multigrid(op, others.get("multigrid") if method == "PCG-nmg" else None, device)
+            res = pcg(op, b, M, tol=tol, maxiter=cap)
         elif method in ("ILU-PCG", "AMG-PCG"):
             M = ILU(op) if method == "ILU-PCG" else AMG(op)
             res = pcg(op, b, M, tol=tol, maxiter=cap)
@@ -111,6 +123,52 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
         rows[method] = {"iterations": int(res.iterations), "converged": bool(res.converged),
                         "seconds": time.perf_counter() - start, "history": res.history[:, 0].cpu().tolist()}
     return rows
+
+
+def multigrid(op, ckpt, device):
+    """The neural multigrid for ``op`` from a checkpoint, or its untrained (classical) form."""
+    if ckpt is not None:
+        return load(ckpt, op, device=device)
+    from models.multigrid import NeuralMultigrid
+
+    torch.manual_seed(0)
+    task = NeuralMultigrid(dim=op.grid.ndim).to(device)
+    return ModulePreconditioner(task.preconditioner_module(op), op, linear=True)
+
+
+def sequence(args):
+    """``--sequence N``: N new systems in a row; total time per preconditioner (setup included)."""
+    shape = tuple(int(n) for n in (args.grids or "64x64").split(",")[0].split("x"))
+    level = (args.levels or "hard").split(",")[0]
+    methods = {"AMG-PCG": lambda op: AMG(op), "PCG-gmg": lambda op: multigrid(op, None, args.device)}
+    if args.multigrid:
+        methods["PCG-nmg"] = lambda op: multigrid(op, args.multigrid, args.device)
+    totals = {m: {"seconds": 0.0, "setup": 0.0, "iterations": 0, "failed": 0} for m in methods}
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    print(f"# changing-geometry sequence: {args.sequence} systems, {level} at {'x'.join(map(str, shape))}, rtol 1e-8")
+    for k in range(args.sequence):
+        grid, a, mask, bc, f = sample_problem(level, shape[0], len(shape), 20_000 + k)  # a new layout each time
+        op = DiffusionOperator(grid, a, mask, bc)
+        b = op.rhs(f).to(args.device)
+        for name, make in methods.items():
+            sync()
+            start = time.perf_counter()
+            M = make(op)
+            sync()
+            setup = time.perf_counter() - start
+            res = pcg(op, b, M, tol=1e-8, maxiter=CAPS["PCG-nmg"])
+            sync()
+            row = totals[name]
+            row["seconds"] += time.perf_counter() - start
+            row["setup"] += setup
+            row["iterations"] += int(res.iterations)
+            row["failed"] += int(not bool(res.converged))
+    print("| method | total s | setup s | mean iterations | not converged |\n|---|---|---|---|---|")
+    for name, row in totals.items():
+        print(f"| {name} | {row['seconds']:.2f} | {row['setup']:.2f} | {row['iterations'] / args.sequence:.1f} | "
+              f"{row['failed']} |")
+    if args.out:
+        write_json(args.out, {"level": level, "grid": list(shape), "systems": args.sequence, "totals": totals})
 
 
 def main():
@@ -132,7 +190,15 @@ def main():
                              "sweeps after the network)")
     parser.add_argument("--networks", default="dcdm",
                         help="networks trained with the DCDM loss: dcdm and any of lsm, unet (2-D rows FCG-lsm, FCG-unet)")
+    parser.add_argument("--multigrid", default=None,
+                        help="a trained NeuralMultigrid checkpoint (rows PCG-nmg; PCG-gmg is its untrained form)")
+    parser.add_argument("--methods", default=None, help="only these rows, e.g. CG,ILU-PCG,AMG-PCG,PCG-gmg,PCG-nmg")
+    parser.add_argument("--sequence", type=int, default=0,
+                        help="time N systems with changing geometry instead (AMG-PCG vs the neural multigrid)")
     args = parser.parse_args()
+    if args.sequence:
+        sequence(args)
+        return
     print(f"# preconditioner benchmark: {platform.machine()}, {os.cpu_count()} cores, device {args.device}")
     with tempfile.TemporaryDirectory(prefix="bench_precond_") as folder:  # trained models and Ritz data
         run(args, folder)
@@ -152,11 +218,13 @@ def run(args, folder):
         sizes += [((64, 64, 64), 3)] if args.large else []
         wanted = args.grids.split(",") if args.grids else None
         dims = {dim for shape, dim in sizes if wanted is None or "x".join(map(str, shape)) in wanted}
-        ckpt = {2: args.ckpt2d or (train(2, 32, 2000, 800, 15, folder, args.device) if 2 in dims else None),
-                3: args.ckpt3d or (train(3, 16, 1000, 600, 10, folder, args.device) if 3 in dims else None)}
+        wants_dcdm = args.methods is None or {"DCDM", "FCG-net"} & set(args.methods.split(","))
+        ckpt = {2: args.ckpt2d or (train(2, 32, 2000, 800, 15, folder, args.device) if 2 in dims and wants_dcdm else None),
+                3: args.ckpt3d or (train(3, 16, 1000, 600, 10, folder, args.device) if 3 in dims and wants_dcdm else None)}
         others = {n: train(2, 32, 2000, 800, 15, folder, args.device, n) for n in extra} if 2 in dims else {}
     if args.npsolver:
         others["npsolver"] = args.npsolver
+    methods = tuple(m for m in CAPS if args.methods is None or m in args.methods.split(","))
     if args.grids:
         sizes = [(shape, dim) for shape, dim in sizes if "x".join(map(str, shape)) in args.grids.split(",")]
     results = []
@@ -172,7 +240,10 @@ def run(args, folder):
                 b = op.rhs(f)
             b = b.to(args.device)
             for tol in (1e-6, 1e-8):
-                rows = solve_all(op, b, ckpt[dim], tol, args.device, others=others if dim == 2 else None)
+                extra = dict(others if dim == 2 else {})
+                if args.multigrid and dim == 2:
+                    extra["multigrid"] = args.multigrid
+                rows = solve_all(op, b, ckpt[dim], tol, args.device, methods=methods, others=extra)
                 if level == "ns-pressure" and args.ckpt_pressure:
                     own = solve_all(op, b, args.ckpt_pressure, tol, args.device, methods=("DCDM", "FCG-net"))
                     rows.update({f"{m}-p": r for m, r in own.items()})

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pdekit import stencils
-from pdekit.errors import NonFiniteError
+from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.operators import DiffusionOperator
 from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
 
@@ -146,7 +146,16 @@ class Level:
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         """The finest level applies the exact (2d+1)-point operator, coarser ones their stencils."""
-        return self.operator(x) if self.operator is not None else stencils.apply(self.stencil, x)
+        return _each_system(self.operator, x) if self.operator is not None else stencils.apply(self.stencil, x)
+
+
+def _each_system(op: DiffusionOperator, x: torch.Tensor) -> torch.Tensor:
+    """``op`` on fields with extra leading axes ``(…, batch, *grid)``."""
+    if x.dim() == op.ndim + 1:
+        return op(x)
+    if op.batch_size == 1:
+        return op(x.reshape(-1, *op.shape)).reshape(x.shape)
+    return torch.stack([_each_system(op, part) for part in x])
 
 
 def _dense(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -160,6 +169,19 @@ def _dense(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     return columns + torch.diag_embed(inactive)
 
 
+def _coarsest_factor(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor (float64) of the coarsest operator.  A cell whose Galerkin row vanished (a
+    learned row sum near 0) is treated as inactive, and a relative shift of 1e-12 keeps a
+    float32-built Galerkin product factorable; both leave an SPD preconditioner."""
+    stencil = stencil.double()
+    diag = stencils.diagonal(stencil)
+    scale = diag.flatten(1).abs().amax(1).clamp_min(1e-300).view((-1,) + (1,) * (diag.dim() - 1))
+    usable = active & (diag > 1e-10 * scale)
+    dense = _dense(stencil * usable.unsqueeze(1), usable)
+    eye = torch.eye(dense.shape[-1], dtype=dense.dtype, device=dense.device)
+    return torch.linalg.cholesky(dense + 1e-12 * scale.flatten(1).unsqueeze(-1) * eye)
+
+
 def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 64, dtype=torch.float64,
                     device=None) -> list[Level]:
     """The multigrid hierarchy of ``op``'s systems (differentiable in the network's weights)."""
@@ -167,7 +189,7 @@ def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 
     net_dtype = next(net.parameters()).dtype
     batch, shape = op.batch_size, tuple(op.shape)
     active = torch.as_tensor(op.mask, device=device)
-    stencil = stencils.probe(op, shape, 1, batch, device=device, dtype=dtype)
+    stencil = stencils.probe(lambda x: _each_system(op, x), shape, 1, batch, device=device, dtype=dtype)
     levels = [Level(stencil, active, op)]
     while True:
         level = levels[-1]
@@ -176,7 +198,7 @@ def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 
         delta, row_sum, omega = net(feats)
         level.smoother = omega.to(dtype) / l1 * level.active
         if math.prod(level.shape) <= max_coarse or max(level.shape) <= 2:
-            level.cholesky = torch.linalg.cholesky(_dense(level.stencil, level.active))
+            level.cholesky = _coarsest_factor(level.stencil, level.active)
             return levels
         cshape = coarse_shape(level.shape)
         cactive = _block_sum(level.active.to(dtype), len(shape)) > 0
@@ -204,13 +226,13 @@ def v_cycle(levels: list[Level], b: torch.Tensor, sweeps: int = 2, level: int = 
     """One symmetric V-cycle from a zero guess for ``A x = b`` (b: ``(batch, *grid)``)."""
     current = levels[level]
     if current.cholesky is not None:
-        flat = b.flatten(1).unsqueeze(-1)
+        flat = b.flatten(1).unsqueeze(-1).to(current.cholesky.dtype)
         chol = current.cholesky
         if chol.shape[0] == 1 and flat.shape[0] > 1:  # one system, many right-hand sides
             x = torch.cholesky_solve(flat.squeeze(-1).T, chol[0]).T
         else:
             x = torch.cholesky_solve(flat, chol).squeeze(-1)
-        return x.reshape(b.shape) * current.active
+        return x.reshape(b.shape).to(b.dtype) * current.active
     x = current.smoother * b
     for _ in range(sweeps - 1):
         x = x + current.smoother * (b - current.matvec(x))
@@ -259,8 +281,6 @@ class NeuralMultigrid(L.LightningModule):
                  max_coarse: int = 64, lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2):
         super().__init__()
         check_learning_rate(lr)
-        from pdekit.errors import ConfigError
-
         for name, value, low in (("width", width, 1), ("sweeps", sweeps, 1), ("power_steps", power_steps, 1),
                                  ("max_coarse", max_coarse, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -280,6 +300,13 @@ class NeuralMultigrid(L.LightningModule):
         if datamodule is not None:
             self.grid = datamodule.grid()
             self.data_signature = datamodule.signature()
+
+    def check_data(self, datamodule) -> None:
+        if datamodule.timeseries or datamodule.pde != "poisson":
+            raise ConfigError("NeuralMultigrid learns from Poisson operators (Poisson files or saved pressure "
+                              f"systems); the data module holds pde={datamodule.pde!r} files")
+        if not datamodule.system:
+            raise ConfigError("NeuralMultigrid reads each sample's operator: set data.init_args.system: true")
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)

@@ -35,11 +35,14 @@ def shift(x: torch.Tensor, offset, dim: int) -> torch.Tensor:
 def apply(stencil: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``(S x)(i) = Σ_o S(i, o) x(i + o)``: stencil ``(B, K, *grid)``, x ``(B or batch, *grid)``
     (a stencil of one system applies to any number of vectors)."""
-    dim = x.dim() - 1
+    dim = stencil.dim() - 2
     radius = _radius(stencil.shape[1], dim)
+    padded = F.pad(x, [radius] * (2 * dim))  # once: every offset is then a view
+    lead = x.dim() - dim
     out = None
     for k, o in enumerate(offsets(dim, radius)):
-        term = stencil[:, k] * shift(x, o, dim)
+        view = padded[(slice(None),) * lead + tuple(slice(radius + c, radius + c + n) for c, n in zip(o, x.shape[lead:]))]
+        term = stencil[:, k] * view
         out = term if out is None else out + term
     return out
 
@@ -56,17 +59,20 @@ def diagonal(stencil: torch.Tensor) -> torch.Tensor:
 
 
 def probe(matvec, shape, radius: int, batch: int, *, device=None, dtype=torch.float64) -> torch.Tensor:
-    """The stencil ``(batch, (2ρ+1)^d, *shape)`` of a linear map ``matvec`` on ``(batch, *shape)``
-    fields whose couplings reach at most ``radius`` cells, from ``(2ρ+1)^d`` applications."""
+    """The stencil ``(batch, (2ρ+1)^d, *shape)`` of a linear map whose couplings reach at most
+    ``radius`` cells, from its application to the ``(2ρ+1)^d`` colourings: ``matvec`` maps
+    ``(colours, batch, *shape)`` to the same shape (one call, so the work is batched)."""
     dim, period = len(shape), 2 * radius + 1
     index = torch.meshgrid(*[torch.arange(n, device=device) for n in shape], indexing="ij")
-    responses = []
+    colours = []
     for colour in itertools.product(range(period), repeat=dim):
         on = torch.ones(shape, dtype=torch.bool, device=device)
         for axis, c in enumerate(colour):
             on &= index[axis] % period == c
-        responses.append(matvec(on.to(dtype).expand(batch, *shape)))
-    responses = torch.stack(responses, 1)  # (batch, colours, *shape)
+        colours.append(on)
+    # all colours in one call: (colours, batch, *shape)
+    responses = matvec(torch.stack(colours).to(dtype).unsqueeze(1).expand(-1, batch, *shape))
+    responses = responses.transpose(0, 1)  # (batch, colours, *shape)
     # S(i, o) is the response to the colour of cell i + o, read at i
     colour_of = []
     for o in offsets(dim, radius):

@@ -199,7 +199,7 @@ def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["class_path"] in ("pdekit.tasks.OperatorLearning", "pdekit.tasks.Autoregressive",
                                                "models.dcdm.DCDM", "models.gp_hm.task.GPHM", "models.fkpinn.FKPINN",
-                                               "models.npsolver.NPSolver")
+                                               "models.npsolver.NPSolver", "models.multigrid.NeuralMultigrid")
     assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
 
 
