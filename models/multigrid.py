@@ -158,17 +158,6 @@ def _each_system(op: DiffusionOperator, x: torch.Tensor) -> torch.Tensor:
     return torch.stack([_each_system(op, part) for part in x])
 
 
-def _dense(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """The matrix ``(B, n, n)`` of a stencil, with the identity on inactive cells."""
-    batch, shape = stencil.shape[0], stencil.shape[2:]
-    n = math.prod(shape)
-    eye = torch.eye(n, dtype=stencil.dtype, device=stencil.device)
-    columns = torch.stack([stencils.apply(stencil, eye[j].view(1, *shape).expand(batch, *shape)).flatten(1)
-                           for j in range(n)], -1)
-    inactive = (~active).flatten(1).to(stencil.dtype)
-    return columns + torch.diag_embed(inactive)
-
-
 def _coarsest_factor(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """Cholesky factor (float64) of the coarsest operator.  A cell whose Galerkin row vanished (a
     learned row sum near 0) is treated as inactive, and a relative shift of 1e-12 keeps a
@@ -176,10 +165,11 @@ def _coarsest_factor(stencil: torch.Tensor, active: torch.Tensor) -> torch.Tenso
     stencil = stencil.double()
     diag = stencils.diagonal(stencil)
     scale = diag.flatten(1).abs().amax(1).clamp_min(1e-300).view((-1,) + (1,) * (diag.dim() - 1))
-    usable = active & (diag > 1e-10 * scale)
-    dense = _dense(stencil * usable.unsqueeze(1), usable)
-    eye = torch.eye(dense.shape[-1], dtype=dense.dtype, device=dense.device)
-    return torch.linalg.cholesky(dense + 1e-12 * scale.flatten(1).unsqueeze(-1) * eye)
+    usable = (active & (diag > 1e-10 * scale)).flatten(1)
+    matrix = stencils.dense(stencil) * (usable.unsqueeze(-1) & usable.unsqueeze(-2))  # rows and columns
+    matrix = matrix + torch.diag_embed((~usable).to(matrix.dtype))  # identity on the unused cells
+    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+    return torch.linalg.cholesky(matrix + 1e-12 * scale.flatten(1).unsqueeze(-1) * eye)
 
 
 def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 64, dtype=torch.float64,
@@ -193,13 +183,13 @@ def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 
     levels = [Level(stencil, active, op)]
     while True:
         level = levels[-1]
+        if math.prod(level.shape) <= max_coarse or max(level.shape) <= 2:  # solved directly: no kernels
+            level.cholesky = _coarsest_factor(level.stencil, level.active)
+            return levels
         l1 = torch.where(level.active, level.stencil.abs().sum(1), torch.ones_like(level.stencil[:, 0]))
         feats = stencils.features(level.stencil.detach(), level.active).to(net_dtype)
         delta, row_sum, omega = net(feats)
         level.smoother = omega.to(dtype) / l1 * level.active
-        if math.prod(level.shape) <= max_coarse or max(level.shape) <= 2:
-            level.cholesky = _coarsest_factor(level.stencil, level.active)
-            return levels
         cshape = coarse_shape(level.shape)
         cactive = _block_sum(level.active.to(dtype), len(shape)) > 0
         available = torch.stack([_upsample(stencils.shift(cactive.to(dtype), o, len(shape)), level.shape)
@@ -210,16 +200,8 @@ def build_hierarchy(op: DiffusionOperator, net: KernelNet, *, max_coarse: int = 
         level.prolongation = weights
         galerkin = lambda x, A=level.matvec, w=weights, s=level.shape: restrict(w, A(prolong(w, x, s)))  # noqa: E731
         cstencil = stencils.probe(galerkin, cshape, 2, batch, device=device, dtype=dtype)
-        cstencil = 0.5 * (cstencil + _transpose(cstencil))  # exact symmetry (probing rounds each side apart)
+        cstencil = 0.5 * (cstencil + stencils.transpose(cstencil))  # exact symmetry (probing rounds each side apart)
         levels.append(Level(cstencil, cactive))
-
-
-def _transpose(stencil: torch.Tensor) -> torch.Tensor:
-    """The stencil of Sᵀ: ``Sᵀ(i, o) = S(i + o, −o)``."""
-    dim = stencil.dim() - 2
-    radius = (round(stencil.shape[1] ** (1.0 / dim)) - 1) // 2
-    offs = stencils.offsets(dim, radius)
-    return torch.stack([stencils.shift(stencil[:, len(offs) - 1 - k], o, dim) for k, o in enumerate(offs)], 1)
 
 
 def v_cycle(levels: list[Level], b: torch.Tensor, sweeps: int = 2, level: int = 0) -> torch.Tensor:
@@ -320,7 +302,7 @@ class NeuralMultigrid(L.LightningModule):
         op = DiffusionOperator.from_arrays(self.grid, batch["a"], batch["bc_type"], batch["bc_value"])
         levels = self.hierarchy(op, torch.float32)
         mask = torch.as_tensor(op.mask, device=self.device, dtype=torch.float32)
-        probes = torch.randn(mask.shape, device=self.device, generator=None) * mask
+        probes = torch.randn(mask.shape, device=self.device) * mask
         loss = convergence_loss(op, levels, probes, self.hparams.power_steps, self.hparams.sweeps)
         if not torch.isfinite(loss):
             raise NonFiniteError(f"non-finite multigrid loss on samples {batch['index'][:3].tolist()}")

@@ -11,6 +11,7 @@ sees exactly one coloured cell among its couplings) — exact, differentiable, n
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +57,22 @@ def _radius(count: int, dim: int) -> int:
 
 def diagonal(stencil: torch.Tensor) -> torch.Tensor:
     return stencil[:, stencil.shape[1] // 2]
+
+
+def transpose(stencil: torch.Tensor) -> torch.Tensor:
+    """The stencil of Sᵀ: ``Sᵀ(i, o) = S(i + o, −o)``."""
+    dim = stencil.dim() - 2
+    offs = offsets(dim, _radius(stencil.shape[1], dim))
+    return torch.stack([shift(stencil[:, len(offs) - 1 - k], o, dim) for k, o in enumerate(offs)], 1)
+
+
+def dense(stencil: torch.Tensor) -> torch.Tensor:
+    """The matrix ``(B, n, n)`` of a stencil ``(B, K, *grid)`` (n cells), column by column."""
+    batch, shape = stencil.shape[0], stencil.shape[2:]
+    n = math.prod(shape)
+    eye = torch.eye(n, dtype=stencil.dtype, device=stencil.device)
+    return torch.stack([apply(stencil, eye[j].view(1, *shape).expand(batch, *shape)).flatten(1)
+                        for j in range(n)], -1)
 
 
 def probe(matvec, shape, radius: int, batch: int, *, device=None, dtype=torch.float64) -> torch.Tensor:
