@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -171,6 +172,36 @@ def sequence(args):
         write_json(args.out, {"level": level, "grid": list(shape), "systems": args.sequence, "totals": totals})
 
 
+def refuse(message: str):
+    print(f"bench_preconditioners: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_arguments(args) -> None:
+    """Bad values stop the run before any training or solving, in one line."""
+    from pdekit.checkpoints import load_task
+    from pdekit.errors import PdekitError
+
+    if args.sequence < 0:
+        refuse(f"--sequence must be >= 0, got {args.sequence}")
+    unknown = sorted(set(args.methods.split(",")) - set(CAPS)) if args.methods else []
+    if unknown:
+        refuse(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(CAPS)}")
+    unknown = sorted(set(args.networks.split(",")) - {"dcdm", *NETWORKS})
+    if unknown:
+        refuse(f"--networks: unknown {', '.join(unknown)}; choose from dcdm, {', '.join(NETWORKS)}")
+    for flag, path, attribute in (("--multigrid", args.multigrid, "linear_preconditioner"),
+                                  ("--npsolver", args.npsolver, "preconditioner_module")):
+        if path is None:
+            continue
+        try:
+            task, _ = load_task(path)
+        except (PdekitError, OSError) as error:
+            refuse(f"{flag}: {error}")
+        if not getattr(task, attribute, False):
+            refuse(f"{flag}: {path} holds a {type(task).__name__}, not the model this option takes")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="smoke run: 2D only, small grids, short training")
@@ -196,6 +227,7 @@ def main():
     parser.add_argument("--sequence", type=int, default=0,
                         help="time N systems with changing geometry instead (AMG-PCG vs the neural multigrid)")
     args = parser.parse_args()
+    check_arguments(args)
     if args.sequence:
         sequence(args)
         return
@@ -206,9 +238,6 @@ def main():
 
 def run(args, folder):
     extra = [n for n in args.networks.split(",") if n != "dcdm"]
-    unknown = sorted(set(extra) - set(NETWORKS))
-    if unknown:
-        raise SystemExit(f"--networks: unknown {unknown}; choose from dcdm, {', '.join(NETWORKS)}")
     if args.small:
         sizes = [((32, 32), 2), ((64, 64), 2)]
         ckpt = {2: args.ckpt2d or train(2, 16, 400, 200, 8, folder, args.device)}
