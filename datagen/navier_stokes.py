@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datagen.ns_periodic import Forcing, gaussian_random_field, simulate as simulate_periodic
+from datagen.ns_periodic import Forcing, gaussian_random_field, is_whole_multiple, simulate as simulate_periodic
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class PeriodicLevel:
     def problems(self):
         checks = [(self.viscosity > 0, "viscosity must be > 0"), (self.resolution >= 8, "resolution must be >= 8"),
                   (self.interval > 0 and self.t_end >= self.interval, "need 0 < interval <= t_end"),
+                  (self.interval <= 0 or is_whole_multiple(self.t_end, self.interval), "t_end must be a whole number of intervals"),
                   (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]"),
                   (self.forcing in ("fno", "kolmogorov", "none"), "forcing must be fno, kolmogorov or none"),
                   (self.max_dt > 0, "max_dt must be > 0")]
@@ -82,6 +83,7 @@ class ObstacleLevel:
                   (0 < self.size[0] <= self.size[1] < 0.5, "size must be [min, max] fractions of the height below 0.5"),
                   (self.resolution >= 8, "resolution must be >= 8"), (self.aspect >= 1, "aspect must be >= 1"),
                   (self.interval > 0 and self.t_end >= self.interval, "need 0 < interval <= t_end"),
+                  (self.interval <= 0 or is_whole_multiple(self.t_end, self.interval), "t_end must be a whole number of intervals"),
                   (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]")]
         return [message for ok, message in checks if not ok]
 

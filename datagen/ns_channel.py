@@ -12,7 +12,9 @@ convective, ``du/dt + U_mean du/dx = 0``, with ``p = 0`` half a cell beyond it.
 One step (time step ``dt`` fixed per trajectory, CFL-limited; a hard check stops at CFL > 1):
 
 1. ``u* = u + dt (3/2 H(u^n) - 1/2 H(u^(n-1)))``: Adams–Bashforth 2 for advection (central,
-   conservative) and diffusion (explicit);
+   conservative) and, with ``viscosity="explicit"``, diffusion (step limited by ``h^2 / nu``); with
+   ``viscosity="implicit"`` diffusion is Crank–Nicolson, ``(I - dt nu/2 L) u* = ... + dt nu/2 L u^n``,
+   a matrix-free solve with pdekit's flexible CG (the step is then limited by advection only);
 2. ``A p = -div(u*) / dt`` with ``A = -div grad`` the pdekit :class:`DiffusionOperator` on the
    fluid cells (Neumann at the inlet, walls and obstacles, Dirichlet at the outlet), solved with
    pdekit's Krylov solvers (AMG-PCG by default; any pdekit preconditioner, including a trained
@@ -20,8 +22,9 @@ One step (time step ``dt`` fixed per trajectory, CFL-limited; a hard check stops
 3. ``u = u* - dt grad p``, so ``div u = dt (A p - b)``: the divergence after each step equals the
    pressure solve's residual (``||div u|| <= tol ||div u*||``).
 
-Forces on each obstacle: pressure on its faces plus wall shear, from the cells next to it; drag
-and lift coefficients ``2 F / (U_mean^2 D)`` with ``D`` the obstacle's frontal height (rho = 1).
+Forces on each obstacle (:mod:`datagen.ns_forces`): the momentum balance of a control volume
+around it (second order), with the pressure and viscous parts from the wall stresses; drag and
+lift coefficients ``2 F / (U_mean^2 D)`` with ``D`` the obstacle's frontal height (rho = 1).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ import numpy as np
 import torch
 
 from datagen.burgers import BlowUpError
+from datagen.ns_forces import ForceEvaluator
 from datagen.obstacles import frontal_height, rasterize
 from pdekit import BoundaryConditions, DiffusionOperator, Grid
 from pdekit.boundary import Dirichlet, Neumann
@@ -39,6 +43,7 @@ from pdekit.errors import SingularOperatorError
 from pdekit.krylov import fcg, pcg
 
 PRECONDITIONERS = ("amg", "jacobi", "ilu", "ssor", "none")
+VISCOSITY = ("explicit", "implicit")  # Adams–Bashforth 2 (step limited by h^2 / nu) | Crank–Nicolson
 
 
 def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
@@ -78,10 +83,13 @@ class ChannelFlow:
 
     def __init__(self, shapes, *, nx: int, ny: int, height: float, nu: float, u_max: float,
                  pressure_precond="amg", tol: float = 1e-8, dtype=torch.float64, device=None,
-                 omega="auto", seed: int = 0):
+                 omega="auto", seed: int = 0, viscosity: str = "explicit", viscous_tol: float = 1e-10):
         self.nx, self.ny, self.h = nx, ny, height / ny
         self.length, self.height = nx * self.h, height
         self.nu, self.u_max, self.u_mean = nu, u_max, 2.0 * u_max / 3.0
+        if viscosity not in VISCOSITY:
+            raise ValueError(f"viscosity must be one of {VISCOSITY}, got {viscosity!r}")
+        self.viscosity, self.viscous_tol, self.viscous_iterations = viscosity, viscous_tol, 0
         self.tol, self.dtype, self.device = tol, dtype, torch.device(device or "cpu")
         self.shapes = list(shapes)
         labels = rasterize(self.shapes, nx, ny, self.h)
@@ -124,7 +132,10 @@ class ChannelFlow:
         # ghost faces inside obstacles: mirrored from their real neighbours across the wall
         self.u_ghosts = self._ghosts(np.concatenate([solid[:1], solid], 0) & np.concatenate([solid, solid[-1:]], 0), axis=1)
         self.v_ghosts = self._ghosts(np.concatenate([solid[:, :1], solid], 1) & np.concatenate([solid, solid[:, -1:]], 1), axis=0)
-        self._force_stencil()
+        self.force_evaluator = ForceEvaluator(labels, self.h, [frontal_height(sh) for sh in self.shapes],
+                                              dtype=dtype, device=self.device)
+        self.momentum_history: list[torch.Tensor] = []  # control-volume momentum at the last steps (d/dt)
+        self.last_dt = None
         self.inflow = t(inflow_profile(ny, height, u_max)).to(dtype)
         self.u = torch.zeros(nx + 1, ny, dtype=dtype, device=self.device)
         self.v = torch.zeros(nx, ny + 1, dtype=dtype, device=self.device)
@@ -132,6 +143,7 @@ class ChannelFlow:
         self.u = torch.where(self.u_free, self.inflow.expand_as(self.u), self.u)
         self.u[nx] = torch.where(self.fluid[-1] > 0, self.inflow, 0.0)
         self.p = torch.zeros(nx, ny, dtype=dtype, device=self.device)
+        self.last_increment = torch.zeros_like(self.p)
         self.previous_rhs = None
         self.pressure_iterations = 0
         self.pressure_seconds = 0.0
@@ -163,34 +175,8 @@ class ChannelFlow:
         return (t(np.ravel_multi_index(own.T, padded)), t(cols[0][0]), t(cols[1][0]),
                 t(cols[0][1] / total, dtype=self.dtype), t(cols[1][1] / total, dtype=self.dtype))
 
-    def _force_stencil(self):
-        """Per obstacle boundary face: the fluid cell next to it, the obstacle, and signs."""
-        labels = self.labels
-        rows = {"cell": [], "obstacle": [], "px": [], "py": [], "shear_x": [], "shear_y": []}
-        for axis in (0, 1):
-            lo = labels[:-1] if axis == 0 else labels[:, :-1]
-            hi = labels[1:] if axis == 0 else labels[:, 1:]
-            for fluid_side, solid_side, sign in ((lo, hi, 1.0), (hi, lo, -1.0)):
-                where = (fluid_side == 0) & (solid_side > 0)
-                idx = np.argwhere(where)
-                cells = idx.copy()
-                if sign < 0:
-                    cells[:, axis] += 1  # the fluid cell is the upper one
-                rows["cell"].append(np.ravel_multi_index(cells.T, labels.shape))
-                rows["obstacle"].append(solid_side[where] - 1)
-                n = len(idx)
-                rows["px"].append(np.full(n, sign if axis == 0 else 0.0))
-                rows["py"].append(np.full(n, sign if axis == 1 else 0.0))
-                rows["shear_x"].append(np.full(n, 1.0 if axis == 1 else 0.0))  # horizontal wall: shear along x
-                rows["shear_y"].append(np.full(n, 1.0 if axis == 0 else 0.0))
-        self._forces = {k: torch.as_tensor(np.concatenate(v), device=self.device) for k, v in rows.items()}
-        for k in ("px", "py", "shear_x", "shear_y"):
-            self._forces[k] = self._forces[k].to(self.dtype)
-        self.frontal = torch.as_tensor([frontal_height(s) for s in self.shapes], dtype=self.dtype)
-
     # ------------------------------------------------------------------ the scheme
-    def _padded(self):
-        u, v = self.u, self.v
+    def _padded(self, u, v):
         U = torch.cat([-u[:, :1], u, -u[:, -1:]], dim=1)  # no-slip walls
         V = torch.cat([-v[:1], v, v[-1:]], dim=0)  # inlet: v = 0 on the face; outlet: zero gradient
         for padded, ghosts in ((U, self.u_ghosts), (V, self.v_ghosts)):
@@ -200,27 +186,78 @@ class ChannelFlow:
                 flat[own] = -(wa * flat[a] + wb * flat[b])
         return U, V
 
-    def tendency(self):
-        """H(u): advection (conservative central differences) and diffusion on the faces."""
-        u, v, h, nu = self.u, self.v, self.h, self.nu
-        U, V = self._padded()
+    def laplacians(self, u, v, padded=None):
+        """The 5-point Laplacians of ``u`` (interior vertical faces) and ``v`` (interior horizontal
+        faces) with the walls' and obstacles' mirrored ghosts: linear and homogeneous in (u, v)."""
+        U, V = padded or self._padded(u, v)
+        h2 = self.h**2
+        lap_u = (U[2:, 1:-1] + U[:-2, 1:-1] + U[1:-1, 2:] + U[1:-1, :-2] - 4 * U[1:-1, 1:-1]) / h2
+        lap_v = (V[2:, 1:-1] + V[:-2, 1:-1] + V[1:-1, 2:] + V[1:-1, :-2] - 4 * V[1:-1, 1:-1]) / h2
+        return lap_u, lap_v
+
+    def tendency(self, viscous: bool = True):
+        """H(u) on the faces: advection (conservative central differences), plus diffusion unless
+        ``viscous=False`` (the implicit scheme treats it separately)."""
+        u, v, h = self.u, self.v, self.h
+        U, V = self._padded(u, v)
         u_cell = 0.5 * (u[1:] + u[:-1])
         u_corner = 0.5 * (U[1:-1, :-1] + U[1:-1, 1:])
         v_corner = 0.5 * (v[:-1] + v[1:])
         uv = u_corner * v_corner
-        lap_u = (U[2:, 1:-1] + U[:-2, 1:-1] + U[1:-1, 2:] + U[1:-1, :-2] - 4 * U[1:-1, 1:-1]) / h**2
-        hu = -((u_cell[1:] ** 2 - u_cell[:-1] ** 2) + (uv[:, 1:] - uv[:, :-1])) / h + nu * lap_u
+        hu = -((u_cell[1:] ** 2 - u_cell[:-1] ** 2) + (uv[:, 1:] - uv[:, :-1])) / h
         v_cell = 0.5 * (v[:, 1:] + v[:, :-1])
         v_corner2 = 0.5 * (V[:-1, 1:-1] + V[1:, 1:-1])
         u_corner2 = 0.5 * (u[:, :-1] + u[:, 1:])
         uv2 = u_corner2 * v_corner2
-        lap_v = (V[2:, 1:-1] + V[:-2, 1:-1] + V[1:-1, 2:] + V[1:-1, :-2] - 4 * V[1:-1, 1:-1]) / h**2
-        hv = -((uv2[1:] - uv2[:-1]) + (v_cell[:, 1:] ** 2 - v_cell[:, :-1] ** 2)) / h + nu * lap_v
+        hv = -((uv2[1:] - uv2[:-1]) + (v_cell[:, 1:] ** 2 - v_cell[:, :-1] ** 2)) / h
+        if viscous:
+            lap_u, lap_v = self.laplacians(u, v, (U, V))
+            hu, hv = hu + self.nu * lap_u, hv + self.nu * lap_v
         Hu = torch.zeros_like(u)
         Hu[1:-1] = hu
         Hv = torch.zeros_like(v)
         Hv[:, 1:-1] = hv
         return Hu * self.u_free, Hv * self.v_free
+
+    def _viscous_operator(self, half_dt_nu: float):
+        """``d -> d - (dt nu / 2) lap(d)`` on the free faces, for (u, v) stacked in one vector (a
+        matrix-free operator for pdekit's Krylov solvers)."""
+        nu_size = self.u.numel()
+
+        def apply(x):  # x: (batch, n_u + n_v)
+            out = []
+            for flat in x:
+                du = flat[:nu_size].view_as(self.u) * self.u_free
+                dv = flat[nu_size:].view_as(self.v) * self.v_free
+                lap_u, lap_v = self.laplacians(du, dv)
+                ru = du.clone()
+                ru[1:-1] -= half_dt_nu * lap_u
+                rv = dv.clone()
+                rv[:, 1:-1] -= half_dt_nu * lap_v
+                out.append(torch.cat([(ru * self.u_free).reshape(-1), (rv * self.v_free).reshape(-1)]))
+            return torch.stack(out)
+
+        return apply
+
+    def _implicit_viscosity(self, dt: float):
+        """Crank–Nicolson: solve ``u* - (dt nu / 2) lap u* = u_pred`` on the free faces, where the
+        caller's ``self.u, self.v`` hold ``u_pred`` (its boundary faces already final)."""
+        half = 0.5 * dt * self.nu
+        lap_u, lap_v = self.laplacians(self.u, self.v)
+        # the correction d = u* - u_pred solves d - half lap d = half lap(u_pred) (the ghosts are linear)
+        ru = torch.zeros_like(self.u)
+        ru[1:-1] = half * lap_u
+        rv = torch.zeros_like(self.v)
+        rv[:, 1:-1] = half * lap_v
+        b = torch.cat([(ru * self.u_free).reshape(-1), (rv * self.v_free).reshape(-1)])
+        result = fcg(self._viscous_operator(half), b[None], tol=self.viscous_tol, maxiter=1000)
+        if not bool(result.converged):
+            raise BlowUpError(f"viscous solve did not converge ({result.status[0]}, relative residual "
+                              f"{float(result.residual):.3g})")
+        self.viscous_iterations += int(result.iterations)
+        n_u = self.u.numel()
+        self.u = self.u + result.x[0, :n_u].view_as(self.u) * self.u_free
+        self.v = self.v + result.x[0, n_u:].view_as(self.v) * self.v_free
 
     def _preconditioner(self):
         """(M, omega) for the next pressure solve: SSOR with this solve's omega, else the fixed M."""
@@ -238,62 +275,104 @@ class ChannelFlow:
         u, v = self.u, self.v
         return (u[1:] - u[:-1] + v[:, 1:] - v[:, :-1]) / self.h * self.fluid
 
-    def project(self, dt: float):
-        """Solve ``A p = -div(u*) / dt`` and subtract ``dt grad p`` (outlet faces included)."""
+    def residual_floor(self, dt: float) -> float:
+        """The smallest pressure-solve residual worth asking for: ``div(u*) / dt`` is known only to
+        round-off, ``eps U_max / (h dt)`` per cell (x100 for safety).  A solve stops at
+        ``max(tol ||b||, floor)``, so a nearly divergence-free ``u*`` (a steady state, a re-projected
+        state, a stale warm start) costs a few iterations instead of an unreachable target."""
+        eps = torch.finfo(self.dtype).eps
+        return 100.0 * eps * self.u_max / (self.h * dt) * math.sqrt(float(self.fluid.sum()))
+
+    def _gradient(self, q):
+        gu = torch.zeros_like(self.u)
+        gu[1:-1] = (q[1:] - q[:-1]) / self.h
+        gu[-1] = -q[-1] / self.h  # q = 0 at the ghost cell beyond the outlet
+        gv = torch.zeros_like(self.v)
+        gv[:, 1:-1] = (q[:, 1:] - q[:, :-1]) / self.h
+        return gu * self.u_corrected, gv * self.v_free
+
+    def project(self, dt: float, incremental: bool = False):
+        """Solve ``A q = -div(u*) / dt`` and subtract ``dt grad q`` (outlet faces included): ``q`` is
+        the pressure, or with ``incremental`` (whose ``u*`` already holds the old pressure gradient)
+        its change since the last step."""
         b = -self.divergence() / dt
         t0 = time.perf_counter()
-        if float(b.abs().max()) == 0.0:
-            solve_iterations = 0
+        floor, b_norm = self.residual_floor(dt), float(b.norm())
+        if b_norm <= floor:  # already divergence-free to round-off
+            q, solve_iterations = torch.zeros_like(self.p), 0
         else:
             solver = fcg if self.flexible else pcg
             M, omega = self._preconditioner()
-            result = solver(self.op, b, M, x0=self.p, tol=self.tol, maxiter=20000)
+            x0 = self.last_increment if incremental else self.p
+            result = solver(self.op, b, M, x0=x0, tol=max(self.tol, floor / b_norm), maxiter=20000)
             if not bool(result.converged):
                 raise BlowUpError(f"pressure solve did not converge ({result.status[0]}, relative residual "
                                   f"{float(result.residual):.3g} after {int(result.iterations)} iterations)")
-            self.p = result.x * self.fluid
+            q = result.x * self.fluid
             solve_iterations = int(result.iterations)
             if self.omega_chooser is not None:
                 self.omega_chooser.update(omega, solve_iterations)
         self.pressure_seconds += time.perf_counter() - t0
         self.pressure_iterations += solve_iterations
         self.last_solve = (b, solve_iterations)
-        p, h = self.p, self.h
-        gu = torch.zeros_like(self.u)
-        gu[1:-1] = (p[1:] - p[:-1]) / h
-        gu[-1] = -p[-1] / h  # p = 0 at the ghost cell beyond the outlet
-        self.u = self.u - dt * gu * self.u_corrected
-        gv = torch.zeros_like(self.v)
-        gv[:, 1:-1] = (p[:, 1:] - p[:, :-1]) / h
-        self.v = self.v - dt * gv * self.v_free
+        if incremental:
+            self.last_increment = q
+            self.p = self.p + q
+        else:
+            self.p = q
+        gu, gv = self._gradient(q)
+        self.u = self.u - dt * gu
+        self.v = self.v - dt * gv
 
     def step(self, dt: float):
-        Hu, Hv = self.tendency()
+        implicit = self.viscosity == "implicit"
+        Hu, Hv = self.tendency(viscous=not implicit)
         if self.previous_rhs is None:
             au, av = Hu, Hv  # first step: forward Euler
         else:
             au, av = 1.5 * Hu - 0.5 * self.previous_rhs[0], 1.5 * Hv - 0.5 * self.previous_rhs[1]
         self.previous_rhs = (Hu, Hv)
         outlet = self.u[-1] - dt * self.u_mean * (self.u[-1] - self.u[-2]) / self.h  # convective outflow
+        if implicit:  # the explicit half of Crank–Nicolson, and the old pressure gradient (incremental)
+            lap_u, lap_v = self.laplacians(self.u, self.v)
+            gu, gv = self._gradient(self.p)
+            au, av = au - gu, av - gv
+            au[1:-1] += 0.5 * self.nu * lap_u * self.u_free[1:-1]
+            av[:, 1:-1] += 0.5 * self.nu * lap_v * self.v_free[:, 1:-1]
         self.u = self.u + dt * au
         self.v = self.v + dt * av
+        if implicit:  # the outlet faces carry the old pressure gradient like the rest
+            outlet = outlet - dt * gu[-1]
         self.u[-1] = torch.where(self.fluid[-1] > 0, outlet, 0.0)
-        self.project(dt)
+        if implicit:
+            self._implicit_viscosity(dt)
+        self.project(dt, incremental=implicit)
+        self._record_momentum(dt)
+
+    def _record_momentum(self, dt: float):
+        self.momentum_history = (self.momentum_history + [self.force_evaluator.momentum(self.u, self.v)])[-3:]
+        self.last_dt = dt
+
+    def momentum_rate(self) -> torch.Tensor:
+        """d/dt of each control volume's momentum: second-order backward difference (first order
+        after the first step, zero before it)."""
+        m, dt = self.momentum_history, self.last_dt
+        if len(m) >= 3:
+            return (3 * m[-1] - 4 * m[-2] + m[-3]) / (2 * dt)
+        if len(m) == 2:
+            return (m[-1] - m[-2]) / dt
+        return torch.zeros_like(m[-1]) if m else torch.zeros(0, 2, dtype=self.dtype, device=self.device)
+
+    def force_coefficients(self) -> dict:
+        """Per obstacle: ``drag`` and ``lift`` coefficients (control-volume momentum balance, second
+        order) and their ``_pressure`` / ``_viscous`` parts from the surface stresses
+        (:mod:`datagen.ns_forces`)."""
+        return self.force_evaluator.coefficients(self.u, self.v, self.p, self.nu, self.u_mean, self.momentum_rate())
 
     def forces(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Drag and lift coefficients of every obstacle."""
-        f, h, mu = self._forces, self.h, self.nu
-        p = self.p.reshape(-1)[f["cell"]]
-        uc = (0.5 * (self.u[1:] + self.u[:-1])).reshape(-1)[f["cell"]]
-        vc = (0.5 * (self.v[:, 1:] + self.v[:, :-1])).reshape(-1)[f["cell"]]
-        # pressure on the face; wall shear mu * u_tangential / (h / 2) over a face of length h
-        fx = f["px"] * p * h + f["shear_x"] * 2 * mu * uc
-        fy = f["py"] * p * h + f["shear_y"] * 2 * mu * vc
-        count = len(self.shapes)
-        Fx = torch.zeros(count, dtype=self.dtype, device=self.device).index_add_(0, f["obstacle"], fx)
-        Fy = torch.zeros(count, dtype=self.dtype, device=self.device).index_add_(0, f["obstacle"], fy)
-        scale = 2.0 / (self.u_mean**2 * self.frontal.to(self.device))
-        return Fx * scale, Fy * scale
+        c = self.force_coefficients()
+        return c["drag"], c["lift"]
 
     def cell_velocity(self) -> torch.Tensor:
         """(2, nx, ny) velocity at the cell centres (zero in solids)."""
@@ -303,10 +382,14 @@ class ChannelFlow:
         return float(torch.maximum(self.u.abs().max(), self.v.abs().max())) * dt / self.h
 
 
-def stable_dt(h: float, nu: float, u_max: float, cfl: float = 0.4) -> float:
-    """CFL-limited step: ``cfl h / (2.5 U_max)`` (flow speeds up around obstacles) and the explicit
-    diffusion limit ``h^2 / (8 nu)`` with the same safety factor."""
-    return min(cfl * h / (2.5 * u_max), cfl * h * h / (4.0 * nu))
+def stable_dt(h: float, nu: float, u_max: float, cfl: float = 0.4, viscosity: str = "explicit") -> float:
+    """CFL-limited step ``cfl h / (2.5 U_max)`` (flow speeds up around obstacles); with explicit
+    viscosity also Adams–Bashforth 2's diffusion limit ``nu dt / h^2 <= 1/8``, kept with the same
+    safety factor (at most 1/2 of the limit's 1/4-form: ``min(cfl, 1/2) h^2 / (4 nu)``)."""
+    advective = cfl * h / (2.5 * u_max)
+    if viscosity == "implicit":
+        return advective
+    return min(advective, min(cfl, 0.5) * h * h / (4.0 * nu))
 
 
 def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float = 0.0, dt: float | None = None,
@@ -314,7 +397,7 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     """Run ``flow`` for ``warmup + t_end``, keeping snapshots every ``interval`` after the warm-up
     and drag/lift at every step after it.  ``dt`` defaults to :func:`stable_dt`, shrunk so that
     ``interval`` is a whole number of steps."""
-    dt = dt or stable_dt(flow.h, flow.nu, flow.u_max, cfl)
+    dt = dt or stable_dt(flow.h, flow.nu, flow.u_max, cfl, flow.viscosity)
     every = max(1, math.ceil(interval / dt - 1e-9))
     dt = interval / every
     warm_steps = int(round(warmup / dt))

@@ -43,6 +43,17 @@ class Forcing:
         raise ValueError(f"forcing must be 'fno', 'kolmogorov' or 'none', got {self.kind!r}")
 
 
+def _forcing_field(forcing, batch: int, n: int, dtype, device) -> torch.Tensor:
+    if isinstance(forcing, Forcing):
+        return forcing.field(n, dtype, device)
+    field = torch.as_tensor(forcing, dtype=dtype, device=device)
+    if tuple(field.shape) not in ((n, n), (batch, n, n)):
+        raise ValueError(f"a forcing array must have shape ({n}, {n}) or ({batch}, {n}, {n}), got {tuple(field.shape)}")
+    if not torch.isfinite(field).all():
+        raise ValueError("the forcing array has non-finite values")
+    return field
+
+
 class SpectralGrid:
     """Wavenumbers of an ``n x n`` periodic unit square (rfft layout: last axis halved)."""
 
@@ -95,10 +106,27 @@ def taylor_green(n: int, t: float, nu: float, wavenumber: int = 1, dtype=torch.f
     return 2 * k * torch.sin(k * X) * torch.sin(k * Y) * math.exp(-2 * nu * k * k * t)
 
 
-def simulate(w0: torch.Tensor, *, nu: float, t_end: float, interval: float, forcing: Forcing = Forcing(),
+def is_whole_multiple(span: float, unit: float) -> bool:
+    return abs(round(span / unit) * unit - span) <= 1e-9 * max(abs(span), unit)
+
+
+def whole_multiple(span: float, unit: float, what: str) -> int:
+    """``span / unit`` when it is a whole number (to 1e-9 relative), else a ValueError naming ``what``:
+    times are never rounded silently."""
+    if not is_whole_multiple(span, unit):
+        raise ValueError(f"{what} must be a whole multiple of {unit:g}, got {span:g} ({span / unit:.6g} of them)")
+    return int(round(span / unit))
+
+
+def simulate(w0: torch.Tensor, *, nu: float, t_end: float, interval: float, forcing=Forcing(),
              drag: float = 0.0, warmup: float = 0.0, cfl: float = 0.5, max_dt: float = 1e-2,
-             names=None) -> dict:
+             dt: float | None = None, names=None) -> dict:
     """Integrate a batch of initial vorticities ``w0`` (batch, n, n) to ``warmup + t_end``.
+
+    ``forcing``: a :class:`Forcing`, or an array of the forcing's curl on the grid, (n, n) for all or
+    (batch, n, n) one per sample.  ``dt``: a fixed step (``interval`` and ``warmup`` must be whole
+    multiples of it); by default each trajectory takes CFL-limited equal steps per interval.
+    ``t_end`` must be a whole number of ``interval``.
 
     Returns ``vorticity`` (batch, T, n, n) at ``t = 0, interval, ..., t_end`` after the warm-up,
     ``t`` (T,), ``steps`` (batch,) time steps taken per trajectory and ``max_cfl`` (batch,).
@@ -108,13 +136,19 @@ def simulate(w0: torch.Tensor, *, nu: float, t_end: float, interval: float, forc
         raise ValueError(f"w0 must have shape (batch, n, n), got {tuple(w0.shape)}")
     if interval <= 0 or t_end < 0 or warmup < 0 or not 0 < cfl <= 1.5:
         raise ValueError("need interval > 0, t_end >= 0, warmup >= 0 and 0 < cfl <= 1.5")
+    if dt is not None and not (dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"dt must be a positive number, got {dt}")
+    count = whole_multiple(t_end, interval, "t_end")
+    if dt is not None:
+        whole_multiple(interval, dt, "interval")
+        whole_multiple(warmup, dt, "warmup")
     batch, n, _ = w0.shape
     names = list(names) if names is not None else list(range(batch))
     spec = SpectralGrid(n, w0.dtype, w0.device)
-    f_hat = torch.fft.rfft2(forcing.field(n, w0.dtype, w0.device))
+    f_hat = torch.fft.rfft2(_forcing_field(forcing, batch, n, w0.dtype, w0.device))
     damping = nu * spec.k2 + drag  # implicit (Crank–Nicolson) part
     w_hat = torch.fft.rfft2(w0)
-    h = 1.0 / n
+    h, fixed_dt = 1.0 / n, dt
     bound = 100.0 * (float(w0.abs().max()) + 1.0) + 100.0 * float(f_hat.abs().max()) / n**2
     steps = torch.zeros(batch, dtype=torch.long)
     max_cfl = torch.zeros(batch, dtype=w0.dtype)
@@ -134,8 +168,11 @@ def simulate(w0: torch.Tensor, *, nu: float, t_end: float, interval: float, forc
             return w_hat
         u, v = spec.velocity(w_hat)
         speed = (u.abs() + v.abs()).amax(dim=(1, 2)).cpu()
-        dt_cfl = torch.clamp(cfl * h / torch.clamp(speed, min=1e-12), max=max_dt)
-        count = torch.ceil(span / dt_cfl - 1e-9).long().clamp(min=1)
+        if fixed_dt is None:
+            dt_cfl = torch.clamp(cfl * h / torch.clamp(speed, min=1e-12), max=max_dt)
+            count = torch.ceil(span / dt_cfl - 1e-9).long().clamp(min=1)
+        else:
+            count = torch.full((batch,), whole_multiple(span, fixed_dt, "interval"), dtype=torch.long)
         dt = (span / count.to(w0.dtype)).to(w0.device).view(batch, 1, 1)
         explicit = 1.0 - 0.5 * dt * damping
         implicit = 1.0 / (1.0 + 0.5 * dt * damping)
@@ -153,7 +190,6 @@ def simulate(w0: torch.Tensor, *, nu: float, t_end: float, interval: float, forc
         return w_hat
 
     w_hat = advance(w_hat, 0.0, warmup)
-    count = int(round(t_end / interval))
     snapshots = [check(w_hat, steps, warmup)]
     for i in range(count):
         w_hat = advance(w_hat, warmup + i * interval, interval)

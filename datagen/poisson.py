@@ -217,7 +217,8 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     ``BACKWARD_ERROR_FLOOR`` for systems whose float64 floor lies above ``tol``).  ``solver``:
     ``auto`` (sparse LU where it is fastest, else AMG-PCG), ``ssor-pcg`` with relaxation
     ``omega`` (recorded in the sample), or always ``cg`` (unpreconditioned) or ``amg-pcg`` — the
-    iterative ones make the recorded cost grow with difficulty, as in the usual data pipelines."""
+    iterative ones make the recorded cost grow with difficulty, as in the usual data pipelines (a
+    CG or SSOR-PCG solve that stalls above ``tol`` is finished by AMG-PCG, its time included)."""
     level = resolve_level(level)
     t0 = time.perf_counter()
     grid, a, mask, bc, f = sample_problem(level, resolution, dim, seed)
@@ -230,12 +231,14 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     bv = layout.to_vectors(b).numpy()
     if solver in ("ssor-pcg", "cg", "amg-pcg"):
         preconditioner = {"ssor-pcg": lambda: SSOR(op, omega), "cg": lambda: None, "amg-pcg": lambda: AMG(op)}[solver]()
-        res = pcg(op, b, preconditioner, tol=tol, maxiter=20 * layout.n)
+        # (pcg confirms convergence on the true residual; 4n iterations, 4x what exact arithmetic
+        # needs, separate a slow solve from a stalled one)
+        res = pcg(op, b, preconditioner, tol=tol, maxiter=4 * layout.n)
         u, iterations = res.x, int(res.iterations)
-        for _ in range(3):  # restart from x when the recurrence residual drifted from the true one
-            if float(op.relative_residual(u, b)) <= tol:
-                break
-            res = pcg(op, b, preconditioner, x0=u, tol=tol, maxiter=20 * layout.n)
+        if not bool(res.converged) and solver != "amg-pcg":
+            # plain CG can stall near 1e-8 on contrast-1e3 systems: AMG-PCG finishes from where it
+            # stopped, and its time counts in the recorded cost like the rest of the solve
+            res = pcg(op, b, AMG(op), x0=u, tol=tol, maxiter=500)
             u, iterations = res.x, iterations + int(res.iterations)
         x = layout.to_vectors(u).numpy()
     elif _choose_direct(layout.n, dim):  # sparse LU plus iterative refinement

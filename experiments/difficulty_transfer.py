@@ -38,18 +38,32 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "experiments/configs/difficulty_transfer_fno.yaml"
 
 
-def make_pools(folder: Path, easy: int, hard: int, test: int, solver: str, resolution: int) -> dict:
+def make_pools(folder: Path, budget: float, easier: str, solver: str, resolution: int, test: int = 100) -> dict:
+    """Pools for budgets up to ``budget`` hard-sample equivalents at every mix: hard first, then an
+    easier pool sized from the measured cost ratio (regenerated larger when an earlier, smaller one is
+    there: samples are pure functions of their seed, so the old pool is a prefix of the new)."""
     import datagen.cli
+    from datagen.cost import sample_costs
+    from pdekit.data import open_dataset
 
-    paths = {"easy": folder / "pool_easy.h5", "hard": folder / "pool_hard.h5", "test": folder / "test_hard.h5"}
-    plan = {"easy": ("easy", easy, 0, solver), "hard": ("hard", hard, 0, solver),
-            "test": ("hard", test, 1_000_000, "auto")}  # the test set's cost is not budgeted: the fast solver
-    for name, (level, n, seed, how) in plan.items():
-        if not paths[name].exists():
-            argv = ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
-                    "--solver", how, "--out", str(paths[name]), "--quiet"]
-            if datagen.cli.main(argv) != 0:
-                raise SystemExit(f"datagen {' '.join(argv)} failed")
+    paths = {"easier": folder / f"pool_{easier}.h5", "hard": folder / "pool_hard.h5", "test": folder / "test_hard.h5"}
+
+    def generate(name, level, n, seed, how):
+        if paths[name].exists():
+            with open_dataset(paths[name]) as h5:
+                if h5["u"].shape[0] >= n:
+                    return
+        argv = ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
+                "--solver", how, "--out", str(paths[name]), "--quiet", "--overwrite"]
+        print(f"generating datagen {' '.join(argv)}", flush=True)
+        if datagen.cli.main(argv) != 0:
+            raise SystemExit(f"datagen {' '.join(argv)} failed")
+
+    generate("hard", "hard", int(budget * 1.25) + 10, 0, solver)
+    generate("test", "hard", test, 1_000_000, "auto")  # the test set's cost is not budgeted: the fast solver
+    generate("easier", easier, 64, 0, solver)  # a pilot (or the existing pool) measures the cost ratio
+    ratio = sample_costs(paths["hard"])[0].mean() / sample_costs(paths["easier"])[0].mean()
+    generate("easier", easier, int(budget * ratio * 1.15) + 10, 0, solver)
     return paths
 
 
@@ -63,7 +77,7 @@ def train_and_test(paths, counts, seed: int, steps: int, run: Path, out: Path) -
                             "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run),
                             "--trainer.logger.init_args.save_dir", str(run),
                             "--trainer.callbacks.init_args.dirpath", str(run / "checkpoints"),
-                            "--data.init_args.files", f"[{paths['easy']},{paths['hard']}]",
+                            "--data.init_args.files", f"[{paths['easier']},{paths['hard']}]",
                             "--data.init_args.counts", f"[{counts[0]},{counts[1]}]",
                             "--data.init_args.seed", str(seed)])
     if code != 0:
@@ -92,6 +106,7 @@ def main():
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--solver", default="cg", help="the pools' solver (its recorded cost is the budget)")
     parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--easier", default="easy", help="the easier Poisson level mixed with hard")
     parser.add_argument("--base", default=".", help="runs/difficulty_transfer/ is made here")
     parser.add_argument("--out", default="experiments/results/difficulty_transfer")
     args = parser.parse_args()
@@ -99,22 +114,19 @@ def main():
     budgets = [float(b) for b in args.budgets.split(",")]
     mixes = [float(m) for m in args.mixes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    # pools large enough for the largest budget at every mix
-    hard_seconds_guess, easy_seconds_guess = 1.0, 1.0 / 20
-    paths = make_pools(folder, easy=int(max(budgets) * hard_seconds_guess / easy_seconds_guess * 1.25) + 10,
-                       hard=int(max(budgets) * 1.25) + 10, test=100, solver=args.solver, resolution=args.resolution)
-    cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easy", "hard")}
-    print(f"mean recorded cost per sample ({args.solver}): easy {cost['easy']:.3g} s, hard {cost['hard']:.3g} s "
-          f"({cost['hard'] / cost['easy']:.1f}×)", flush=True)
-    available = {name: int(sample_costs(paths[name])[0].size) for name in ("easy", "hard")}
-    plan = {(budget, mix): (int(round((1 - mix) * budget * cost["hard"] / cost["easy"])), int(round(mix * budget)))
+    paths = make_pools(folder, max(budgets), args.easier, args.solver, args.resolution)
+    cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
+    print(f"mean recorded cost per sample ({args.solver}): {args.easier} {cost['easier']:.3g} s, hard "
+          f"{cost['hard']:.3g} s ({cost['hard'] / cost['easier']:.1f}×)", flush=True)
+    available = {name: int(sample_costs(paths[name])[0].size) for name in ("easier", "hard")}
+    plan = {(budget, mix): (int(round((1 - mix) * budget * cost["hard"] / cost["easier"])), int(round(mix * budget)))
             for budget in budgets for mix in mixes}
     short = [(key, counts) for key, counts in plan.items()
-             if counts[0] > available["easy"] or counts[1] > available["hard"]]
+             if counts[0] > available["easier"] or counts[1] > available["hard"]]
     if short:  # before any training: lower --budgets or delete the pools to regenerate them larger
         (budget, mix), counts = short[0]
-        raise SystemExit(f"pools too small for budget {budget:g}, hard fraction {mix:g}: need {counts[0]} easy and "
-                         f"{counts[1]} hard samples, have {available['easy']} and {available['hard']}")
+        raise SystemExit(f"pools too small for budget {budget:g}, hard fraction {mix:g}: need {counts[0]} {args.easier} "
+                         f"and {counts[1]} hard samples, have {available['easier']} and {available['hard']}")
     rows, results = [], {}
     for budget in budgets:
         seconds = budget * cost["hard"]
@@ -126,11 +138,11 @@ def main():
             for seed in seeds:
                 start = time.perf_counter()
                 errors.append(train_and_test(paths, counts, seed, args.steps, folder / "run", out / "last_eval"))
-                print(f"budget {budget:g} ({seconds:.1f} s), hard {mix:.0%}: {counts[0]} easy + {counts[1]} hard, "
+                print(f"budget {budget:g} ({seconds:.1f} s), hard {mix:.0%}: {counts[0]} {args.easier} + {counts[1]} hard, "
                       f"seed {seed}: hard-test rel L2 {errors[-1]:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
             results[(budget, mix)] = errors
             rows.append({"budget (hard samples)": budget, "budget s": seconds, "hard fraction": mix,
-                         "easy": counts[0], "hard": counts[1], "rel L2 mean": float(np.mean(errors)),
+                         args.easier: counts[0], "hard": counts[1], "rel L2 mean": float(np.mean(errors)),
                          "rel L2 std": float(np.std(errors))})
     # compute saving at equal error, per seed, against the all-hard curve
     savings = []
@@ -168,7 +180,7 @@ def _figure(rows, mixes, path, args):
             ax.errorbar([r["budget s"] for r in mine], [r["rel L2 mean"] for r in mine],
                         yerr=[r["rel L2 std"] for r in mine], marker="o", capsize=3, label=f"{mix:.0%} hard")
     ax.set(xscale="log", yscale="log", xlabel=f"generation compute (recorded {args.solver} seconds)",
-           ylabel="relative L2 on held-out hard samples", title=f"Poisson {args.resolution}²: easy + hard mixes")
+           ylabel="relative L2 on held-out hard samples", title=f"Poisson {args.resolution}²: {args.easier} + hard mixes")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
