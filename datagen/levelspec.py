@@ -66,10 +66,12 @@ def from_dict(cls, levels: dict, spec, source: str = "spec"):
     if not isinstance(spec, dict):
         raise ValueError(f"{source}: expected a mapping of level axes, got {type(spec).__name__}")
     names = [f.name for f in fields(cls)]
+    spec = dict(spec)
+    if hasattr(cls, "translate_spec"):  # user-facing keys that are not axes (e.g. a channel's length)
+        spec = cls.translate_spec(spec, source)
     unknown = sorted(set(spec) - set(names) - {"base"})
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {unknown}; a level has {names} (and optional base)")
-    spec = dict(spec)
     base = spec.pop("base", None)
     if base is not None and base not in levels:
         raise ValueError(f"{source}: unknown base level {base!r}; choose from {', '.join(levels)}")

@@ -73,6 +73,52 @@ class ObstacleLevel:
     warmup: float
     cfl: float
     description: str
+    # explicit physics and geometry (a spec file's length / height / u_max / viscosity / obstacle
+    # list / probes; see translate_spec); the named levels are dimensionless (H = U_max = 1)
+    height: float = 1.0
+    u_max: float = 1.0
+    geometry: str = ""  # JSON list of shapes: every sample uses it ("" = draw per seed)
+    probes: str = ""  # JSON list of points (x, y) where u, v, p are recorded every step
+    viscous_scheme: str = "explicit"  # "explicit" (Adams–Bashforth 2) | "implicit" (Crank–Nicolson)
+    steady_tol: float = 0.0  # > 0: stop once the velocity changes by less than this (x U_max per unit time)
+
+    @staticmethod
+    def translate_spec(spec: dict, source: str) -> dict:
+        """A spec file's physical keys as level axes: ``length`` -> ``aspect``, ``viscosity`` ->
+        ``reynolds``, an ``obstacles`` list of shapes -> ``geometry`` (and the count, kinds and
+        sizes that describe it), a ``probes`` list of points -> ``probes``."""
+        from datagen.obstacles import bounding_radius, explicit_shape
+
+        spec = dict(spec)
+        for mine, theirs in (("length", "aspect"), ("viscosity", "reynolds")):
+            if mine in spec and theirs in spec:
+                raise ValueError(f"{source}: give {mine} or {theirs}, not both")
+        height = spec.get("height", 1.0)
+        if isinstance(height, bool) or not isinstance(height, (int, float)) or not height > 0:
+            raise ValueError(f"{source}: height must be a positive number, got {height!r}")
+        if "length" in spec:
+            length = spec.pop("length")
+            if isinstance(length, bool) or not isinstance(length, (int, float)) or not length > 0:
+                raise ValueError(f"{source}: length must be a positive number, got {length!r}")
+            spec["aspect"] = length / height
+        if "viscosity" in spec:
+            nu, u_max = spec.pop("viscosity"), spec.get("u_max", 1.0)
+            if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in (nu, u_max)):
+                raise ValueError(f"{source}: viscosity and u_max must be positive numbers, got {nu!r} and {u_max!r}")
+            spec["reynolds"] = u_max * height / nu
+        obstacles = spec.get("obstacles")
+        if isinstance(obstacles, list) and all(isinstance(o, dict) for o in obstacles) and obstacles:
+            shapes = [explicit_shape(o, f"{source}: obstacle {k + 1}") for k, o in enumerate(obstacles)]
+            radii = [bounding_radius(shape) / height for shape in shapes]
+            spec.update(obstacles=[len(shapes)] * 2, shapes=sorted({shape["shape"] for shape in shapes}),
+                        size=[min(radii), max(radii)], geometry=json.dumps(shapes))
+        if "probes" in spec and not isinstance(spec["probes"], str):  # (a string: already translated)
+            points = spec["probes"]
+            if not (isinstance(points, list) and all(isinstance(q, list) and len(q) == 2 and all(
+                    isinstance(c, (int, float)) and not isinstance(c, bool) for c in q) for q in points)):
+                raise ValueError(f"{source}: probes must be a list of points [x, y], got {points!r}")
+            spec["probes"] = json.dumps(points)
+        return spec
 
     def problems(self):
         from datagen.obstacles import SHAPES
@@ -84,7 +130,10 @@ class ObstacleLevel:
                   (self.resolution >= 8, "resolution must be >= 8"), (self.aspect >= 1, "aspect must be >= 1"),
                   (self.interval > 0 and self.t_end >= self.interval, "need 0 < interval <= t_end"),
                   (self.interval <= 0 or is_whole_multiple(self.t_end, self.interval), "t_end must be a whole number of intervals"),
-                  (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]")]
+                  (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]"),
+                  (self.height > 0 and self.u_max > 0, "height and u_max must be > 0"),
+                  (self.viscous_scheme in ("explicit", "implicit"), "viscous_scheme must be explicit or implicit"),
+                  (self.steady_tol >= 0, "steady_tol must be >= 0 (0: run to t_end)")]
         return [message for ok, message in checks if not ok]
 
 
@@ -150,18 +199,24 @@ def draw_obstacles(level: ObstacleLevel, seed: int) -> list[dict]:
 def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, pressure_precond="amg",
                     pressure_tol: float = 1e-6, pressure_systems: bool = False, device=None, progress=None,
                     pressure_omega="auto") -> dict:
-    """One channel-flow trajectory (channel height 1, U_max = 1, nu = 1 / Re)."""
-    from datagen.ns_channel import ChannelFlow, simulate
+    """One channel-flow trajectory (named levels: channel height 1, U_max = 1, nu = 1 / Re; a spec
+    may set height, u_max and an explicit geometry)."""
+    from datagen.ns_channel import ChannelFlow
+    from datagen.ns_channel_run import simulate
+
+    from datagen.ns_channel import FORCE_KEYS
 
     start = time.perf_counter()
-    shapes = draw_obstacles(level, seed)
+    shapes = json.loads(level.geometry) if level.geometry else draw_obstacles(level, seed)
     ny = resolution
     nx = int(round(level.aspect * ny))
-    flow = ChannelFlow(shapes, nx=nx, ny=ny, height=1.0, nu=1.0 / level.reynolds, u_max=1.0,
+    nu = level.u_max * level.height / level.reynolds
+    flow = ChannelFlow(shapes, nx=nx, ny=ny, height=level.height, nu=nu, u_max=level.u_max,
                        pressure_precond=pressure_precond, tol=pressure_tol, device=device, omega=pressure_omega,
-                       seed=seed)
+                       seed=seed, viscosity=level.viscous_scheme)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
-                   pressure_systems=pressure_systems, progress=progress)
+                   pressure_systems=pressure_systems, progress=progress, steady_tol=level.steady_tol or None,
+                   probes=json.loads(level.probes) if level.probes else None)
     k_max = level.obstacles[1]
     pad = lambda a: np.pad(a.cpu().numpy().astype(np.float32), ((0, 0), (0, k_max - a.shape[1])),  # noqa: E731
                            constant_values=np.nan)
@@ -169,8 +224,11 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
         "velocity": out["velocity"].cpu().numpy().astype(np.float32),
         "pressure": out["pressure"].cpu().numpy().astype(np.float32),
         "mask": (~flow.solid).astype(np.uint8), "t": out["t"].numpy(), "t_force": out["t_force"].numpy(),
-        "drag": pad(out["drag"]), "lift": pad(out["lift"]), "reynolds": level.reynolds,
-        "viscosity": 1.0 / level.reynolds, "n_obstacles": len(shapes), "obstacles": json.dumps(shapes),
+        **{key: pad(out[key]) for key in FORCE_KEYS}, "reynolds": level.reynolds,
+        "viscosity": nu, "n_obstacles": len(shapes), "obstacles": json.dumps(shapes),
+        **({"probes": out["probes"].cpu().numpy().astype(np.float32), "probe_points": out["probe_points"].numpy()}
+           if "probes" in out else {}),
+        "steady_step": out["steady_step"], "viscous_iterations": out["viscous_iterations"],
         "steps": out["steps"], "solver_dt": out["dt"], "pressure_iterations": out["pressure_iterations"],
         **({"pressure_omega": out["pressure_omega"].numpy()} if pressure_precond == "ssor" else {}),
         "pressure_seconds": out["pressure_seconds"], "max_relative_divergence": float(out["relative_divergence"].max()),

@@ -28,6 +28,7 @@ lift coefficients ``2 F / (U_mean^2 D)`` with ``D`` the obstacle's frontal heigh
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -43,6 +44,7 @@ from pdekit.errors import SingularOperatorError
 from pdekit.krylov import fcg, pcg
 
 PRECONDITIONERS = ("amg", "jacobi", "ilu", "ssor", "none")
+FORCE_KEYS = ("drag", "lift", "drag_pressure", "drag_viscous", "lift_pressure", "lift_viscous")
 VISCOSITY = ("explicit", "implicit")  # Adams–Bashforth 2 (step limited by h^2 / nu) | Crank–Nicolson
 
 
@@ -135,7 +137,7 @@ class ChannelFlow:
         self.force_evaluator = ForceEvaluator(labels, self.h, [frontal_height(sh) for sh in self.shapes],
                                               dtype=dtype, device=self.device)
         self.momentum_history: list[torch.Tensor] = []  # control-volume momentum at the last steps (d/dt)
-        self.last_dt = None
+        self.last_dt, self.time, self.steps = None, 0.0, 0
         self.inflow = t(inflow_profile(ny, height, u_max)).to(dtype)
         self.u = torch.zeros(nx + 1, ny, dtype=dtype, device=self.device)
         self.v = torch.zeros(nx, ny + 1, dtype=dtype, device=self.device)
@@ -149,6 +151,8 @@ class ChannelFlow:
         self.pressure_seconds = 0.0
         self.last_solve = None
         self.project(1.0)  # start from the potential-like flow that satisfies the constraints
+        if self.viscosity == "implicit":  # its p is a potential, not a pressure the increments build on
+            self.p = torch.zeros_like(self.p)
 
     def _ghosts(self, interior: np.ndarray, axis: int):
         """Indices of faces inside solids and of their real neighbours along ``axis`` (flat, in the
@@ -348,6 +352,8 @@ class ChannelFlow:
             self._implicit_viscosity(dt)
         self.project(dt, incremental=implicit)
         self._record_momentum(dt)
+        self.time += dt
+        self.steps += 1
 
     def _record_momentum(self, dt: float):
         self.momentum_history = (self.momentum_history + [self.force_evaluator.momentum(self.u, self.v)])[-3:]
@@ -374,88 +380,47 @@ class ChannelFlow:
         c = self.force_coefficients()
         return c["drag"], c["lift"]
 
+    # ------------------------------------------------------------------ state, restart
+    STATE_KEYS = ("u", "v", "p", "last_increment")
+
+    def state(self) -> dict:
+        """Everything the next steps depend on (fields, the Adams–Bashforth history, the control
+        volumes' momentum history, time), as tensors and numbers: ``torch.save`` it and load it
+        with ``weights_only=True``.  A run continued from it equals the uninterrupted run bit for bit
+        (with a fixed pressure preconditioner; SSOR's learned relaxation starts learning afresh)."""
+        state = {k: getattr(self, k).detach().cpu().clone() for k in self.STATE_KEYS}
+        if self.previous_rhs is not None:
+            state["previous_hu"], state["previous_hv"] = (t.detach().cpu().clone() for t in self.previous_rhs)
+        if self.momentum_history:
+            state["momentum_history"] = torch.stack(self.momentum_history).cpu()
+        state.update(time=float(self.time), steps=int(self.steps), last_dt=self.last_dt, nx=self.nx, ny=self.ny,
+                     h=self.h, nu=self.nu, u_max=self.u_max, viscosity=self.viscosity,
+                     obstacles=json.dumps(self.shapes, sort_keys=True))
+        return state
+
+    def load_state(self, state: dict) -> None:
+        """Continue from :meth:`state` of a flow with the same grid, geometry and physics."""
+        mine = self.state()
+        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "obstacles"):
+            if key not in state or state[key] != mine[key]:
+                raise ValueError(f"the saved state's {key} ({state.get(key)!r}) differs from this flow's ({mine[key]!r})")
+        to = lambda t: t.to(dtype=self.dtype, device=self.device)  # noqa: E731
+        for key in self.STATE_KEYS:
+            setattr(self, key, to(state[key]))
+        self.previous_rhs = (to(state["previous_hu"]), to(state["previous_hv"])) if "previous_hu" in state else None
+        self.momentum_history = list(to(state["momentum_history"])) if "momentum_history" in state else []
+        self.time, self.steps, self.last_dt = state["time"], state["steps"], state["last_dt"]
+
+    def save_state(self, path) -> None:
+        """:meth:`state` to ``path`` atomically (a ``torch.save`` file of tensors and numbers)."""
+        from pdekit.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(self.state(), tmp)
+
     def cell_velocity(self) -> torch.Tensor:
         """(2, nx, ny) velocity at the cell centres (zero in solids)."""
         return torch.stack([0.5 * (self.u[1:] + self.u[:-1]), 0.5 * (self.v[:, 1:] + self.v[:, :-1])]) * self.fluid
 
     def cfl(self, dt: float) -> float:
         return float(torch.maximum(self.u.abs().max(), self.v.abs().max())) * dt / self.h
-
-
-def stable_dt(h: float, nu: float, u_max: float, cfl: float = 0.4, viscosity: str = "explicit") -> float:
-    """CFL-limited step ``cfl h / (2.5 U_max)`` (flow speeds up around obstacles); with explicit
-    viscosity also Adams–Bashforth 2's diffusion limit ``nu dt / h^2 <= 1/8``, kept with the same
-    safety factor (at most 1/2 of the limit's 1/4-form: ``min(cfl, 1/2) h^2 / (4 nu)``)."""
-    advective = cfl * h / (2.5 * u_max)
-    if viscosity == "implicit":
-        return advective
-    return min(advective, min(cfl, 0.5) * h * h / (4.0 * nu))
-
-
-def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float = 0.0, dt: float | None = None,
-             cfl: float = 0.4, name="0", pressure_systems: bool = False, progress=None) -> dict:
-    """Run ``flow`` for ``warmup + t_end``, keeping snapshots every ``interval`` after the warm-up
-    and drag/lift at every step after it.  ``dt`` defaults to :func:`stable_dt`, shrunk so that
-    ``interval`` is a whole number of steps."""
-    dt = dt or stable_dt(flow.h, flow.nu, flow.u_max, cfl, flow.viscosity)
-    every = max(1, math.ceil(interval / dt - 1e-9))
-    dt = interval / every
-    warm_steps = int(round(warmup / dt))
-    snapshots = int(round(t_end / interval))
-    total = warm_steps + snapshots * every
-    start = time.perf_counter()
-    velocity, pressure, drag, lift = [flow.cell_velocity()], [flow.p.clone()], [], []
-    omegas = [flow.last_omega]  # the SSOR relaxation of the solve behind each snapshot (NaN: not SSOR)
-    systems = {"rhs": [], "solution": [], "iterations": []}
-    divergence = []
-    for step in range(1, total + 1):
-        flow.step(dt)
-        c = flow.cfl(dt)  # each pressure solve syncs anyway: checking every step is cheap
-        if not math.isfinite(c) or c > 1.0:
-            raise BlowUpError(f"sample {name} blew up at step {step} (t = {step * dt:.4g}, CFL {c:.3g} > 1 or NaN): "
-                              "reduce --cfl or raise the resolution")
-        b, iterations = flow.last_solve
-        divergence.append(float(flow.divergence().norm() / max(float(b.norm()) * dt, 1e-300)))
-        if step > warm_steps:
-            cd, cl = flow.forces()
-            drag.append(cd)
-            lift.append(cl)
-            if (step - warm_steps) % every == 0:
-                velocity.append(flow.cell_velocity())
-                pressure.append(flow.p.clone())
-                omegas.append(flow.last_omega)
-                if pressure_systems:
-                    systems["rhs"].append(b)
-                    systems["solution"].append(pressure[-1])
-                    systems["iterations"].append(iterations)
-        elif step == warm_steps:
-            velocity, pressure, omegas = [flow.cell_velocity()], [flow.p.clone()], [flow.last_omega]
-        if progress is not None:
-            progress(step, total)
-    count = len(flow.shapes)
-    out = {
-        "velocity": torch.stack(velocity), "pressure": torch.stack(pressure),
-        "t": torch.arange(snapshots + 1, dtype=torch.float64) * interval,
-        "t_force": (torch.arange(1, total - warm_steps + 1, dtype=torch.float64)) * dt,
-        "drag": torch.stack(drag) if drag else torch.zeros(0, count),
-        "lift": torch.stack(lift) if lift else torch.zeros(0, count),
-        "steps": total, "dt": dt, "pressure_iterations": flow.pressure_iterations,
-        "pressure_seconds": flow.pressure_seconds, "wall_seconds": time.perf_counter() - start,
-        "relative_divergence": torch.as_tensor(divergence),
-        "pressure_omega": torch.as_tensor(omegas, dtype=torch.float64),
-    }
-    if pressure_systems:
-        out["pressure_systems"] = {k: (torch.stack(v) if k in ("rhs", "solution") else torch.as_tensor(v))
-                                   for k, v in systems.items()}
-    return out
-
-
-def strouhal(t: np.ndarray, lift: np.ndarray, length: float, speed: float) -> float:
-    """Shedding frequency ``f L / U`` from a lift history: mean period between upward crossings of
-    its mean (linearly interpolated).  NaN if fewer than two periods are present."""
-    t, lift = np.asarray(t, float), np.asarray(lift, float) - np.mean(lift)
-    up = np.flatnonzero((lift[:-1] < 0) & (lift[1:] >= 0))
-    if len(up) < 3:
-        return float("nan")
-    crossings = t[up] - lift[up] * (t[up + 1] - t[up]) / (lift[up + 1] - lift[up])
-    return float(length / (np.diff(crossings).mean() * speed))

@@ -33,6 +33,53 @@ def rectangle(cx: float, cy: float, width: float, height: float, angle: float = 
     return shape
 
 
+def _point(value, what: str) -> tuple[float, float]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in value)):
+        raise ValueError(f"{what} must be a point [x, y], got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _length(entry: dict, key: str, what: str) -> float:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{what}: {key} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def explicit_shape(entry, what: str = "obstacle") -> dict:
+    """A shape from a spec file's entry: ``{shape: circle, center: [x, y], radius: r}``,
+    ``{shape: rectangle, center: [x, y], width: w, height: h, angle: radians (optional)}`` or
+    ``{shape: polygon, vertices: [[x, y], ...]}`` (convex, counter-clockwise); errors name the entry."""
+    if not isinstance(entry, dict):
+        raise ValueError(f"{what} must be a mapping with a 'shape' key, got {entry!r}")
+    kind = entry.get("shape")
+    allowed = {"circle": {"shape", "center", "radius"}, "rectangle": {"shape", "center", "width", "height", "angle"},
+               "polygon": {"shape", "vertices"}}
+    if kind not in allowed:
+        raise ValueError(f"{what}: shape must be one of {', '.join(SHAPES)}, got {kind!r}")
+    unknown = sorted(set(entry) - allowed[kind])
+    if unknown:
+        raise ValueError(f"{what}: unknown key(s) {unknown} for a {kind} (it takes {sorted(allowed[kind])})")
+    if kind == "circle":
+        return circle(*_point(entry.get("center"), f"{what}: center"), _length(entry, "radius", what))
+    if kind == "rectangle":
+        angle = entry.get("angle", 0.0)
+        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
+            raise ValueError(f"{what}: angle must be a number (radians), got {angle!r}")
+        return rectangle(*_point(entry.get("center"), f"{what}: center"), _length(entry, "width", what),
+                         _length(entry, "height", what), float(angle))
+    vertices = entry.get("vertices")
+    if not isinstance(vertices, (list, tuple)) or len(vertices) < 3:
+        raise ValueError(f"{what}: vertices must be a list of at least 3 points, got {vertices!r}")
+    points = np.array([_point(v, f"{what}: vertex") for v in vertices])
+    edges = np.roll(points, -1, axis=0) - points
+    cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    if not (cross > 0).all():
+        raise ValueError(f"{what}: the polygon must be convex with its vertices counter-clockwise")
+    return polygon(points)
+
+
 def bounding_radius(shape: dict) -> float:
     if shape["shape"] == "circle":
         return shape["radius"]

@@ -19,7 +19,8 @@ import torch
 
 from datagen.burgers import LEVELS as BURGERS_LEVELS
 from datagen.navier_stokes import OBSTACLE_LEVELS, PERIODIC_LEVELS, draw_obstacles
-from datagen.ns_channel import ChannelFlow, simulate as simulate_channel
+from datagen.ns_channel import ChannelFlow
+from datagen.ns_channel_run import simulate as simulate_channel
 from datagen.ns_periodic import Forcing, gaussian_random_field, simulate as simulate_periodic
 
 try:

@@ -81,7 +81,8 @@ def pressure_system(n: int, steps: int = 20):
     """The pressure Poisson system of a channel flow (n^2 unknowns incl. obstacle cells) after
     ``steps`` steps, as the generator solves it (its right-hand side, zero initial guess)."""
     from datagen.navier_stokes import OBSTACLE_LEVELS, draw_obstacles
-    from datagen.ns_channel import ChannelFlow, simulate, stable_dt
+    from datagen.ns_channel import ChannelFlow
+    from datagen.ns_channel_run import simulate, stable_dt
 
     level = OBSTACLE_LEVELS["medium-medium"]
     flow = ChannelFlow(draw_obstacles(level, 10_000), nx=2 * n, ny=n // 2, height=1.0, nu=1.0 / level.reynolds,

@@ -72,7 +72,8 @@ def _channel_rows(systems: int, resolution: int, tol: float):
     import torch
 
     from datagen.navier_stokes import OBSTACLE_LEVELS, draw_obstacles
-    from datagen.ns_channel import ChannelFlow, stable_dt
+    from datagen.ns_channel import ChannelFlow
+    from datagen.ns_channel_run import stable_dt
     from pdekit.krylov import pcg
     from pdekit.precond import AMG, SSOR
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from datagen.burgers import BlowUpError
-from datagen.ns_channel import ChannelFlow, inflow_profile, simulate, strouhal
+from datagen.ns_channel import ChannelFlow, inflow_profile
+from datagen.ns_channel_run import simulate, strouhal
 from datagen.ns_periodic import Forcing, SpectralGrid, gaussian_random_field, simulate as periodic, taylor_green
 from datagen.obstacles import circle, polygon, rectangle
 
@@ -78,7 +79,8 @@ def test_poiseuille_flow_is_stationary_and_exact():
     # the inflow is the parabola (plus the O(h^2) lift that makes it exactly discrete)
     y = (np.arange(ny) + 0.5) / ny
     assert np.abs(inflow_profile(ny, 1.0, u_max) - 4 * y * (1 - y)).max() == pytest.approx(1 / ny**2)
-    assert float(out["relative_divergence"].max()) <= 1e-12 * 1.01
+    # div u* is round-off here: the solve stops at the residual floor, leaving div u at round-off too
+    assert float(flow.divergence().abs().max()) * flow.h / u_max <= 1e-12
 
 
 def test_divergence_equals_the_pressure_tolerance_every_step():
