@@ -134,7 +134,12 @@ class ObstacleLevel:
                   (self.height > 0 and self.u_max > 0, "height and u_max must be > 0"),
                   (self.viscous_scheme in ("explicit", "implicit"), "viscous_scheme must be explicit or implicit"),
                   (self.steady_tol >= 0, "steady_tol must be >= 0 (0: run to t_end)")]
-        return [message for ok, message in checks if not ok]
+        problems = [message for ok, message in checks if not ok]
+        length = self.aspect * self.height
+        for x, y in json.loads(self.probes) if self.probes else []:
+            if not (0 <= x <= length and 0 <= y <= self.height):
+                problems.append(f"probe point {[x, y]} lies outside the channel [0, {length:g}] x [0, {self.height:g}]")
+        return problems
 
 
 GEOMETRY = {  # obstacle count, shapes, size range (bounding radius / H)

@@ -1,7 +1,13 @@
 """Navier–Stokes generator throughput: periodic solver steps/s and FFT share, channel solver
-steps/s and pressure-solve share, and the cost of one trajectory per difficulty level.
+steps/s and pressure-solve share, and the cost of one trajectory per difficulty level; with
+``--cylinder``, the Schäfer–Turek cylinder benchmarks instead (experiments/specs/cylinder_2d*.yaml):
+2D-1 (steady, Re 20) time to steady state with explicit vs implicit viscosity and the drag, lift
+and front-back pressure difference per resolution with the observed order and Richardson
+extrapolation; 2D-2 (periodic shedding, Re 100) drag and lift maxima and Strouhal number.
 
     python experiments/bench_navier_stokes.py [--small] [--device cuda] [--out results.json]
+    python experiments/bench_navier_stokes.py --cylinder [--cells 10,20,40] [--explicit-cells 10,20]
+                                              [--unsteady-cells 10,20] [--out cylinder.json]
 
 Cost per level is extrapolated from a short run of every level (``--fraction`` of its simulated
 time, default 5%) at the level's default resolution: seconds per trajectory = measured seconds
@@ -129,6 +135,80 @@ def level_costs(fraction, device):
     return rows
 
 
+SPECS = Path(__file__).parent / "specs"
+# Schäfer & Turek (1996) reference intervals
+REFERENCE_2D1 = {"drag": (5.57, 5.59), "lift": (0.0104, 0.0110), "dp": (0.1172, 0.1176)}
+REFERENCE_2D2 = {"drag_max": (3.22, 3.24), "lift_max": (0.99, 1.01), "strouhal": (0.295, 0.305)}
+
+
+def _cylinder_run(spec: str, cells: int, scheme: str, device, **changes):
+    from dataclasses import replace
+
+    from datagen.generators import resolve_level
+    from datagen.navier_stokes import obstacle_sample
+
+    level = replace(resolve_level("navier_stokes_obstacles", None, str(SPECS / spec)), viscous_scheme=scheme,
+                    **changes)
+    ny = round(level.height / (0.1 / cells))  # 0.1: the cylinder's diameter
+    t0 = time.perf_counter()
+    sample = obstacle_sample(level, ny, 0, f"{spec} {cells} cells/D {scheme}", device=device)
+    return sample, time.perf_counter() - t0
+
+
+def _order(values, cells):
+    """Observed order and Richardson-extrapolated value from three results on grids refined by a
+    constant ratio (NaN when the ratio is not constant or the values are not monotone)."""
+    import math
+
+    a, b, c = values
+    ratio = cells[1] / cells[0]
+    if abs(cells[2] / cells[1] - ratio) > 1e-9 or (b - a) * (c - b) <= 0 or b == c:
+        return float("nan"), float("nan")
+    order = math.log(abs(b - a) / abs(c - b)) / math.log(ratio)
+    return order, c + (c - b) / (ratio**order - 1)
+
+
+def cylinder_tables(cells, explicit_cells, unsteady_cells, device):
+    import numpy as np
+
+    from datagen.ns_channel_run import strouhal
+
+    steady, unsteady = [], []
+    for n in cells:
+        for scheme in ("explicit", "implicit"):
+            if scheme == "explicit" and n not in explicit_cells:
+                continue
+            sample, seconds = _cylinder_run("cylinder_2d1.yaml", n, scheme, device)
+            last = int(sample["steps"]) - 1  # the steady state (the rows after the stop repeat it)
+            dp = float(sample["probes"][last, 2, 0] - sample["probes"][last, 2, 1])
+            steady.append({"cells/D": n, "viscosity": scheme, "dt": float(sample["solver_dt"]),
+                           "steps to steady": int(sample["steady_step"]),
+                           "time to steady": float(sample["steady_step"] * sample["solver_dt"]),
+                           "wall s": seconds, "drag": float(sample["drag"][last, 0]),
+                           "lift": float(sample["lift"][last, 0]), "dp": dp,
+                           "drag pressure": float(sample["drag_pressure"][last, 0]),
+                           "drag viscous": float(sample["drag_viscous"][last, 0])})
+            print(f"2D-1 {n} cells/D {scheme}: drag {steady[-1]['drag']:.4f}, {seconds:.0f} s", flush=True)
+    for n in unsteady_cells:
+        sample, seconds = _cylinder_run("cylinder_2d2.yaml", n, "explicit", device)
+        t, lift, drag = sample["t_force"], sample["lift"][:, 0], sample["drag"][:, 0]
+        unsteady.append({"cells/D": n, "wall s": seconds, "drag max": float(np.max(drag)),
+                         "lift max": float(np.max(lift)), "strouhal": strouhal(t, lift, 0.1, 1.0)})
+        print(f"2D-2 {n} cells/D: drag max {unsteady[-1]['drag max']:.4f}, {seconds:.0f} s", flush=True)
+    convergence = []
+    implicit = [r for r in steady if r["viscosity"] == "implicit"]
+    if len(implicit) >= 3:
+        for key in ("drag", "lift", "dp"):
+            values = [r[key] for r in implicit[-3:]]
+            order, extrapolated = _order(values, [r["cells/D"] for r in implicit[-3:]])
+            low, high = REFERENCE_2D1[key]
+            convergence.append({"quantity": key, **{f"{r['cells/D']} cells/D": r[key] for r in implicit[-3:]},
+                                "observed order": order, "extrapolated": extrapolated,
+                                "reference": f"{low}-{high}",
+                                "finest error %": 100 * (values[-1] - (low + high) / 2) / ((low + high) / 2)})
+    return {"steady": steady, "convergence": convergence, "unsteady": unsteady}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="tiny sizes (a smoke run)")
@@ -136,7 +216,31 @@ def main():
     parser.add_argument("--fraction", type=float, default=0.05, help="share of each level's time span to run")
     parser.add_argument("--out", default=None, help="write the tables as JSON")
     parser.add_argument("--levels-only", action="store_true", help="only the cost-per-level table")
+    parser.add_argument("--cylinder", action="store_true", help="the Schäfer–Turek cylinder benchmarks")
+    parser.add_argument("--cells", default="10,20,40", help="--cylinder: cells per diameter (2D-1, implicit)")
+    parser.add_argument("--explicit-cells", default="10,20", help="--cylinder: 2D-1 with explicit viscosity")
+    parser.add_argument("--unsteady-cells", default="10,20", help="--cylinder: 2D-2 resolutions")
     args = parser.parse_args()
+    if args.cylinder:
+        ints = lambda text: [int(c) for c in text.split(",") if c]  # noqa: E731
+        try:
+            cells, explicit_cells, unsteady_cells = ints(args.cells), ints(args.explicit_cells), ints(args.unsteady_cells)
+        except ValueError:
+            raise SystemExit("bench_navier_stokes: error: --cells, --explicit-cells and --unsteady-cells are "
+                             "comma-separated whole numbers of cells per diameter") from None
+        if any(c < 5 for c in cells + explicit_cells + unsteady_cells):
+            raise SystemExit("bench_navier_stokes: error: need at least 5 cells per diameter")
+        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device)
+        titles = {"steady": "Schäfer–Turek 2D-1 (Re 20, steady): time to steady state and forces",
+                  "convergence": "2D-1 grid convergence (implicit viscosity; reference interval from the benchmark)",
+                  "unsteady": "Schäfer–Turek 2D-2 (Re 100, shedding; reference drag max 3.22-3.24, lift max "
+                              "0.99-1.01, St 0.295-0.305)"}
+        for key, title in titles.items():
+            if tables[key]:
+                print_table(title, tables[key])
+        if args.out:
+            write_json(args.out, tables)
+        return
     if args.levels_only:
         print_table("cost per trajectory and level", level_costs(args.fraction, args.device))
         return

@@ -24,6 +24,26 @@ def test_taylor_green_decays_at_the_exact_viscous_rate():
         assert float((out["vorticity"][0, i] - exact).norm() / exact.norm()) <= 1e-6
 
 
+def test_periodic_fixed_step_and_one_forcing_per_sample():
+    # Taylor–Green is a steady Euler flow: the forcing 2 nu k^2 w0 holds it exactly against viscosity,
+    # while the unforced copy decays at the exact rate; a fixed dt takes exactly t_end / dt steps
+    nu, n, k = 0.01, 32, 2 * math.pi
+    w0 = taylor_green(n, 0.0, nu)
+    forcing = torch.stack([torch.zeros(n, n, dtype=torch.float64), 2 * nu * k * k * w0])
+    out = periodic(torch.stack([w0, w0]), nu=nu, t_end=0.5, interval=0.25, forcing=forcing, dt=1e-3)
+    assert out["steps"].tolist() == [500, 500]
+    held, decayed = out["vorticity"][1, -1], out["vorticity"][0, -1]
+    assert float((held - w0).norm() / w0.norm()) <= 1e-9
+    exact = taylor_green(n, 0.5, nu)
+    assert float((decayed - exact).norm() / exact.norm()) <= 1e-6
+    with pytest.raises(ValueError, match="t_end must be a whole multiple"):
+        periodic(w0[None], nu=nu, t_end=0.6, interval=0.25)  # no silent rounding to 0.5
+    with pytest.raises(ValueError, match="interval must be a whole multiple"):
+        periodic(w0[None], nu=nu, t_end=0.5, interval=0.25, dt=0.03)
+    with pytest.raises(ValueError, match="forcing array must have shape"):
+        periodic(w0[None], nu=nu, t_end=0.5, interval=0.25, forcing=torch.zeros(3, n, n))
+
+
 def test_advection_term_is_exact_for_resolved_modes():
     # w = sin(2 pi x) cos(4 pi y) + cos(6 pi y): psi = w_1 / (20 pi^2) + w_2 / (36 pi^2)
     n = 32
