@@ -3,17 +3,26 @@
 PDE Solvers": mixing in easier data reached the same error on hard problems for up to 8.9× less
 generation compute, and ≥ 10% hard samples sufficed).
 
-Poisson at 64², levels easy and hard.  Pools are generated once with an iterative solver
-(``--solver cg`` by default: plain CG, whose cost grows with difficulty as in the usual data
-pipelines; ``datagen cost`` prints the pools' recorded cost per level).  For each generation
-budget (seconds of recorded solver time) and each hard fraction of it, the training set takes
-hard samples worth fraction × budget and easy samples worth the rest (counts from the pools' mean
-per-sample cost), the same FNO is trained with the same recipe (experiments/configs/
-difficulty_transfer_fno.yaml: the same number of Adam steps for every set) for several seeds, and
-evaluated on held-out **hard** samples (final model).
+Two studies (``--pde``):
 
-    python experiments/difficulty_transfer.py [--budgets 5,12,25] [--mixes 1,0.5,0.25,0.1,0] [--seeds 0,1]
-                                              [--solver cg] [--steps 600]
+* ``poisson``: 64², easy (or ``--easier medium``) vs hard.  Pools are generated once with an
+  iterative solver (``--solver cg`` by default: plain CG, whose cost grows with difficulty as in
+  the usual data pipelines); the model is an FNO (experiments/configs/difficulty_transfer_fno.yaml),
+  the error the relative L2 on 100 held-out hard samples.
+* ``channel``: the Navier–Stokes channel's geometry axis at Re 100, 128x32 cells, 3 time units
+  after a 1-unit warm-up (15 snapshots): one circle (easy-easy) vs 5-8 circles/rectangles/polygons
+  (hard-easy); cost = each trajectory's recorded wall time; the model an autoregressive FNO on the
+  velocity (experiments/configs/difficulty_transfer_channel.yaml), the error the mean relative L2
+  of full rollouts of 8 held-out several-obstacle trajectories.
+
+For each generation budget and each hard fraction of it, the training set takes hard samples worth
+fraction × budget and easier samples worth the rest (counts from the pools' mean recorded cost per
+sample: ``datagen cost`` prints it), the same model is trained with the same recipe (the same
+number of Adam steps for every set) for several seeds and evaluated, final model, on held-out
+**hard** samples.
+
+    python experiments/difficulty_transfer.py [--pde poisson|channel] [--budgets 5,12,25]
+        [--mixes 1,0.5,0.25,0.1,0] [--seeds 0,1] [--solver cg] [--steps N] [--easier LEVEL]
 
 Budgets are given in hard-sample equivalents (5 = the recorded cost of 5 hard samples) and
 reported in seconds.  Output: a table (mean ± std over seeds), the paper's plot (hard-test error
@@ -28,6 +37,7 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,45 +45,75 @@ import numpy as np
 from results_io import enter_base, print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "experiments/configs/difficulty_transfer_fno.yaml"
 
 
-def make_pools(folder: Path, budget: float, easier: str, solver: str, resolution: int, test: int = 100) -> dict:
+@dataclass(frozen=True)
+class Study:
+    """What differs between the two studies: levels, pools, model recipe and error measure."""
+    hard: str
+    easier: str  # the default easier level
+    config: Path
+    metric: str  # the key of `pdekit evaluate`'s overall metrics reported as the hard-test error
+    resolution: int
+    steps: int
+    test: int  # held-out hard samples (trajectories)
+    pilot: int  # easier samples generated first to measure the cost ratio
+
+    def datagen_argv(self, level: str, n: int, seed: int, resolution: int, solver: str, folder: Path) -> list[str]:
+        if self is STUDIES["poisson"]:
+            return ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
+                    "--solver", solver]
+        spec = folder / f"{level}.yaml"  # the level with a horizon that fits a CPU
+        spec.write_text(f"base: {level}\nt_end: {CHANNEL_HORIZON[0]}\ninterval: {CHANNEL_HORIZON[1]}\n"
+                        f"warmup: {CHANNEL_HORIZON[2]}\n")
+        return ["navier-stokes", "--family", "obstacles", "--spec", str(spec), "--n", str(n),
+                "--resolution", str(resolution), "--seed", str(seed)]
+
+
+CHANNEL_HORIZON = (3.0, 0.2, 1.0)  # t_end, snapshot interval, warm-up (time units of H / U_max)
+STUDIES = {
+    # Poisson 64²: easy (full box, a = 1) or medium vs hard (obstacles, contrast 1e3, Neumann faces)
+    "poisson": Study("hard", "easy", ROOT / "experiments/configs/difficulty_transfer_fno.yaml", "rel_l2_mean", 64,
+                     600, 100, 64),
+    # channel flow at Re 100, 128x32: one circle vs 5-8 circles/rectangles/polygons (the geometry axis)
+    "channel": Study("hard-easy", "easy-easy", ROOT / "experiments/configs/difficulty_transfer_channel.yaml",
+                     "rollout_rel_l2_mean", 32, 300, 8, 8),
+}
+
+
+def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: str, resolution: int) -> dict:
     """Pools for budgets up to ``budget`` hard-sample equivalents at every mix: hard first, then an
     easier pool sized from the measured cost ratio (regenerated larger when an earlier, smaller one is
     there: samples are pure functions of their seed, so the old pool is a prefix of the new)."""
     import datagen.cli
     from datagen.cost import sample_costs
-    from pdekit.data import open_dataset
 
     paths = {"easier": folder / f"pool_{easier}.h5", "hard": folder / "pool_hard.h5", "test": folder / "test_hard.h5"}
 
     def generate(name, level, n, seed, how):
-        if paths[name].exists():
-            with open_dataset(paths[name]) as h5:
-                if h5["u"].shape[0] >= n:
-                    return
-        argv = ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
-                "--solver", how, "--out", str(paths[name]), "--quiet", "--overwrite"]
+        if paths[name].exists() and sample_costs(paths[name])[0].size >= n:
+            return
+        argv = study.datagen_argv(level, n, seed, resolution, how, folder) + [
+            "--out", str(paths[name]), "--quiet", "--overwrite"]
         print(f"generating datagen {' '.join(argv)}", flush=True)
         if datagen.cli.main(argv) != 0:
             raise SystemExit(f"datagen {' '.join(argv)} failed")
 
-    generate("hard", "hard", int(budget * 1.25) + 10, 0, solver)
-    generate("test", "hard", test, 1_000_000, "auto")  # the test set's cost is not budgeted: the fast solver
-    generate("easier", easier, 64, 0, solver)  # a pilot (or the existing pool) measures the cost ratio
+    generate("hard", study.hard, int(budget * 1.25) + 10, 0, solver)
+    generate("test", study.hard, study.test, 1_000_000, "auto")  # the test set's cost is not budgeted
+    generate("easier", easier, study.pilot, 0, solver)  # a pilot (or the existing pool) measures the cost ratio
     ratio = sample_costs(paths["hard"])[0].mean() / sample_costs(paths["easier"])[0].mean()
     generate("easier", easier, int(budget * ratio * 1.15) + 10, 0, solver)
     return paths
 
 
-def train_and_test(paths, counts, seed: int, steps: int, run: Path, out: Path) -> float:
+def train_and_test(study: Study, paths, counts, seed: int, steps: int, run: Path, out: Path) -> float:
     import pdekit.cli
     from pdekit.evaluate import evaluate
 
     shutil.rmtree(run, ignore_errors=True)
     sys.argv = ["pdekit"]
-    code = pdekit.cli.main(["fit", "--config", str(CONFIG), "--seed_everything", str(seed),
+    code = pdekit.cli.main(["fit", "--config", str(study.config), "--seed_everything", str(seed),
                             "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run),
                             "--trainer.logger.init_args.save_dir", str(run),
                             "--trainer.callbacks.init_args.dirpath", str(run / "checkpoints"),
@@ -83,7 +123,7 @@ def train_and_test(paths, counts, seed: int, steps: int, run: Path, out: Path) -
     if code != 0:
         raise SystemExit(f"pdekit fit failed for counts {counts}, seed {seed}")
     metrics = evaluate(run / "checkpoints/last.ckpt", [paths["test"]], out, figures=0)
-    return float(metrics["overall"]["rel_l2_mean"])
+    return float(metrics["overall"][study.metric])
 
 
 def saving_factor(budgets, hard_errors, budget, error) -> float:
@@ -100,21 +140,35 @@ def main():
     from datagen.cost import sample_costs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pde", default="poisson", choices=sorted(STUDIES),
+                        help="poisson (easy vs hard, 64²) or channel (one vs several obstacles, 128x32)")
     parser.add_argument("--budgets", default="5,12,25", help="in hard-sample equivalents")
     parser.add_argument("--mixes", default="1,0.5,0.25,0.1,0", help="hard fraction of the budget")
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--solver", default="cg", help="the pools' solver (its recorded cost is the budget)")
-    parser.add_argument("--resolution", type=int, default=64)
-    parser.add_argument("--easier", default="easy", help="the easier Poisson level mixed with hard")
-    parser.add_argument("--base", default=".", help="runs/difficulty_transfer/ is made here")
-    parser.add_argument("--out", default="experiments/results/difficulty_transfer")
+    parser.add_argument("--steps", type=int, default=None, help="Adam steps per training run (default per --pde)")
+    parser.add_argument("--solver", default="cg", help="poisson: the pools' solver (its recorded cost is the budget)")
+    parser.add_argument("--resolution", type=int, default=None, help="default per --pde: 64 (poisson), 32 (channel)")
+    parser.add_argument("--easier", default=None, help="the easier level mixed with the hard one "
+                                                       "(default: easy, or easy-easy for the channel)")
+    parser.add_argument("--base", default=".", help="runs/difficulty_transfer[_channel]/ is made here")
+    parser.add_argument("--out", default=None, help="default experiments/results/difficulty_transfer[_channel]")
     args = parser.parse_args()
-    out, folder = enter_base(args, "runs/difficulty_transfer")
-    budgets = [float(b) for b in args.budgets.split(",")]
-    mixes = [float(m) for m in args.mixes.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    paths = make_pools(folder, max(budgets), args.easier, args.solver, args.resolution)
+    study = STUDIES[args.pde]
+    suffix = "" if args.pde == "poisson" else f"_{args.pde}"
+    args.steps = args.steps or study.steps
+    args.resolution = args.resolution or study.resolution
+    args.easier = args.easier or study.easier
+    args.out = args.out or f"experiments/results/difficulty_transfer{suffix}"
+    try:
+        budgets = [float(b) for b in args.budgets.split(",")]
+        mixes = [float(m) for m in args.mixes.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise SystemExit("difficulty_transfer: error: --budgets, --mixes and --seeds are comma-separated numbers") from None
+    if not (all(b > 0 for b in budgets) and all(0 <= m <= 1 for m in mixes) and args.steps >= 1):
+        raise SystemExit("difficulty_transfer: error: need budgets > 0, hard fractions in [0, 1] and --steps >= 1")
+    out, folder = enter_base(args, f"runs/difficulty_transfer{suffix}")
+    paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution)
     cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
     print(f"mean recorded cost per sample ({args.solver}): {args.easier} {cost['easier']:.3g} s, hard "
           f"{cost['hard']:.3g} s ({cost['hard'] / cost['easier']:.1f}×)", flush=True)
@@ -137,7 +191,7 @@ def main():
             errors = []
             for seed in seeds:
                 start = time.perf_counter()
-                errors.append(train_and_test(paths, counts, seed, args.steps, folder / "run", out / "last_eval"))
+                errors.append(train_and_test(study, paths, counts, seed, args.steps, folder / "run", out / "last_eval"))
                 print(f"budget {budget:g} ({seconds:.1f} s), hard {mix:.0%}: {counts[0]} {args.easier} + {counts[1]} hard, "
                       f"seed {seed}: hard-test rel L2 {errors[-1]:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
             results[(budget, mix)] = errors
@@ -158,16 +212,18 @@ def main():
                                 "saving × (mean)": float(np.mean(finite)) if finite else float("nan"),
                                 "saving × (std)": float(np.std(finite)) if finite else float("nan"),
                                 "seeds in range": f"{len(finite)}/{len(seeds)}"})
-    print_table(f"Difficulty transfer, Poisson {args.resolution}²: hard-test relative L2 (mean ± std over seeds "
-                f"{args.seeds}), FNO, {args.steps} Adam steps; budgets in recorded {args.solver} seconds", rows)
+    what = (f"Poisson {args.resolution}², relative L2" if args.pde == "poisson" else
+            f"channel {4 * args.resolution}x{args.resolution}, rollout relative L2")
+    print_table(f"Difficulty transfer, {what} on held-out {study.hard} samples (mean ± std over seeds {args.seeds}), "
+                f"FNO, {args.steps} Adam steps; budgets in recorded generation seconds", rows)
     print_table("Compute saving at equal hard-test error vs all-hard (>1: the mix needs less generation compute; "
                 "NaN: outside the all-hard curve's range)", savings)
     write_json(out / "results.json", {"rows": rows, "savings": savings, "cost_per_sample": cost, "solver": args.solver})
-    _figure(rows, mixes, out / "difficulty_transfer.png", args)
+    _figure(rows, mixes, out / "difficulty_transfer.png", args, what)
     print(f"wrote {out}/results.json and {out}/difficulty_transfer.png")
 
 
-def _figure(rows, mixes, path, args):
+def _figure(rows, mixes, path, args, what):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -179,8 +235,8 @@ def _figure(rows, mixes, path, args):
         if mine:
             ax.errorbar([r["budget s"] for r in mine], [r["rel L2 mean"] for r in mine],
                         yerr=[r["rel L2 std"] for r in mine], marker="o", capsize=3, label=f"{mix:.0%} hard")
-    ax.set(xscale="log", yscale="log", xlabel=f"generation compute (recorded {args.solver} seconds)",
-           ylabel="relative L2 on held-out hard samples", title=f"Poisson {args.resolution}²: {args.easier} + hard mixes")
+    ax.set(xscale="log", yscale="log", xlabel="generation compute (recorded seconds)",
+           ylabel="error on held-out hard samples", title=f"{what}: {args.easier} + hard mixes")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 

@@ -126,6 +126,21 @@ def test_implicit_and_explicit_viscosity_reach_the_same_steady_state():
     assert results["implicit"][2] > 2 * results["explicit"][2]  # the step is no longer set by h^2 / nu
 
 
+def test_implicit_viscous_operator_is_symmetric_positive_definite():
+    from datagen.navier_stokes import OBSTACLE_LEVELS, draw_obstacles
+
+    shapes = draw_obstacles(OBSTACLE_LEVELS["hard-easy"], 0)  # 8 circles, rectangles and polygons
+    flow = ChannelFlow(shapes, nx=128, ny=32, height=1.0, nu=1e-2, u_max=1.0, viscosity="implicit")
+    apply = flow._viscous_operator(0.05)
+    free = torch.cat([flow.u_free.reshape(-1), flow.v_free.reshape(-1)]).double()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x, y = (torch.randn(1, free.numel(), generator=g, dtype=torch.float64) * free for _ in range(2))
+        xy, yx = float((apply(x) * y).sum()), float((x * apply(y)).sum())
+        assert abs(xy - yx) <= 1e-12 * max(abs(xy), 1.0)
+        assert float((x * apply(x)).sum()) >= float((x * x).sum())  # I - (dt nu / 2) L with L <= 0
+
+
 @pytest.mark.parametrize("scheme", ["explicit", "implicit"])
 def test_restart_equals_the_uninterrupted_run_bit_for_bit(tmp_path, scheme):
     shapes = [circle(0.8, 0.5, 0.15), rectangle(1.6, 0.4, 0.2, 0.3, 0.3)]
