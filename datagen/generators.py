@@ -14,7 +14,7 @@ import numpy as np
 
 from pdekit.data import write_poisson, write_timeseries
 
-VERSIONS = {"poisson": "poisson-3", "navier_stokes_periodic": "ns-periodic-1", "navier_stokes_obstacles": "ns-channel-1",
+VERSIONS = {"poisson": "poisson-3", "navier_stokes_periodic": "ns-periodic-1", "navier_stokes_obstacles": "ns-channel-2",
             "burgers": "burgers-2", "feynman_kac": "feynman-kac-1"}
 POISSON_KEYS = ("a", "f", "u", "mask", "bc_type", "bc_value", "level", "seed", "solver_iterations",
                 "solver_residual", "solver_backward_error", "solve_seconds", "sample_index")

@@ -7,7 +7,7 @@ extrapolation; 2D-2 (periodic shedding, Re 100) drag and lift maxima and Strouha
 
     python experiments/bench_navier_stokes.py [--small] [--device cuda] [--out results.json]
     python experiments/bench_navier_stokes.py --cylinder [--cells 10,20,40] [--explicit-cells 10,20]
-                                              [--unsteady-cells 10,20] [--out cylinder.json]
+                                              [--unsteady-cells 10,20] [--window T] [--out cylinder.json]
 
 Cost per level is extrapolated from a short run of every level (``--fraction`` of its simulated
 time, default 5%) at the level's default resolution: seconds per trajectory = measured seconds
@@ -168,7 +168,9 @@ def _order(values, cells):
     return order, c + (c - b) / (ratio**order - 1)
 
 
-def cylinder_tables(cells, explicit_cells, unsteady_cells, device):
+def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None):
+    """``window``: run every 2D-1 case for this many time units only (no steady stop), to measure
+    the cost per simulated time unit where reaching the steady state is too long."""
     import numpy as np
 
     from datagen.ns_channel_run import strouhal
@@ -178,13 +180,17 @@ def cylinder_tables(cells, explicit_cells, unsteady_cells, device):
         for scheme in ("explicit", "implicit"):
             if scheme == "explicit" and n not in explicit_cells:
                 continue
-            sample, seconds = _cylinder_run("cylinder_2d1.yaml", n, scheme, device)
+            changes = {"t_end": window, "interval": window, "steady_tol": 0.0} if window else {}
+            sample, seconds = _cylinder_run("cylinder_2d1.yaml", n, scheme, device, **changes)
             last = int(sample["steps"]) - 1  # the steady state (the rows after the stop repeat it)
             dp = float(sample["probes"][last, 2, 0] - sample["probes"][last, 2, 1])
+            simulated = float(sample["steps"] * sample["solver_dt"])
             steady.append({"cells/D": n, "viscosity": scheme, "dt": float(sample["solver_dt"]),
                            "steps to steady": int(sample["steady_step"]),
-                           "time to steady": float(sample["steady_step"] * sample["solver_dt"]),
-                           "wall s": seconds, "drag": float(sample["drag"][last, 0]),
+                           "time to steady": float(sample["steady_step"] * sample["solver_dt"])
+                           if sample["steady_step"] > 0 else float("nan"),
+                           "wall s": seconds, "wall s per time unit": seconds / simulated,
+                           "drag": float(sample["drag"][last, 0]),
                            "lift": float(sample["lift"][last, 0]), "dp": dp,
                            "drag pressure": float(sample["drag_pressure"][last, 0]),
                            "drag viscous": float(sample["drag_viscous"][last, 0])})
@@ -220,6 +226,8 @@ def main():
     parser.add_argument("--cells", default="10,20,40", help="--cylinder: cells per diameter (2D-1, implicit)")
     parser.add_argument("--explicit-cells", default="10,20", help="--cylinder: 2D-1 with explicit viscosity")
     parser.add_argument("--unsteady-cells", default="10,20", help="--cylinder: 2D-2 resolutions")
+    parser.add_argument("--window", type=float, default=None,
+                        help="--cylinder: run 2D-1 for this many time units only (cost per time unit)")
     args = parser.parse_args()
     if args.cylinder:
         ints = lambda text: [int(c) for c in text.split(",") if c]  # noqa: E731
@@ -230,7 +238,9 @@ def main():
                              "comma-separated whole numbers of cells per diameter") from None
         if any(c < 5 for c in cells + explicit_cells + unsteady_cells):
             raise SystemExit("bench_navier_stokes: error: need at least 5 cells per diameter")
-        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device)
+        if args.window is not None and not args.window > 0:
+            raise SystemExit("bench_navier_stokes: error: --window must be > 0 time units")
+        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window)
         titles = {"steady": "Schäfer–Turek 2D-1 (Re 20, steady): time to steady state and forces",
                   "convergence": "2D-1 grid convergence (implicit viscosity; reference interval from the benchmark)",
                   "unsteady": "Schäfer–Turek 2D-2 (Re 100, shedding; reference drag max 3.22-3.24, lift max "
