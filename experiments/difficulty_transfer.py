@@ -170,7 +170,8 @@ def main():
     out, folder = enter_base(args, f"runs/difficulty_transfer{suffix}")
     paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution)
     cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
-    print(f"mean recorded cost per sample ({args.solver}): {args.easier} {cost['easier']:.3g} s, hard "
+    source = f"{args.solver} solves" if args.pde == "poisson" else "trajectory wall time"
+    print(f"mean recorded cost per sample ({source}): {args.easier} {cost['easier']:.3g} s, hard "
           f"{cost['hard']:.3g} s ({cost['hard'] / cost['easier']:.1f}×)", flush=True)
     available = {name: int(sample_costs(paths[name])[0].size) for name in ("easier", "hard")}
     plan = {(budget, mix): (int(round((1 - mix) * budget * cost["hard"] / cost["easier"])), int(round(mix * budget)))
