@@ -286,7 +286,7 @@ class ChannelFlow:
     def residual_floor(self, dt: float) -> float:
         """The smallest pressure-solve residual worth asking for: ``div(u*) / dt`` is known only to
         round-off, ``eps U_max / (h dt)`` per cell (x100 for safety).  A solve stops at
-        ``max(tol ||b||, floor)``, so a nearly divergence-free ``u*`` (a steady state, a re-projected
+        ``max(tol ||b_full||, floor)`` (see :meth:`project`), so a nearly divergence-free ``u*`` (a steady state, a re-projected
         state, a stale warm start) costs a few iterations instead of an unreachable target."""
         eps = torch.finfo(self.dtype).eps
         return 100.0 * eps * self.u_max / (self.h * dt) * math.sqrt(float(self.fluid.sum()))
@@ -307,7 +307,7 @@ class ChannelFlow:
         t0 = time.perf_counter()
         # the full pressure's right-hand side (A p^n + b for an increment): its norm sets the target,
         # so both forms leave the same divergence, ||div u|| <= tol ||div u*_full|| (or the floor)
-        full = b + self.op(self.p) * self.fluid if incremental else b
+        full = b + self.op(self.p) if incremental else b  # (the operator's result is 0 off the fluid)
         target, b_norm = max(self.tol * float(full.norm()), self.residual_floor(dt)), float(b.norm())
         if b_norm <= target:  # already divergence-free to the tolerance (or round-off)
             q, solve_iterations = torch.zeros_like(self.p), 0
@@ -381,11 +381,6 @@ class ChannelFlow:
         order) and their ``_pressure`` / ``_viscous`` parts from the surface stresses
         (:mod:`datagen.ns_forces`)."""
         return self.force_evaluator.coefficients(self.u, self.v, self.p, self.nu, self.u_mean, self.momentum_rate())
-
-    def forces(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Drag and lift coefficients of every obstacle."""
-        c = self.force_coefficients()
-        return c["drag"], c["lift"]
 
     # ------------------------------------------------------------------ state, restart
     STATE_KEYS = ("u", "v", "p", "last_increment")

@@ -90,7 +90,7 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     omegas = [flow.last_omega]  # the SSOR relaxation of the solve behind each snapshot (NaN: not SSOR)
     systems = {"rhs": [], "solution": [], "iterations": []}
     divergence = []
-    steady_step, change = -1, float("nan")
+    steady_step, change, coefficients = -1, float("nan"), None
     for step in range(1, total + 1):
         if steady_step < 0:
             before = flow.u.clone() if steady_tol is not None else None
@@ -105,8 +105,10 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
                 change = float((flow.u - before).abs().max()) / (dt * flow.u_max)
                 if change < steady_tol:
                     steady_step = step
-            coefficients = flow.force_coefficients()
+            coefficients = None  # a new state: evaluated when recorded (not during the warm-up)
         if step > warm_steps:
+            if coefficients is None:
+                coefficients = flow.force_coefficients()
             forces.append(coefficients)
             if probe is not None:
                 probed.append(probe(flow))
