@@ -30,12 +30,12 @@ from datagen.ns_channel_run import simulate as simulate_channel
 from datagen.ns_periodic import Forcing, gaussian_random_field, simulate as simulate_periodic
 
 try:
-    from results_io import print_table, write_json
+    from results_io import print_table, refuse, write_json
 except ImportError:  # run from elsewhere
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from results_io import print_table, write_json
+    from results_io import print_table, refuse, write_json
 
 
 def _sync(device):
@@ -234,12 +234,12 @@ def main():
         try:
             cells, explicit_cells, unsteady_cells = ints(args.cells), ints(args.explicit_cells), ints(args.unsteady_cells)
         except ValueError:
-            raise SystemExit("bench_navier_stokes: error: --cells, --explicit-cells and --unsteady-cells are "
-                             "comma-separated whole numbers of cells per diameter") from None
+            refuse("--cells, --explicit-cells and --unsteady-cells are comma-separated whole numbers of cells "
+                   "per diameter")
         if any(c < 5 for c in cells + explicit_cells + unsteady_cells):
-            raise SystemExit("bench_navier_stokes: error: need at least 5 cells per diameter")
+            refuse("need at least 5 cells per diameter")
         if args.window is not None and not args.window > 0:
-            raise SystemExit("bench_navier_stokes: error: --window must be > 0 time units")
+            refuse("--window must be > 0 time units")
         tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window)
         titles = {"steady": "Schäfer–Turek 2D-1 (Re 20, steady): time to steady state and forces",
                   "convergence": "2D-1 grid convergence (implicit viscosity; reference interval from the benchmark)",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from results_io import write_json  # experiments/ is on sys.path when run as a script
+from results_io import refuse, write_json  # experiments/ is on sys.path when run as a script
 
 from datagen.poisson import LEVELS, sample_problem
 from datagen.ritz import generate_ritz
@@ -171,11 +170,6 @@ def sequence(args):
               f"{row['failed']} |")
     if args.out:
         write_json(args.out, {"level": level, "grid": list(shape), "systems": args.sequence, "totals": totals})
-
-
-def refuse(message: str):
-    print(f"bench_preconditioners: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def check_arguments(args) -> None:

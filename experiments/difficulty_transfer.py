@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_io import enter_base, print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from results_io import enter_base, print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Study:
     """What differs between the two studies: levels, pools, model recipe and error measure."""
+    pde: str  # "poisson" | "channel"
     hard: str
     easier: str  # the default easier level
     config: Path
@@ -60,7 +61,7 @@ class Study:
     pilot: int  # easier samples generated first to measure the cost ratio
 
     def datagen_argv(self, level: str, n: int, seed: int, resolution: int, solver: str, folder: Path) -> list[str]:
-        if self is STUDIES["poisson"]:
+        if self.pde == "poisson":
             return ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
                     "--solver", solver]
         spec = folder / f"{level}.yaml"  # the level with a horizon that fits a CPU
@@ -73,10 +74,10 @@ class Study:
 CHANNEL_HORIZON = (3.0, 0.2, 1.0)  # t_end, snapshot interval, warm-up (time units of H / U_max)
 STUDIES = {
     # Poisson 64²: easy (full box, a = 1) or medium vs hard (obstacles, contrast 1e3, Neumann faces)
-    "poisson": Study("hard", "easy", ROOT / "experiments/configs/difficulty_transfer_fno.yaml", "rel_l2_mean", 64,
+    "poisson": Study("poisson", "hard", "easy", ROOT / "experiments/configs/difficulty_transfer_fno.yaml", "rel_l2_mean", 64,
                      600, 100, 64),
     # channel flow at Re 100, 128x32: one circle vs 5-8 circles/rectangles/polygons (the geometry axis)
-    "channel": Study("hard-easy", "easy-easy", ROOT / "experiments/configs/difficulty_transfer_channel.yaml",
+    "channel": Study("channel", "hard-easy", "easy-easy", ROOT / "experiments/configs/difficulty_transfer_channel.yaml",
                      "rollout_rel_l2_mean", 32, 300, 8, 8),
 }
 
@@ -155,8 +156,10 @@ def main():
     args = parser.parse_args()
     study = STUDIES[args.pde]
     suffix = "" if args.pde == "poisson" else f"_{args.pde}"
-    args.steps = args.steps or study.steps
-    args.resolution = args.resolution or study.resolution
+    args.steps = study.steps if args.steps is None else args.steps
+    args.resolution = study.resolution if args.resolution is None else args.resolution
+    if not Path(args.base).is_dir():
+        refuse(f"--base {args.base} is not a folder")
     args.easier = args.easier or study.easier
     args.out = args.out or f"experiments/results/difficulty_transfer{suffix}"
     try:
@@ -164,9 +167,10 @@ def main():
         mixes = [float(m) for m in args.mixes.split(",")]
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
-        raise SystemExit("difficulty_transfer: error: --budgets, --mixes and --seeds are comma-separated numbers") from None
-    if not (all(b > 0 for b in budgets) and all(0 <= m <= 1 for m in mixes) and args.steps >= 1):
-        raise SystemExit("difficulty_transfer: error: need budgets > 0, hard fractions in [0, 1] and --steps >= 1")
+        refuse("--budgets, --mixes and --seeds are comma-separated numbers")
+    if not (all(b > 0 for b in budgets) and all(0 <= m <= 1 for m in mixes) and args.steps >= 1
+            and args.resolution >= 8):
+        refuse("need budgets > 0, hard fractions in [0, 1], --steps >= 1 and --resolution >= 8")
     out, folder = enter_base(args, f"runs/difficulty_transfer{suffix}")
     paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution)
     cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
@@ -180,8 +184,8 @@ def main():
              if counts[0] > available["easier"] or counts[1] > available["hard"]]
     if short:  # before any training: lower --budgets or delete the pools to regenerate them larger
         (budget, mix), counts = short[0]
-        raise SystemExit(f"pools too small for budget {budget:g}, hard fraction {mix:g}: need {counts[0]} {args.easier} "
-                         f"and {counts[1]} hard samples, have {available['easier']} and {available['hard']}")
+        refuse(f"pools too small for budget {budget:g}, hard fraction {mix:g}: need {counts[0]} {args.easier} "
+               f"and {counts[1]} hard samples, have {available['easier']} and {available['hard']}")
     rows, results = [], {}
     for budget in budgets:
         seconds = budget * cost["hard"]

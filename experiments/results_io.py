@@ -1,9 +1,16 @@
 """Shared by the benchmark scripts: print a markdown table; write a results file or figure atomically."""
 import json
 import os
+import sys
 from pathlib import Path
 
 from pdekit.atomic import atomic_path
+
+
+def refuse(message: str):
+    """A bad argument: one line naming it, exit status 2, before any work."""
+    print(f"{Path(sys.argv[0]).stem}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def enter_base(args, runs: str) -> tuple[Path, Path]:
