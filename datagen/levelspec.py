@@ -15,7 +15,7 @@ from pdekit.errors import yaml_problem
 LARGEST_INT = 2**31 - 1  # no level axis counts anything near this; larger values would overflow samplers
 
 
-def _number(annotation: str, value):
+def number(annotation: str, value):
     """An int or float axis value.  PyYAML reads ``1e4`` (no dot) as a string: a string that
     spells a number is accepted as that number.  An integer axis refuses a fraction (2.7 is not
     truncated to 2); every axis refuses NaN and infinity."""
@@ -37,10 +37,21 @@ def _number(annotation: str, value):
     return int(value)
 
 
+def positive(value, what: str) -> float:
+    """A float > 0 from a spec value (a string such as PyYAML's ``1e-3`` counts); errors name ``what``."""
+    try:
+        value = number("float", value)
+    except ValueError as err:
+        raise ValueError(f"{what} must be a positive number ({err})") from None
+    if not value > 0:
+        raise ValueError(f"{what} must be a positive number, got {value!r}")
+    return value
+
+
 def _coerce(annotation: str, value):
     annotation = annotation.replace(" ", "")
     if annotation in ("int", "float"):
-        return _number(annotation, value)
+        return number(annotation, value)
     if annotation == "bool":
         if not isinstance(value, bool):
             raise ValueError(f"expected true/false, got {value!r}")

@@ -87,25 +87,22 @@ class ObstacleLevel:
         """A spec file's physical keys as level axes: ``length`` -> ``aspect``, ``viscosity`` ->
         ``reynolds``, an ``obstacles`` list of shapes -> ``geometry`` (and the count, kinds and
         sizes that describe it), a ``probes`` list of points -> ``probes``."""
+        from datagen.levelspec import positive
         from datagen.obstacles import bounding_radius, explicit_shape
 
         spec = dict(spec)
         for mine, theirs in (("length", "aspect"), ("viscosity", "reynolds")):
             if mine in spec and theirs in spec:
                 raise ValueError(f"{source}: give {mine} or {theirs}, not both")
-        height = spec.get("height", 1.0)
-        if isinstance(height, bool) or not isinstance(height, (int, float)) or not height > 0:
-            raise ValueError(f"{source}: height must be a positive number, got {height!r}")
-        if "length" in spec:
-            length = spec.pop("length")
-            if isinstance(length, bool) or not isinstance(length, (int, float)) or not length > 0:
-                raise ValueError(f"{source}: length must be a positive number, got {length!r}")
-            spec["aspect"] = length / height
-        if "viscosity" in spec:
-            nu, u_max = spec.pop("viscosity"), spec.get("u_max", 1.0)
-            if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 for x in (nu, u_max)):
-                raise ValueError(f"{source}: viscosity and u_max must be positive numbers, got {nu!r} and {u_max!r}")
-            spec["reynolds"] = u_max * height / nu
+        try:
+            height = positive(spec.get("height", 1.0), "height")
+            if "length" in spec:
+                spec["aspect"] = positive(spec.pop("length"), "length") / height
+            if "viscosity" in spec:
+                nu = positive(spec.pop("viscosity"), "viscosity")
+                spec["reynolds"] = positive(spec.get("u_max", 1.0), "u_max") * height / nu
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
         obstacles = spec.get("obstacles")
         if isinstance(obstacles, list) and all(isinstance(o, dict) for o in obstacles) and obstacles:
             shapes = [explicit_shape(o, f"{source}: obstacle {k + 1}") for k, o in enumerate(obstacles)]
@@ -113,11 +110,12 @@ class ObstacleLevel:
             spec.update(obstacles=[len(shapes)] * 2, shapes=sorted({shape["shape"] for shape in shapes}),
                         size=[min(radii), max(radii)], geometry=json.dumps(shapes))
         if "probes" in spec and not isinstance(spec["probes"], str):  # (a string: already translated)
+            from datagen.obstacles import point
+
             points = spec["probes"]
-            if not (isinstance(points, list) and all(isinstance(q, list) and len(q) == 2 and all(
-                    isinstance(c, (int, float)) and not isinstance(c, bool) for c in q) for q in points)):
+            if not isinstance(points, list):
                 raise ValueError(f"{source}: probes must be a list of points [x, y], got {points!r}")
-            spec["probes"] = json.dumps(points)
+            spec["probes"] = json.dumps([point(q, f"{source}: probe {k + 1}") for k, q in enumerate(points)])
         return spec
 
     def problems(self):

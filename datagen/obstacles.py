@@ -33,18 +33,15 @@ def rectangle(cx: float, cy: float, width: float, height: float, angle: float = 
     return shape
 
 
-def _point(value, what: str) -> tuple[float, float]:
-    if not (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in value)):
+def point(value, what: str) -> tuple[float, float]:
+    from datagen.levelspec import number
+
+    if not (isinstance(value, (list, tuple)) and len(value) == 2):
         raise ValueError(f"{what} must be a point [x, y], got {value!r}")
-    return float(value[0]), float(value[1])
-
-
-def _length(entry: dict, key: str, what: str) -> float:
-    value = entry.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{what}: {key} must be a positive number, got {value!r}")
-    return float(value)
+    try:
+        return number("float", value[0]), number("float", value[1])
+    except ValueError as err:
+        raise ValueError(f"{what} must be a point [x, y] ({err})") from None
 
 
 def explicit_shape(entry, what: str = "obstacle") -> dict:
@@ -61,18 +58,21 @@ def explicit_shape(entry, what: str = "obstacle") -> dict:
     unknown = sorted(set(entry) - allowed[kind])
     if unknown:
         raise ValueError(f"{what}: unknown key(s) {unknown} for a {kind} (it takes {sorted(allowed[kind])})")
+    from datagen.levelspec import number, positive
+
+    length = lambda key: positive(entry.get(key), f"{what}: {key}")  # noqa: E731
     if kind == "circle":
-        return circle(*_point(entry.get("center"), f"{what}: center"), _length(entry, "radius", what))
+        return circle(*point(entry.get("center"), f"{what}: center"), length("radius"))
     if kind == "rectangle":
-        angle = entry.get("angle", 0.0)
-        if isinstance(angle, bool) or not isinstance(angle, (int, float)) or not math.isfinite(angle):
-            raise ValueError(f"{what}: angle must be a number (radians), got {angle!r}")
-        return rectangle(*_point(entry.get("center"), f"{what}: center"), _length(entry, "width", what),
-                         _length(entry, "height", what), float(angle))
+        try:
+            angle = number("float", entry.get("angle", 0.0))
+        except ValueError as err:
+            raise ValueError(f"{what}: angle must be a number (radians) ({err})") from None
+        return rectangle(*point(entry.get("center"), f"{what}: center"), length("width"), length("height"), angle)
     vertices = entry.get("vertices")
     if not isinstance(vertices, (list, tuple)) or len(vertices) < 3:
         raise ValueError(f"{what}: vertices must be a list of at least 3 points, got {vertices!r}")
-    points = np.array([_point(v, f"{what}: vertex") for v in vertices])
+    points = np.array([point(v, f"{what}: vertex") for v in vertices])
     edges = np.roll(points, -1, axis=0) - points
     cross = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
     if not (cross > 0).all():

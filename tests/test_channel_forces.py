@@ -205,7 +205,7 @@ def test_spec_file_reproduces_the_python_api(tmp_path):
     from datagen.cli import main
 
     spec = tmp_path / "cylinder.yaml"
-    spec.write_text("name: small-cylinder\nlength: 1.2\nheight: 0.4\nu_max: 0.6\nviscosity: 0.004\n"
+    spec.write_text("name: small-cylinder\nlength: 1.2\nheight: 0.4\nu_max: 0.6\nviscosity: 4e-3\n"
                     "obstacles:\n  - {shape: circle, center: [0.3, 0.21], radius: 0.06}\n"
                     "  - {shape: rectangle, center: [0.8, 0.2], width: 0.1, height: 0.08}\n"
                     "resolution: 20\nt_end: 0.2\ninterval: 0.1\nwarmup: 0.0\ncfl: 0.5\nviscous_scheme: implicit\n"
