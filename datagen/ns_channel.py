@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from datagen.burgers import BlowUpError
+from datagen.cut_cells import CutCellGeometry
 from datagen.ns_forces import ForceEvaluator
 from datagen.obstacles import frontal_height, rasterize
 from pdekit import BoundaryConditions, DiffusionOperator, Grid
@@ -48,6 +49,7 @@ from pdekit.krylov import fcg, pcg
 PRECONDITIONERS = ("amg", "jacobi", "ilu", "ssor", "none")
 FORCE_KEYS = ("drag", "lift", "drag_pressure", "drag_viscous", "lift_pressure", "lift_viscous")
 VISCOSITY = ("explicit", "implicit")  # Adams–Bashforth 2 (step limited by h^2 / nu) | Crank–Nicolson
+WALLS = ("staircase", "cut-cell")  # obstacles as solid cells | their true boundaries (datagen.cut_cells)
 
 
 def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
@@ -87,13 +89,20 @@ class ChannelFlow:
 
     def __init__(self, shapes, *, nx: int, ny: int, height: float, nu: float, u_max: float,
                  pressure_precond="amg", tol: float = 1e-8, dtype=torch.float64, device=None,
-                 omega="auto", seed: int = 0, viscosity: str = "explicit", viscous_tol: float = 1e-10):
+                 omega="auto", seed: int = 0, viscosity: str = "explicit", viscous_tol: float = 1e-10,
+                 walls: str = "staircase"):
         self.nx, self.ny, self.h = nx, ny, height / ny
         self.length, self.height = nx * self.h, height
         self.nu, self.u_max, self.u_mean = nu, u_max, 2.0 * u_max / 3.0
         if viscosity not in VISCOSITY:
             raise ValueError(f"viscosity must be one of {VISCOSITY}, got {viscosity!r}")
         self.viscosity, self.viscous_tol, self.viscous_iterations = viscosity, viscous_tol, 0
+        if walls not in WALLS:
+            raise ValueError(f"walls must be one of {WALLS}, got {walls!r}")
+        if walls == "cut-cell" and viscosity != "implicit":
+            # the wall term (1/theta - 1)/h^2 would limit an explicit step by the smallest wall distance
+            raise ValueError("cut-cell walls need viscosity='implicit' (viscous_scheme: implicit)")
+        self.walls = walls
         self.tol, self.dtype, self.device = tol, dtype, torch.device(device or "cpu")
         self.shapes = list(shapes)
         labels = rasterize(self.shapes, nx, ny, self.h)
@@ -105,11 +114,13 @@ class ChannelFlow:
         if solid[0].any() or solid[-1].any() or solid[:, 0].any() or solid[:, -1].any():
             raise ValueError("obstacles must not touch the inlet, outlet or walls")
         self.labels, self.solid = labels, solid
-        fluid = ~solid
+        geometry = CutCellGeometry(self.shapes, nx, ny, self.h) if walls == "cut-cell" else None
+        fluid = ~solid if geometry is None else geometry.active  # the pressure unknowns
         grid = Grid((nx, ny), spacing=self.h, origin=self.h / 2)
         bc = BoundaryConditions(default=Neumann(0.0), faces={"x+": Dirichlet(0.0)}, obstacle=Neumann(0.0))
+        fractions = None if geometry is None else (geometry.u_open, geometry.v_open)
         try:
-            self.op = DiffusionOperator(grid, mask=fluid, bc=bc)
+            self.op = DiffusionOperator(grid, mask=fluid, bc=bc, face_fractions=fractions)
         except SingularOperatorError:
             raise ValueError("the obstacles enclose fluid cut off from the outlet") from None
         self.M, self.flexible = make_preconditioner(pressure_precond, self.op, self.device)
@@ -124,20 +135,40 @@ class ChannelFlow:
         self.last_omega = float("nan")
         t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
         self.fluid = t(fluid).to(dtype)
-        # faces free to move: both neighbouring cells fluid (the outlet faces get the convective BC)
+        # faces free to move (momentum unknowns; the outlet faces get the convective BC): staircase,
+        # both neighbouring cells fluid; cut cells, the face's centre outside the obstacles
         u_free = np.zeros((nx + 1, ny), bool)
-        u_free[1:nx] = fluid[:-1] & fluid[1:]
         v_free = np.zeros((nx, ny + 1), bool)
-        v_free[:, 1:ny] = fluid[:, :-1] & fluid[:, 1:]
+        if geometry is None:
+            u_free[1:nx] = fluid[:-1] & fluid[1:]
+            v_free[:, 1:ny] = fluid[:, :-1] & fluid[:, 1:]
+            u_open, v_open = u_free.copy(), v_free
+        else:
+            u_free[1:nx] = geometry.u_fluid[1:nx]
+            v_free[:, 1:ny] = geometry.v_fluid[:, 1:ny]
+            u_open, v_open = geometry.u_open > 0, geometry.v_open > 0
+            u_open[0] = False
+            v_open[:, [0, ny]] = False
         self.u_free, self.v_free = t(u_free), t(v_free)
-        corrected = u_free.copy()  # faces the pressure gradient corrects: free ones and the fluid outlet
+        # faces the pressure gradient corrects: the open ones (cut cells: also those whose centre is
+        # inside an obstacle but part of them is not) and the fluid outlet
+        corrected = u_open.copy()
         corrected[nx] = fluid[-1]
-        self.u_corrected = t(corrected)
-        # ghost faces inside obstacles: mirrored from their real neighbours across the wall
-        self.u_ghosts = self._ghosts(np.concatenate([solid[:1], solid], 0) & np.concatenate([solid, solid[-1:]], 0), axis=1)
-        self.v_ghosts = self._ghosts(np.concatenate([solid[:, :1], solid], 1) & np.concatenate([solid, solid[:, -1:]], 1), axis=0)
+        self.u_corrected, self.v_corrected = t(corrected), t(v_open)
+        keep = u_free.copy()  # faces whose velocity carries over to the next step (the rest restart at 0)
+        keep[[0, nx]] = True
+        self.u_keep = t(keep)
+        if geometry is None:  # ghost faces inside obstacles: mirrored from their real neighbours across the wall
+            self.u_ghosts = self._ghosts(np.concatenate([solid[:1], solid], 0) & np.concatenate([solid, solid[-1:]], 0), axis=1)
+            self.v_ghosts = self._ghosts(np.concatenate([solid[:, :1], solid], 1) & np.concatenate([solid, solid[:, -1:]], 1), axis=0)
+            self.u_aperture = self.v_aperture = self.u_wall = self.v_wall = None
+        else:  # the walls enter through the face fractions and the Laplacians' wall terms
+            self.u_ghosts = self.v_ghosts = None
+            self.u_aperture, self.v_aperture = t(geometry.u_open).to(dtype), t(geometry.v_open).to(dtype)
+            self.u_wall, self.v_wall = t(geometry.u_wall[1:-1]).to(dtype), t(geometry.v_wall[:, 1:-1]).to(dtype)
+            self.u_inside, self.v_inside = t(~geometry.u_fluid), t(~geometry.v_fluid)
         self.force_evaluator = ForceEvaluator(labels, self.h, [frontal_height(sh) for sh in self.shapes],
-                                              dtype=dtype, device=self.device)
+                                              dtype=dtype, device=self.device, cut_cells=geometry)
         self.momentum_history: list[torch.Tensor] = []  # control-volume momentum at the last steps (d/dt)
         self.last_dt, self.time, self.steps = None, 0.0, 0
         self.inflow = t(inflow_profile(ny, height, u_max)).to(dtype)
@@ -192,19 +223,34 @@ class ChannelFlow:
                 flat[own] = -(wa * flat[a] + wb * flat[b])
         return U, V
 
+    def fluid_velocities(self, u, v):
+        """``(u, v)`` with the velocity nodes inside obstacles at the walls' velocity, 0 (cut cells:
+        the pressure correction moves the nodes of partly open faces too; staircase: they are 0)."""
+        if self.walls == "staircase":
+            return u, v
+        return u.masked_fill(self.u_inside, 0.0), v.masked_fill(self.v_inside, 0.0)
+
     def laplacians(self, u, v, padded=None):
         """The 5-point Laplacians of ``u`` (interior vertical faces) and ``v`` (interior horizontal
-        faces) with the walls' and obstacles' mirrored ghosts: linear and homogeneous in (u, v)."""
-        U, V = padded or self._padded(u, v)
+        faces) with the channel walls' mirrored ghosts and the obstacles' walls (staircase: mirrored
+        ghosts; cut cells: the ghost-fluid wall term): linear and homogeneous in (u, v).  With
+        ``padded`` (from :meth:`_padded` of :meth:`fluid_velocities`), ``u, v`` are those too."""
+        if padded is None:
+            u, v = self.fluid_velocities(u, v)
+            padded = self._padded(u, v)
+        U, V = padded
         h2 = self.h**2
         lap_u = (U[2:, 1:-1] + U[:-2, 1:-1] + U[1:-1, 2:] + U[1:-1, :-2] - 4 * U[1:-1, 1:-1]) / h2
         lap_v = (V[2:, 1:-1] + V[:-2, 1:-1] + V[1:-1, 2:] + V[1:-1, :-2] - 4 * V[1:-1, 1:-1]) / h2
+        if self.u_wall is not None:
+            lap_u = lap_u - self.u_wall * u[1:-1]
+            lap_v = lap_v - self.v_wall * v[:, 1:-1]
         return lap_u, lap_v
 
     def tendency(self, viscous: bool = True):
         """H(u) on the faces: advection (conservative central differences), plus diffusion unless
         ``viscous=False`` (the implicit scheme treats it separately)."""
-        u, v, h = self.u, self.v, self.h
+        (u, v), h = self.fluid_velocities(self.u, self.v), self.h
         U, V = self._padded(u, v)
         u_cell = 0.5 * (u[1:] + u[:-1])
         u_corner = 0.5 * (U[1:-1, :-1] + U[1:-1, 1:])
@@ -280,7 +326,10 @@ class ChannelFlow:
         return self._ssor[omega], omega
 
     def divergence(self) -> torch.Tensor:
+        """Net outflow per cell / h^2 (cut cells: face fluxes weighed by the open fractions)."""
         u, v = self.u, self.v
+        if self.u_aperture is not None:
+            u, v = u * self.u_aperture, v * self.v_aperture
         return (u[1:] - u[:-1] + v[:, 1:] - v[:, :-1]) / self.h * self.fluid
 
     def residual_floor(self, dt: float) -> float:
@@ -297,7 +346,7 @@ class ChannelFlow:
         gu[-1] = -q[-1] / self.h  # q = 0 at the ghost cell beyond the outlet
         gv = torch.zeros_like(self.v)
         gv[:, 1:-1] = (q[:, 1:] - q[:, :-1]) / self.h
-        return gu * self.u_corrected, gv * self.v_free
+        return gu * self.u_corrected, gv * self.v_corrected
 
     def project(self, dt: float, incremental: bool = False):
         """Solve ``A q = -div(u*) / dt`` and subtract ``dt grad q`` (outlet faces included): ``q`` is
@@ -350,8 +399,10 @@ class ChannelFlow:
             au, av = au - gu, av - gv
             au[1:-1] += 0.5 * self.nu * lap_u * self.u_free[1:-1]
             av[:, 1:-1] += 0.5 * self.nu * lap_v * self.v_free[:, 1:-1]
-        self.u = self.u + dt * au
-        self.v = self.v + dt * av
+        # (faces neither free nor at the inlet/outlet restart from 0: cut cells' partly open faces
+        # whose centre is inside an obstacle, which only the pressure moves)
+        self.u = self.u * self.u_keep + dt * au
+        self.v = self.v * self.v_free + dt * av
         if implicit:  # the outlet faces carry the old pressure gradient like the rest
             outlet = outlet - dt * gu[-1]
         self.u[-1] = torch.where(self.fluid[-1] > 0, outlet, 0.0)
@@ -363,7 +414,8 @@ class ChannelFlow:
         self.steps += 1
 
     def _record_momentum(self, dt: float):
-        self.momentum_history = (self.momentum_history + [self.force_evaluator.momentum(self.u, self.v)])[-3:]
+        momentum = self.force_evaluator.momentum(*self.fluid_velocities(self.u, self.v))
+        self.momentum_history = (self.momentum_history + [momentum])[-3:]
         self.last_dt = dt
 
     def momentum_rate(self) -> torch.Tensor:
@@ -380,7 +432,8 @@ class ChannelFlow:
         """Per obstacle: ``drag`` and ``lift`` coefficients (control-volume momentum balance, second
         order) and their ``_pressure`` / ``_viscous`` parts from the surface stresses
         (:mod:`datagen.ns_forces`)."""
-        return self.force_evaluator.coefficients(self.u, self.v, self.p, self.nu, self.u_mean, self.momentum_rate())
+        u, v = self.fluid_velocities(self.u, self.v)
+        return self.force_evaluator.coefficients(u, v, self.p, self.nu, self.u_mean, self.momentum_rate())
 
     # ------------------------------------------------------------------ state, restart
     STATE_KEYS = ("u", "v", "p", "last_increment")
@@ -421,8 +474,9 @@ class ChannelFlow:
             torch.save(self.state(), tmp)
 
     def cell_velocity(self) -> torch.Tensor:
-        """(2, nx, ny) velocity at the cell centres (zero in solids)."""
-        return torch.stack([0.5 * (self.u[1:] + self.u[:-1]), 0.5 * (self.v[:, 1:] + self.v[:, :-1])]) * self.fluid
+        """(2, nx, ny) velocity at the cell centres (zero at centres inside obstacles)."""
+        u, v = self.fluid_velocities(self.u, self.v)
+        return torch.stack([0.5 * (u[1:] + u[:-1]), 0.5 * (v[:, 1:] + v[:, :-1])]) * torch.as_tensor(~self.solid, device=self.device)
 
     def cfl(self, dt: float) -> float:
         return float(torch.maximum(self.u.abs().max(), self.v.abs().max())) * dt / self.h

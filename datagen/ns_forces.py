@@ -64,7 +64,7 @@ class ForceEvaluator:
     """Precomputed control volumes and surface stencils of one obstacle configuration."""
 
     def __init__(self, labels: np.ndarray, h: float, frontal, *, margin_cells: int = 4, dtype=torch.float64,
-                 device=None):
+                 device=None, cut_cells=None):
         self.h, self.count = h, int(labels.max()) if labels.size else 0
         self.dtype, self.device = dtype, torch.device(device or "cpu")
         t = lambda a, **kw: torch.as_tensor(np.ascontiguousarray(a), device=self.device, **kw)  # noqa: E731
@@ -79,6 +79,14 @@ class ForceEvaluator:
             obstacle, faces, sign = _boundary_faces(regions, axis)
             self.cv[axis] = (t(obstacle), t(faces[:, 0]), t(faces[:, 1]), t(sign, dtype=dtype))
         self._surface_stencil(labels)
+        self.cut = None
+        if cut_cells is not None:  # the true walls' pieces (datagen.cut_cells.CutCellGeometry)
+            g = cut_cells
+            u_open, v_open = g.u_open > 0, g.v_open > 0
+            u_open[[0, -1]] = False  # the box's faces carry no pressure difference
+            v_open[:, [0, -1]] = False
+            self.cut = {"cells": t(g.wall_cells), "obstacle": t(g.wall_obstacle), "normal": t(g.wall_normal, dtype=dtype),
+                        "offset": t(g.wall_offset, dtype=dtype), "u_open": t(u_open), "v_open": t(v_open)}
 
     def _surface_stencil(self, labels):
         """Per staircase face of an obstacle: the first and second fluid cells along the normal,
@@ -167,6 +175,32 @@ class ForceEvaluator:
                                zeros().index_add_(0, s["obstacle"], shear * ty * h)], 1)
         return pressure, viscous
 
+    def cut_cell_pressure(self, p) -> torch.Tensor:
+        """(K, 2) pressure force on the true walls of cut cells: per cut cell, the pressure
+        extrapolated linearly from its centre to its wall piece's midpoint (the gradient from the
+        differences across its open faces) times the piece's integrated normal."""
+        c, h = self.cut, self.h
+        zero = torch.zeros((), dtype=p.dtype, device=p.device)
+
+        def gradient(diff, open_faces, axis):  # mean of the one-sided differences across open faces
+            low = open_faces.narrow(axis, 0, open_faces.shape[axis] - 1)  # face below each cell
+            high = open_faces.narrow(axis, 1, open_faces.shape[axis] - 1)  # face above
+            pad = [0, 0, 0, 0]
+            pad[2 * (1 - axis):2 * (1 - axis) + 2] = [1, 1]
+            d = torch.nn.functional.pad(diff, pad)  # differences on every face, 0 at the box's
+            lo, hi = d.narrow(axis, 0, d.shape[axis] - 1), d.narrow(axis, 1, d.shape[axis] - 1)
+            weight_lo, weight_hi = low.to(p.dtype), high.to(p.dtype)
+            total = weight_lo + weight_hi
+            return torch.where(total > 0, (lo * weight_lo + hi * weight_hi) / total.clamp_min(1), zero)
+
+        gx = gradient((p[1:] - p[:-1]) / h, c["u_open"], 0)
+        gy = gradient((p[:, 1:] - p[:, :-1]) / h, c["v_open"], 1)
+        cells = c["cells"]
+        p_wall = (p.reshape(-1)[cells] + gx.reshape(-1)[cells] * c["offset"][:, 0]
+                  + gy.reshape(-1)[cells] * c["offset"][:, 1])
+        force = p_wall[:, None] * c["normal"]  # the normal points into the obstacle: pressure pushes that way
+        return torch.zeros(self.count, 2, dtype=p.dtype, device=p.device).index_add_(0, c["obstacle"], force)
+
     def coefficients(self, u, v, p, nu: float, u_mean: float, momentum_rate: torch.Tensor) -> dict:
         """Drag and lift coefficients per obstacle: ``drag``/``lift`` (control volume, or the surface
         sum where the region is incomplete) and their surface ``_pressure``/``_viscous`` parts."""
@@ -177,6 +211,9 @@ class ForceEvaluator:
         total = self.control_volume(u, v, p, nu, momentum_rate)
         complete = torch.as_tensor(self.complete, device=self.device)[:, None]
         total = torch.where(complete, total, pressure + viscous)
+        if self.cut is not None:  # true walls: the pressure part from the cut cells, the rest is viscous
+            pressure = self.cut_cell_pressure(p)
+            viscous = torch.where(complete, total - pressure, viscous)
         scale = (2.0 / (u_mean**2 * self.frontal))[:, None]
         total, pressure, viscous = total * scale, pressure * scale, viscous * scale
         return {"drag": total[:, 0], "lift": total[:, 1], "drag_pressure": pressure[:, 0],

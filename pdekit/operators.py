@@ -41,9 +41,10 @@ def _take(array: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     return array[tuple(index)]
 
 
-def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarray):
+def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarray, fractions=None):
     """Stencil arrays of one system: diagonal, interior face weights per axis, boundary RHS,
-    per-node Dirichlet weight (to find floating regions), all float64 numpy."""
+    per-node Dirichlet weight (to find floating regions), all float64 numpy.  ``fractions``: per
+    axis, the open fraction of every face (``n_k + 1`` along axis ``k``), multiplying its flux."""
     interior = tuple(slice(1, -1) for _ in grid.shape)
     active = bc_type[interior] == ACTIVE
     a_padded = a
@@ -56,8 +57,9 @@ def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarra
         n = grid.shape[k]
         al, ar = _take(a, k, 0, n - 1), _take(a, k, 1, n)
         both = _take(active, k, 0, n - 1) & _take(active, k, 1, n)
+        open_fraction = np.ones(grid.shape[:k] + (n + 1,) + grid.shape[k + 1:]) if fractions is None else fractions[k]
         with np.errstate(invalid="ignore", divide="ignore"):
-            w = np.where(both, 2.0 * al * ar / (al + ar), 0.0) / h**2
+            w = np.where(both, 2.0 * al * ar / (al + ar), 0.0) / h**2 * _take(open_fraction, k, 1, n)
         faces.append(w)
         # each interior face adds its weight to the diagonal of both of its nodes
         _take(diag, k, 0, n - 1)[...] += w
@@ -74,10 +76,12 @@ def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarra
             known = np.isfinite(a_wall) & (a_wall > 0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 a_face = np.where(known, 2.0 * a * a_wall / (a + a_wall), a)
-            dw = np.where(dirichlet, a_face / h**2, 0.0)
+            # the face between this node and that neighbour: index i (below) or i + 1 (above)
+            face = _take(open_fraction, k, start // 2, start // 2 + n)
+            dw = np.where(dirichlet, a_face / h**2, 0.0) * face
             diag += dw
             dirichlet_weight += dw
-            boundary_rhs += dw * np.where(dirichlet, value, 0.0) + np.where(neumann, value / h, 0.0)
+            boundary_rhs += dw * np.where(dirichlet, value, 0.0) + np.where(neumann, value / h, 0.0) * face
     return diag, faces, boundary_rhs, dirichlet_weight
 
 
@@ -105,6 +109,12 @@ class DiffusionOperator:
             problems second order right up to the wall; non-positive values there mean unknown.
         mask: active nodes, same shapes (default: all active).
         bc: :class:`~pdekit.boundary.BoundaryConditions` (default homogeneous Dirichlet).
+        face_fractions: cut cells (embedded boundaries): per axis, the open fraction in [0, 1] of
+            every face across it (shape ``grid.shape`` with ``n_k + 1`` along axis ``k``, the box's
+            faces included); each face's flux is scaled by it.  Rows are not divided by the cells'
+            volume fractions, so the matrix stays symmetric (the variational / cut-cell pressure
+            operator of Batty et al. 2007 and Ng, Min & Gibou 2009).  A face of fraction 0 carries
+            no flux (a Neumann wall through the cell).
         singular: what to do with a region that touches no Dirichlet boundary (a pure-Neumann
             problem, whose matrix is singular): ``"error"`` (default) raises
             :class:`SingularOperatorError`; ``"pin"`` fixes the first node of each such region to 0,
@@ -116,7 +126,7 @@ class DiffusionOperator:
     """
 
     def __init__(self, grid: Grid, coefficient=None, mask=None, bc: BoundaryConditions | None = None,
-                 *, singular: str = "error"):
+                 *, singular: str = "error", face_fractions=None):
         bc = bc if bc is not None else BoundaryConditions()
         coefficient = None if coefficient is None else _to_numpy(coefficient)
         mask = None if mask is None else _to_numpy(mask)
@@ -136,20 +146,38 @@ class DiffusionOperator:
             pairs = [bc.to_arrays(grid, mi) for mi in m]
             bc_type = np.stack([p[0] for p in pairs])
             bc_value = np.stack([p[1] for p in pairs])
-        self._init(grid, coefficient, bc_type, bc_value, singular)
+        self._init(grid, coefficient, bc_type, bc_value, singular, face_fractions)
 
     @classmethod
-    def from_arrays(cls, grid: Grid, coefficient, bc_type, bc_value, *, singular: str = "error"):
+    def from_arrays(cls, grid: Grid, coefficient, bc_type, bc_value, *, singular: str = "error",
+                    face_fractions=None):
         """Build from padded ``bc_type``/``bc_value`` arrays (as stored in datasets)."""
         self = cls.__new__(cls)
-        self._init(grid, coefficient, bc_type, bc_value, singular)
+        self._init(grid, coefficient, bc_type, bc_value, singular, face_fractions)
         return self
 
+    @staticmethod
+    def _check_fractions(grid: Grid, fractions):
+        if fractions is None:
+            return None
+        fractions = [np.asarray(_to_numpy(f), dtype=np.float64) for f in fractions]
+        if len(fractions) != grid.ndim:
+            raise GridMismatchError(f"face_fractions needs one array per axis ({grid.ndim}), got {len(fractions)}")
+        for k, f in enumerate(fractions):
+            expected = grid.shape[:k] + (grid.shape[k] + 1,) + grid.shape[k + 1:]
+            if f.shape != expected:
+                raise GridMismatchError(f"face_fractions[{k}] has shape {f.shape}, expected {expected} "
+                                        f"(every face across axis {k}, the box's included)")
+            if not (np.isfinite(f).all() and (f >= 0).all() and (f <= 1).all()):
+                raise ValueError(f"face_fractions[{k}] must lie in [0, 1]")
+        return fractions
+
     # ------------------------------------------------------------------ construction
-    def _init(self, grid, coefficient, bc_type, bc_value, singular):
+    def _init(self, grid, coefficient, bc_type, bc_value, singular, face_fractions=None):
         if singular not in ("error", "pin"):
             raise ValueError(f"singular must be 'error' or 'pin', got {singular!r}")
         self.grid = grid
+        self.face_fractions = fractions = self._check_fractions(grid, face_fractions)
         padded = tuple(n + 2 for n in grid.shape)
         bc_type = _to_numpy(bc_type).astype(np.int8)
         bc_value = _to_numpy(bc_value).astype(np.float64)
@@ -189,7 +217,7 @@ class DiffusionOperator:
 
         diags, faces, brhs, floating_labels, unpinned_rhs = [], [], [], [], []
         for s in range(batch):
-            d, f, b, dw = _stencil(grid, a[s], bc_type[s], bc_value[s])
+            d, f, b, dw = _stencil(grid, a[s], bc_type[s], bc_value[s], fractions)
             labels, floating = _floating_components(grid, user_active[s], dw)
             if floating:
                 if singular == "error":
@@ -208,7 +236,7 @@ class DiffusionOperator:
                     pinned_value[tuple(first)] = 0.0
                 unpinned_rhs.append(b)
                 bc_type[s], bc_value[s] = pinned_type, pinned_value
-                d, f, b, _ = _stencil(grid, a[s], pinned_type, pinned_value)
+                d, f, b, _ = _stencil(grid, a[s], pinned_type, pinned_value, fractions)
             else:
                 unpinned_rhs.append(None)
             diags.append(d)
