@@ -81,6 +81,7 @@ class ObstacleLevel:
     probes: str = ""  # JSON list of points (x, y) where u, v, p are recorded every step
     viscous_scheme: str = "explicit"  # "explicit" (Adams–Bashforth 2) | "implicit" (Crank–Nicolson)
     steady_tol: float = 0.0  # > 0: stop once the velocity changes by less than this (x U_max per unit time)
+    walls: str = "staircase"  # obstacles as solid cells | "cut-cell": their true boundaries (second order)
 
     @staticmethod
     def translate_spec(spec: dict, source: str) -> dict:
@@ -119,6 +120,7 @@ class ObstacleLevel:
         return spec
 
     def problems(self):
+        from datagen.ns_channel import VISCOSITY, WALLS
         from datagen.obstacles import SHAPES
 
         checks = [(self.reynolds > 0, "reynolds must be > 0"),
@@ -130,8 +132,11 @@ class ObstacleLevel:
                   (self.interval <= 0 or is_whole_multiple(self.t_end, self.interval), "t_end must be a whole number of intervals"),
                   (self.warmup >= 0, "warmup must be >= 0"), (0 < self.cfl <= 1, "cfl must be in (0, 1]"),
                   (self.height > 0 and self.u_max > 0, "height and u_max must be > 0"),
-                  (self.viscous_scheme in ("explicit", "implicit"), "viscous_scheme must be explicit or implicit"),
-                  (self.steady_tol >= 0, "steady_tol must be >= 0 (0: run to t_end)")]
+                  (self.viscous_scheme in VISCOSITY, f"viscous_scheme must be one of {', '.join(VISCOSITY)}"),
+                  (self.steady_tol >= 0, "steady_tol must be >= 0 (0: run to t_end)"),
+                  (self.walls in WALLS, f"walls must be one of {', '.join(WALLS)}"),
+                  (self.walls != "cut-cell" or self.viscous_scheme == "implicit",
+                   "walls: cut-cell needs viscous_scheme: implicit")]
         problems = [message for ok, message in checks if not ok]
         length = self.aspect * self.height
         for x, y in json.loads(self.probes) if self.probes else []:
@@ -216,7 +221,7 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
     nu = level.u_max * level.height / level.reynolds
     flow = ChannelFlow(shapes, nx=nx, ny=ny, height=level.height, nu=nu, u_max=level.u_max,
                        pressure_precond=pressure_precond, tol=pressure_tol, device=device, omega=pressure_omega,
-                       seed=seed, viscosity=level.viscous_scheme)
+                       seed=seed, viscosity=level.viscous_scheme, walls=level.walls)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
                    pressure_systems=pressure_systems, progress=progress, steady_tol=level.steady_tol or None,
                    probes=json.loads(level.probes) if level.probes else None)

@@ -449,14 +449,15 @@ class ChannelFlow:
         if self.momentum_history:
             state["momentum_history"] = torch.stack(self.momentum_history).cpu()
         state.update(time=float(self.time), steps=int(self.steps), last_dt=self.last_dt, nx=self.nx, ny=self.ny,
-                     h=self.h, nu=self.nu, u_max=self.u_max, viscosity=self.viscosity,
+                     h=self.h, nu=self.nu, u_max=self.u_max, viscosity=self.viscosity, walls=self.walls,
                      obstacles=json.dumps(self.shapes, sort_keys=True))
         return state
 
     def load_state(self, state: dict) -> None:
         """Continue from :meth:`state` of a flow with the same grid, geometry and physics."""
         mine = self.state()
-        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "obstacles"):
+        state = {"walls": "staircase", **state}  # (states saved before cut cells existed)
+        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "walls", "obstacles"):
             if key not in state or state[key] != mine[key]:
                 raise ValueError(f"the saved state's {key} ({state.get(key)!r}) differs from this flow's ({mine[key]!r})")
         to = lambda t: t.to(dtype=self.dtype, device=self.device)  # noqa: E731

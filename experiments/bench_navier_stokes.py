@@ -141,17 +141,17 @@ REFERENCE_2D1 = {"drag": (5.57, 5.59), "lift": (0.0104, 0.0110), "dp": (0.1172, 
 REFERENCE_2D2 = {"drag_max": (3.22, 3.24), "lift_max": (0.99, 1.01), "strouhal": (0.295, 0.305)}
 
 
-def _cylinder_run(spec: str, cells: int, scheme: str, device, **changes):
+def _cylinder_run(spec: str, cells: int, scheme: str, device, walls: str = "staircase", **changes):
     from dataclasses import replace
 
     from datagen.generators import resolve_level
     from datagen.navier_stokes import obstacle_sample
 
     level = replace(resolve_level("navier_stokes_obstacles", None, str(SPECS / spec)), viscous_scheme=scheme,
-                    **changes)
+                    walls=walls, **changes)
     ny = round(level.height / (0.1 / cells))  # 0.1: the cylinder's diameter
     t0 = time.perf_counter()
-    sample = obstacle_sample(level, ny, 0, f"{spec} {cells} cells/D {scheme}", device=device)
+    sample = obstacle_sample(level, ny, 0, f"{spec} {cells} cells/D {scheme} {walls}", device=device)
     return sample, time.perf_counter() - t0
 
 
@@ -168,47 +168,51 @@ def _order(values, cells):
     return order, c + (c - b) / (ratio**order - 1)
 
 
-def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None):
+def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, walls=("staircase",)):
     """``window``: run every 2D-1 case for this many time units only (no steady stop), to measure
-    the cost per simulated time unit where reaching the steady state is too long."""
+    the cost per simulated time unit where reaching the steady state is too long.  ``walls``: the
+    wall treatments to compare (explicit viscosity runs with staircase walls only; cut cells need
+    implicit viscosity)."""
     import numpy as np
 
     from datagen.ns_channel_run import strouhal
 
     steady, unsteady = [], []
-    for n in cells:
-        for scheme in ("explicit", "implicit"):
-            if scheme == "explicit" and n not in explicit_cells:
-                continue
-            changes = {"t_end": window, "interval": window, "steady_tol": 0.0} if window else {}
-            sample, seconds = _cylinder_run("cylinder_2d1.yaml", n, scheme, device, **changes)
-            last = int(sample["steps"]) - 1  # the steady state (the rows after the stop repeat it)
-            dp = float(sample["probes"][last, 2, 0] - sample["probes"][last, 2, 1])
-            simulated = float(sample["steps"] * sample["solver_dt"])
-            steady.append({"cells/D": n, "viscosity": scheme, "dt": float(sample["solver_dt"]),
-                           "steps to steady": int(sample["steady_step"]),
-                           "time to steady": float(sample["steady_step"] * sample["solver_dt"])
-                           if sample["steady_step"] > 0 else float("nan"),
-                           "wall s": seconds, "wall s per time unit": seconds / simulated,
-                           "drag": float(sample["drag"][last, 0]),
-                           "lift": float(sample["lift"][last, 0]), "dp": dp,
-                           "drag pressure": float(sample["drag_pressure"][last, 0]),
-                           "drag viscous": float(sample["drag_viscous"][last, 0])})
-            print(f"2D-1 {n} cells/D {scheme}: drag {steady[-1]['drag']:.4f}, {seconds:.0f} s", flush=True)
-    for n in unsteady_cells:
-        sample, seconds = _cylinder_run("cylinder_2d2.yaml", n, "explicit", device)
+    runs = [(wall, n, scheme) for wall in walls for n in cells for scheme in ("explicit", "implicit")
+            if scheme == "implicit" or (wall == "staircase" and n in explicit_cells)]
+    for wall, n, scheme in runs:
+        changes = {"t_end": window, "interval": window, "steady_tol": 0.0} if window else {}
+        sample, seconds = _cylinder_run("cylinder_2d1.yaml", n, scheme, device, wall, **changes)
+        last = int(sample["steps"]) - 1  # the steady state (the rows after the stop repeat it)
+        dp = float(sample["probes"][last, 2, 0] - sample["probes"][last, 2, 1])
+        simulated = float(sample["steps"] * sample["solver_dt"])
+        steady.append({"walls": wall, "cells/D": n, "viscosity": scheme, "dt": float(sample["solver_dt"]),
+                       "steps to steady": int(sample["steady_step"]),
+                       "time to steady": float(sample["steady_step"] * sample["solver_dt"])
+                       if sample["steady_step"] > 0 else float("nan"),
+                       "wall s": seconds, "wall s per time unit": seconds / simulated,
+                       "drag": float(sample["drag"][last, 0]),
+                       "lift": float(sample["lift"][last, 0]), "dp": dp,
+                       "drag pressure": float(sample["drag_pressure"][last, 0]),
+                       "drag viscous": float(sample["drag_viscous"][last, 0])})
+        print(f"2D-1 {wall} {n} cells/D {scheme}: drag {steady[-1]['drag']:.4f}, {seconds:.0f} s", flush=True)
+    for wall, n in [(wall, n) for wall in walls for n in unsteady_cells]:
+        scheme = "explicit" if wall == "staircase" else "implicit"  # 2D-2's step is advection-limited
+        sample, seconds = _cylinder_run("cylinder_2d2.yaml", n, scheme, device, wall)
         t, lift, drag = sample["t_force"], sample["lift"][:, 0], sample["drag"][:, 0]
-        unsteady.append({"cells/D": n, "wall s": seconds, "drag max": float(np.max(drag)),
+        unsteady.append({"walls": wall, "cells/D": n, "viscosity": scheme, "wall s": seconds, "drag max": float(np.max(drag)),
                          "lift max": float(np.max(lift)), "strouhal": strouhal(t, lift, 0.1, 1.0)})
-        print(f"2D-2 {n} cells/D: drag max {unsteady[-1]['drag max']:.4f}, {seconds:.0f} s", flush=True)
+        print(f"2D-2 {wall} {n} cells/D: drag max {unsteady[-1]['drag max']:.4f}, {seconds:.0f} s", flush=True)
     convergence = []
-    implicit = [r for r in steady if r["viscosity"] == "implicit"]
-    if len(implicit) >= 3:
+    for wall in walls:
+        implicit = [r for r in steady if r["viscosity"] == "implicit" and r["walls"] == wall]
+        if len(implicit) < 3:
+            continue
         for key in ("drag", "lift", "dp"):
             values = [r[key] for r in implicit[-3:]]
             order, extrapolated = _order(values, [r["cells/D"] for r in implicit[-3:]])
             low, high = REFERENCE_2D1[key]
-            convergence.append({"quantity": key, **{f"{r['cells/D']} cells/D": r[key] for r in implicit[-3:]},
+            convergence.append({"walls": wall, "quantity": key, **{f"{r['cells/D']} cells/D": r[key] for r in implicit[-3:]},
                                 "observed order": order, "extrapolated": extrapolated,
                                 "reference": f"{low}-{high}",
                                 "finest error %": 100 * (values[-1] - (low + high) / 2) / ((low + high) / 2)})
@@ -226,6 +230,8 @@ def main():
     parser.add_argument("--cells", default="10,20,40", help="--cylinder: cells per diameter (2D-1, implicit)")
     parser.add_argument("--explicit-cells", default="10,20", help="--cylinder: 2D-1 with explicit viscosity")
     parser.add_argument("--unsteady-cells", default="10,20", help="--cylinder: 2D-2 resolutions")
+    parser.add_argument("--walls", default="staircase",
+                        help="--cylinder: comma-separated wall treatments, staircase and/or cut-cell")
     parser.add_argument("--window", type=float, default=None,
                         help="--cylinder: run 2D-1 for this many time units only (cost per time unit)")
     args = parser.parse_args()
@@ -240,7 +246,12 @@ def main():
             refuse("need at least 5 cells per diameter")
         if args.window is not None and not args.window > 0:
             refuse("--window must be > 0 time units")
-        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window)
+        from datagen.ns_channel import WALLS
+
+        walls = tuple(w for w in args.walls.split(",") if w)
+        if not walls or not set(walls) <= set(WALLS):
+            refuse(f"--walls must be a comma-separated list from {', '.join(WALLS)}, got {args.walls!r}")
+        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window, walls)
         titles = {"steady": "Schäfer–Turek 2D-1 (Re 20, steady): time to steady state and forces",
                   "convergence": "2D-1 grid convergence (implicit viscosity; reference interval from the benchmark)",
                   "unsteady": "Schäfer–Turek 2D-2 (Re 100, shedding; reference drag max 3.22-3.24, lift max "

@@ -106,7 +106,9 @@ SPECS = {
         ("base: easy\nprobes: [[0.1]]\n", "probe 1 must be a point [x, y]"),
         ("base: easy\nprobes: 3\n", "probes must be a list of points"),
         ("base: easy\nprobes: [[9.0, 0.5]]\n", "probe point [9.0, 0.5] lies outside the channel"),
-        ("base: easy\nviscous_scheme: magic\n", "viscous_scheme must be explicit or implicit"),
+        ("base: easy\nviscous_scheme: magic\n", "viscous_scheme must be one of explicit, implicit"),
+        ("base: easy\nwalls: smooth\n", "walls must be one of staircase, cut-cell"),
+        ("base: easy\nwalls: cut-cell\n", "walls: cut-cell needs viscous_scheme: implicit"),
         ("base: easy\nsteady_tol: -1\n", "steady_tol must be >= 0"),
     ],
     "burgers": [

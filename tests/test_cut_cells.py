@@ -199,3 +199,31 @@ def test_cut_cell_walls_need_implicit_viscosity():
         ChannelFlow([circle(0.3, 0.24, 0.07)], nx=48, ny=16, height=0.5, nu=0.01, u_max=1.0, walls="cut-cell")
     with pytest.raises(ValueError, match="walls must be one of"):
         ChannelFlow([circle(0.3, 0.24, 0.07)], nx=48, ny=16, height=0.5, nu=0.01, u_max=1.0, walls="smooth")
+
+
+def test_spec_with_cut_cell_walls_reproduces_the_python_api_and_refuses_pressure_systems(tmp_path, capsys):
+    import h5py
+
+    from datagen.cli import main
+
+    spec = tmp_path / "cylinder.yaml"
+    spec.write_text("name: cut-cylinder\nlength: 1.2\nheight: 0.4\nu_max: 0.6\nviscosity: 4e-3\n"
+                    "obstacles:\n  - {shape: circle, center: [0.3, 0.21], radius: 0.06}\n"
+                    "resolution: 20\nt_end: 0.2\ninterval: 0.1\nwarmup: 0.0\ncfl: 0.5\nviscous_scheme: implicit\n"
+                    "walls: cut-cell\n")
+    out = tmp_path / "spec.h5"
+    assert main(["navier-stokes", "--family", "obstacles", "--spec", str(spec), "--n", "1", "--out", str(out),
+                 "--quiet"]) == 0
+    flow = ChannelFlow([circle(0.3, 0.21, 0.06)], nx=60, ny=20, height=0.4, nu=0.004, u_max=0.6, tol=1e-6,
+                       viscosity="implicit", walls="cut-cell")
+    expected = simulate(flow, t_end=0.2, interval=0.1, cfl=0.5)
+    with h5py.File(out) as h5:
+        assert np.allclose(h5["drag"][0], expected["drag"].numpy(), rtol=1e-5)
+        assert np.allclose(h5["velocity"][0], expected["velocity"].numpy(), atol=1e-6)
+    capsys.readouterr()
+    systems = tmp_path / "p.h5"
+    assert main(["navier-stokes", "--family", "obstacles", "--spec", str(spec), "--n", "1", "--out",
+                 str(tmp_path / "again.h5"), "--pressure-systems", str(systems), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs staircase walls" in err and len(err.splitlines()) == 1
+    assert not systems.exists() and not (tmp_path / "again.h5").exists()
