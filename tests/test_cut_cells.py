@@ -173,6 +173,12 @@ def test_cut_cell_viscous_operator_is_symmetric_positive_definite():
         xy, yx = float((apply(x) * y).sum()), float((x * apply(y)).sum())
         assert abs(xy - yx) <= 1e-12 * max(abs(xy), 1.0)
         assert float((x * apply(x)).sum()) >= float((x * x).sum())
+    # the Jacobi preconditioner's diagonal (five probes) is the operator's, node by node
+    diagonal = flow._viscous_diagonal(apply)
+    for k in torch.nonzero(free)[::97, 0]:
+        unit = torch.zeros(1, free.numel(), dtype=torch.float64)
+        unit[0, k] = 1.0
+        assert float(apply(unit)[0, k]) == pytest.approx(float(diagonal[k]), rel=1e-12)
 
 
 def test_cut_cell_flow_keeps_the_weighted_divergence_at_the_pressure_tolerance():
