@@ -126,11 +126,12 @@ def test_implicit_and_explicit_viscosity_reach_the_same_steady_state():
     assert results["implicit"][2] > 2 * results["explicit"][2]  # the step is no longer set by h^2 / nu
 
 
-def test_implicit_viscous_operator_is_symmetric_positive_definite():
+@pytest.mark.parametrize("walls", ["staircase", "cut-cell"])
+def test_implicit_viscous_operator_is_symmetric_positive_definite(walls):
     from datagen.navier_stokes import OBSTACLE_LEVELS, draw_obstacles
 
     shapes = draw_obstacles(OBSTACLE_LEVELS["hard-easy"], 0)  # 8 circles, rectangles and polygons
-    flow = ChannelFlow(shapes, nx=128, ny=32, height=1.0, nu=1e-2, u_max=1.0, viscosity="implicit")
+    flow = ChannelFlow(shapes, nx=128, ny=32, height=1.0, nu=1e-2, u_max=1.0, viscosity="implicit", walls=walls)
     apply = flow._viscous_operator(0.05)
     free = torch.cat([flow.u_free.reshape(-1), flow.v_free.reshape(-1)]).double()
     g = torch.Generator().manual_seed(0)
@@ -139,6 +140,12 @@ def test_implicit_viscous_operator_is_symmetric_positive_definite():
         xy, yx = float((apply(x) * y).sum()), float((x * apply(y)).sum())
         assert abs(xy - yx) <= 1e-12 * max(abs(xy), 1.0)
         assert float((x * apply(x)).sum()) >= float((x * x).sum())  # I - (dt nu / 2) L with L <= 0
+    # the Jacobi preconditioner's diagonal (five probes) is the operator's, node by node
+    diagonal = flow._viscous_diagonal(apply)
+    for k in torch.nonzero(free)[::97, 0]:
+        unit = torch.zeros(1, free.numel(), dtype=torch.float64)
+        unit[0, k] = 1.0
+        assert float(apply(unit)[0, k]) == pytest.approx(float(diagonal[k]), rel=1e-12)
 
 
 @pytest.mark.parametrize("scheme, walls", [("explicit", "staircase"), ("implicit", "staircase"), ("implicit", "cut-cell")])
@@ -207,7 +214,8 @@ def test_pressure_solve_stops_at_its_floor_on_a_divergence_free_state():
     assert float(flow.p.abs().max()) < 1e-6 * float(stale.abs().max())  # the pressure of a projected field: 0
 
 
-def test_spec_file_reproduces_the_python_api(tmp_path):
+@pytest.mark.parametrize("walls", ["staircase", "cut-cell"])
+def test_spec_file_reproduces_the_python_api(tmp_path, walls):
     from datagen.cli import main
 
     spec = tmp_path / "cylinder.yaml"
@@ -215,13 +223,13 @@ def test_spec_file_reproduces_the_python_api(tmp_path):
                     "obstacles:\n  - {shape: circle, center: [0.3, 0.21], radius: 0.06}\n"
                     "  - {shape: rectangle, center: [0.8, 0.2], width: 0.1, height: 0.08}\n"
                     "resolution: 20\nt_end: 0.2\ninterval: 0.1\nwarmup: 0.0\ncfl: 0.5\nviscous_scheme: implicit\n"
-                    "probes: [[1.0, 0.2]]\n")
+                    f"probes: [[1.0, 0.2]]\nwalls: {walls}\n")
     out = tmp_path / "spec.h5"
     assert main(["navier-stokes", "--family", "obstacles", "--spec", str(spec), "--n", "1", "--out", str(out),
                  "--quiet"]) == 0
     shapes = [circle(0.3, 0.21, 0.06), rectangle(0.8, 0.2, 0.1, 0.08)]
     flow = ChannelFlow(shapes, nx=60, ny=20, height=0.4, nu=0.004, u_max=0.6,
-                       tol=1e-6, viscosity="implicit")
+                       tol=1e-6, viscosity="implicit", walls=walls)
     expected = simulate(flow, t_end=0.2, interval=0.1, cfl=0.5, probes=[[1.0, 0.2]])
     with h5py.File(out) as h5:
         assert np.allclose(h5["drag"][0], expected["drag"].numpy(), rtol=1e-5)
