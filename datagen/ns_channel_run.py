@@ -27,7 +27,8 @@ def stable_dt(h: float, nu: float, u_max: float, cfl: float = 0.4, viscosity: st
 
 class Probes:
     """Bilinear interpolation of the cell-centred velocity and pressure at fixed points (from the
-    fluid cell centres around each point)."""
+    fluid cell centres around each point; with cut-cell walls the pressure also from the cut cells
+    whose centre lies inside an obstacle, whose values extend the pressure smoothly to the wall)."""
 
     def __init__(self, flow: ChannelFlow, points):
         points = np.asarray(points, dtype=float).reshape(-1, 2)
@@ -39,24 +40,27 @@ class Probes:
             raise ValueError(f"probe point {points[~inside][0].tolist()} lies outside the channel "
                              f"[0, {flow.length:g}] x [0, {flow.height:g}]")
         corners = [(0, 0), (1, 0), (0, 1), (1, 1)]
-        solid = np.array([[flow.solid[lo[k, 0] + a, lo[k, 1] + b] for a, b in corners] for k in range(len(points))])
-        weights = np.stack([(w[:, 0] if a else 1 - w[:, 0]) * (w[:, 1] if b else 1 - w[:, 1]) for a, b in corners], 1)
-        # next to an obstacle only the fluid cell centres count (renormalised: first order there, so a
-        # point on a wall reads the nearest fluid values)
-        weights = np.where(solid, 0.0, weights + 1e-12)
-        if (weights.sum(1) <= 0).any():
-            bad = points[weights.sum(1) <= 0][0].tolist()
-            raise ValueError(f"probe point {bad} lies inside an obstacle")
-        weights = weights / weights.sum(1, keepdims=True)
+        bilinear = np.stack([(w[:, 0] if a else 1 - w[:, 0]) * (w[:, 1] if b else 1 - w[:, 1]) for a, b in corners], 1)
+
+        def weights(blocked):  # next to an obstacle only the cells with values count (renormalised:
+            # first order there, so a point on a wall reads the nearest values)
+            out = np.where(np.array([[blocked[lo[k, 0] + a, lo[k, 1] + b] for a, b in corners]
+                                     for k in range(len(points))]), 0.0, bilinear + 1e-12)
+            if (out.sum(1) <= 0).any():
+                raise ValueError(f"probe point {points[out.sum(1) <= 0][0].tolist()} lies inside an obstacle")
+            return torch.as_tensor(out / out.sum(1, keepdims=True), dtype=flow.dtype, device=flow.device)
+
         flat = np.stack([np.ravel_multi_index((lo[:, 0] + a, lo[:, 1] + b), (flow.nx, flow.ny)) for a, b in corners], 1)
         self.points = points
         self.index = torch.as_tensor(flat, device=flow.device)
-        self.weights = torch.as_tensor(weights, dtype=flow.dtype, device=flow.device)
+        self.velocity_weights = weights(flow.solid)
+        self.pressure_weights = weights(~flow.fluid.cpu().numpy().astype(bool))  # the pressure unknowns
 
     def __call__(self, flow: ChannelFlow) -> torch.Tensor:
         """(3, n_points): u, v and p at the points."""
-        fields = torch.cat([flow.cell_velocity(), flow.p[None]]).reshape(3, -1)
-        return (fields[:, self.index] * self.weights).sum(-1)
+        velocity = (flow.cell_velocity().reshape(2, -1)[:, self.index] * self.velocity_weights).sum(-1)
+        pressure = (flow.p.reshape(-1)[self.index] * self.pressure_weights).sum(-1)
+        return torch.cat([velocity, pressure[None]])
 
 
 def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float = 0.0, dt: float | None = None,
