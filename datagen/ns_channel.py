@@ -2,9 +2,11 @@
 
 Grid (marker-and-cell): pressure at the centres of ``nx x ny`` square cells of side ``h``; ``u`` on
 the ``nx + 1`` vertical faces of each row, ``v`` on the ``ny + 1`` horizontal faces of each
-column.  Obstacles are solid cells (staircase); a face touching a solid cell carries zero normal
-velocity, and no-slip on the tangential velocity uses a mirrored ghost value (wall half a cell
-away), as do the channel walls.
+column.  Obstacles, ``walls="staircase"`` (default): solid cells; a face touching a solid cell
+carries zero normal velocity, and no-slip on the tangential velocity uses a mirrored ghost value
+(wall half a cell away), as do the channel walls.  ``walls="cut-cell"``: the obstacles' true
+boundaries, second order (:mod:`datagen.cut_cells`: face fractions in the divergence and the
+pressure operator, a ghost-fluid wall term in the viscous Laplacian; implicit viscosity only).
 
 Boundaries: inflow (x = 0) a parabolic profile; no-slip walls (y = 0, H); outflow (x = L)
 convective, ``du/dt + U_mean du/dx = 0``, with ``p = 0`` half a cell beyond it.
@@ -317,13 +319,13 @@ class ChannelFlow:
         rv = torch.zeros_like(self.v)
         rv[:, 1:-1] = half * lap_v
         b = torch.cat([(ru * self.u_free).reshape(-1), (rv * self.v_free).reshape(-1)])
-        # symmetric positive definite (I minus a Laplacian with Dirichlet-type mirrored ghosts; tested):
-        # plain CG, a dozen iterations at the advective step
+        # symmetric positive definite (I minus a Laplacian with Dirichlet-type wall ghosts; tested):
+        # Jacobi-preconditioned CG (cut-cell wall terms, growing as 1/theta, make the diagonal vary),
+        # a few iterations at the advective step
         operator = self._viscous_operator(half)
         if self._viscous_jacobi is None or self._viscous_jacobi[0] != half:  # dt is fixed per trajectory
             self._viscous_jacobi = (half, self._viscous_diagonal(operator))
         diagonal = self._viscous_jacobi[1]
-        # Jacobi: cut-cell walls make the diagonal vary (their wall term grows as 1/theta)
         result = pcg(operator, b[None], lambda r: r / diagonal, tol=self.viscous_tol, maxiter=1000)
         if not bool(result.converged):
             raise BlowUpError(f"viscous solve did not converge ({result.status[0]}, relative residual "
