@@ -180,21 +180,15 @@ class ForceEvaluator:
         extrapolated linearly from its centre to its wall piece's midpoint (the gradient from the
         differences across its open faces) times the piece's integrated normal."""
         c, h = self.cut, self.h
-        zero = torch.zeros((), dtype=p.dtype, device=p.device)
 
-        def gradient(diff, open_faces, axis):  # mean of the one-sided differences across open faces
-            low = open_faces.narrow(axis, 0, open_faces.shape[axis] - 1)  # face below each cell
-            high = open_faces.narrow(axis, 1, open_faces.shape[axis] - 1)  # face above
-            pad = [0, 0, 0, 0]
-            pad[2 * (1 - axis):2 * (1 - axis) + 2] = [1, 1]
-            d = torch.nn.functional.pad(diff, pad)  # differences on every face, 0 at the box's
-            lo, hi = d.narrow(axis, 0, d.shape[axis] - 1), d.narrow(axis, 1, d.shape[axis] - 1)
-            weight_lo, weight_hi = low.to(p.dtype), high.to(p.dtype)
-            total = weight_lo + weight_hi
-            return torch.where(total > 0, (lo * weight_lo + hi * weight_hi) / total.clamp_min(1), zero)
+        def gradient(open_faces, axis):  # per cell: the mean difference across its open faces
+            faces = torch.nn.functional.pad(torch.diff(p, dim=axis) / h, (0, 0, 1, 1) if axis == 0 else (1, 1))
+            faces = faces * open_faces  # every face of the grid; the box's are closed
+            n = open_faces.shape[axis] - 1
+            count = open_faces.narrow(axis, 0, n).to(p.dtype) + open_faces.narrow(axis, 1, n)
+            return (faces.narrow(axis, 0, n) + faces.narrow(axis, 1, n)) / count.clamp_min(1)
 
-        gx = gradient((p[1:] - p[:-1]) / h, c["u_open"], 0)
-        gy = gradient((p[:, 1:] - p[:, :-1]) / h, c["v_open"], 1)
+        gx, gy = gradient(c["u_open"], 0), gradient(c["v_open"], 1)
         cells = c["cells"]
         p_wall = (p.reshape(-1)[cells] + gx.reshape(-1)[cells] * c["offset"][:, 0]
                   + gy.reshape(-1)[cells] * c["offset"][:, 1])

@@ -18,7 +18,7 @@ one operator: the one a generator solves is the one a model's residual is measur
 from __future__ import annotations
 
 import numpy as np
-import scipy.ndimage
+import scipy.sparse.csgraph
 import scipy.sparse as sp
 import torch
 
@@ -85,11 +85,25 @@ def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarra
     return diag, faces, boundary_rhs, dirichlet_weight
 
 
-def _floating_components(grid: Grid, active: np.ndarray, dirichlet_weight: np.ndarray):
-    """Label array of connected active regions that touch no Dirichlet boundary (0 elsewhere)."""
-    structure = scipy.ndimage.generate_binary_structure(grid.ndim, 1)
-    labels, count = scipy.ndimage.label(active, structure=structure)
-    if count == 0:
+def _floating_components(grid: Grid, active: np.ndarray, faces, dirichlet_weight: np.ndarray):
+    """Label array of connected active regions that touch no Dirichlet boundary (0 elsewhere).
+    Nodes are connected through faces of positive weight (a face closed by ``face_fractions`` does
+    not connect)."""
+    number = np.full(grid.shape, -1, dtype=np.int64)
+    count_active = int(active.sum())
+    number[active] = np.arange(count_active)
+    rows, cols = [], []
+    for k, w in enumerate(faces):
+        n = grid.shape[k]
+        couple = w > 0
+        rows.append(_take(number, k, 0, n - 1)[couple])
+        cols.append(_take(number, k, 1, n)[couple])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count_active, count_active))
+    count, component = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    labels = np.zeros(grid.shape, dtype=np.int64)
+    labels[active] = component + 1  # numbered in order of their first node, like scipy.ndimage.label
+    if count_active == 0:
         return labels, []
     anchored = np.bincount(labels.ravel(), weights=(dirichlet_weight > 0).ravel(), minlength=count + 1)
     floating = [c for c in range(1, count + 1) if anchored[c] == 0]
@@ -218,7 +232,7 @@ class DiffusionOperator:
         diags, faces, brhs, floating_labels, unpinned_rhs = [], [], [], [], []
         for s in range(batch):
             d, f, b, dw = _stencil(grid, a[s], bc_type[s], bc_value[s], fractions)
-            labels, floating = _floating_components(grid, user_active[s], dw)
+            labels, floating = _floating_components(grid, user_active[s], f, dw)
             if floating:
                 if singular == "error":
                     where = tuple(int(i) for i in np.argwhere(labels == floating[0])[0])

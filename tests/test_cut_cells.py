@@ -42,6 +42,24 @@ def test_face_fractions_keep_the_operator_symmetric_positive_definite():
     assert all(np.array_equal(a, b) for a, b in zip(plain.face_weights, ones.face_weights))
 
 
+def test_faces_closed_by_fractions_disconnect_regions():
+    # closing every face across x = 3 h cuts the Neumann-walled right part off the Dirichlet face x-
+    from pdekit import BoundaryConditions
+    from pdekit.boundary import Dirichlet, Neumann
+    from pdekit.errors import SingularOperatorError
+
+    grid = Grid((6, 4), spacing=0.1)
+    bc = BoundaryConditions(default=Neumann(0.0), faces={"x-": Dirichlet(0.0)})
+    fractions = [np.ones((7, 4)), np.ones((6, 5))]
+    DiffusionOperator(grid, bc=bc, face_fractions=fractions)  # connected: fine
+    fractions[0][3] = 0.0
+    with pytest.raises(SingularOperatorError, match="1 connected region"):
+        DiffusionOperator(grid, bc=bc, face_fractions=fractions)
+    pinned = DiffusionOperator(grid, bc=bc, face_fractions=fractions, singular="pin")
+    assert (pinned.floating_regions[0][3:] > 0).all() and (pinned.floating_regions[0][:3] == 0).all()
+    assert np.linalg.eigvalsh(pinned.to_sparse().toarray()).min() > 0
+
+
 @pytest.mark.parametrize("fractions, match", [
     ([np.ones((7, 5)), np.ones((7, 6))], GridMismatchError),
     ([np.ones((8, 5))], GridMismatchError),
@@ -74,6 +92,20 @@ def test_wall_pieces_integrate_a_linear_pressure_to_second_order():
         walls = centres + g.wall_offset
         errors.append(abs((walls[:, 0] * g.wall_normal[:, 0]).sum() + math.pi * 0.213**2))
     assert min(_orders(errors)) > 1.7
+
+
+def test_cut_cell_pressure_force_of_a_linear_pressure_is_minus_area_times_its_gradient():
+    from datagen.ns_forces import ForceEvaluator
+    from datagen.obstacles import rasterize
+
+    shape, n = circle(0.5, 0.47, 0.213), 64
+    h = 1.0 / n
+    g = CutCellGeometry([shape], n, n, h)
+    evaluator = ForceEvaluator(rasterize([shape], n, n, h), h, [0.426], cut_cells=g)
+    x, y = np.meshgrid((np.arange(n) + 0.5) * h, (np.arange(n) + 0.5) * h, indexing="ij")
+    force = evaluator.cut_cell_pressure(torch.as_tensor(2.0 * x - 3.0 * y + 1.0))  # extrapolated exactly
+    expected = -math.pi * 0.213**2 * np.array([2.0, -3.0])
+    assert np.allclose(force[0].numpy(), expected, rtol=2e-3)
 
 
 def test_face_fractions_of_a_grid_aligned_square_are_its_cells():
