@@ -103,7 +103,7 @@ class CutCellGeometry:
 
     @staticmethod
     def _open(parts, shape):
-        closed = sum(hi - lo for lo, hi in parts)
+        closed = sum((hi - lo for lo, hi in parts), np.zeros(int(np.prod(shape))))
         fraction = np.clip(1.0 - closed, 0.0, 1.0).reshape(shape)
         return np.where(fraction < MIN_FRACTION, 0.0, fraction)
 
@@ -162,6 +162,6 @@ class CutCellGeometry:
         midpoint = np.where(count[..., None] > 0, total / np.maximum(count, 1)[..., None], centre)
         index = np.argwhere(cut)
         self.wall_cells = np.ravel_multi_index(index.T, (nx, ny))
-        self.wall_obstacle = np.argmax(owner, axis=0)[cut]
+        self.wall_obstacle = np.argmax(owner, axis=0)[cut] if len(self.shapes) else np.zeros(0, np.int64)
         self.wall_normal = normal[cut]
         self.wall_offset = (midpoint - centre)[cut]  # from the cell centre to the wall piece

@@ -230,3 +230,12 @@ def test_pressure_systems_are_refused_with_cut_cell_walls(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "needs staircase walls" in err and len(err.splitlines()) == 1
     assert not systems.exists() and not out.exists()
+
+
+def test_an_empty_channel_is_the_same_flow_with_either_wall_treatment():
+    flows = {}
+    for walls in ("staircase", "cut-cell"):
+        flows[walls] = ChannelFlow([], nx=32, ny=8, height=1.0, nu=0.01, u_max=1.0, viscosity="implicit", walls=walls)
+        out = simulate(flows[walls], t_end=0.2, interval=0.1)
+        assert out["drag"].shape == (out["t_force"].shape[0], 0)
+    assert torch.equal(flows["staircase"].u, flows["cut-cell"].u) and torch.equal(flows["staircase"].p, flows["cut-cell"].p)
