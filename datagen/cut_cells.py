@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datagen.obstacles import inside
+from datagen.obstacles import label_points
 
 MIN_FRACTION = 0.01  # faces open by less are closed: slivers only make the pressure system stiff
 MIN_THETA = 0.01  # a wall closer than this (in cells) to a velocity node is taken at that distance
@@ -68,6 +68,26 @@ def _segments(start: np.ndarray, direction: np.ndarray, shapes):
     return parts
 
 
+def _crossings(start, parts, direction, shape, axis):
+    """Where the obstacles' walls cross one family of faces (the unit segments ``start + t
+    direction`` of ``parts``, faces across ``axis``): the ends of each obstacle's part strictly
+    inside a face.  Returns, per cell (from its two faces across ``axis``), the sum of those points
+    and then, per obstacle, their number."""
+    points = np.zeros(start.shape)
+    per_face = []
+    for lo, hi in parts:
+        counted = np.zeros(len(start))
+        for t in (lo, hi):
+            hit = (t > 0) & (t < 1) & (hi > lo)
+            points += np.where(hit[:, None], start + t[:, None] * direction, 0.0)
+            counted += hit
+        per_face.append(counted.reshape(shape))
+    n = shape[axis] - 1
+    # a face belongs to the cells on both its sides
+    return [np.take(a, np.arange(n), axis) + np.take(a, np.arange(1, n + 1), axis)
+            for a in [points.reshape(shape + (2,))] + per_face]
+
+
 class CutCellGeometry:
     """Face fractions, velocity-node wall distances and wall pieces of obstacles ``shapes`` on an
     ``nx x ny`` grid of cells of side ``h`` (the layout of :class:`datagen.ns_channel.ChannelFlow`:
@@ -89,17 +109,11 @@ class CutCellGeometry:
         # velocity nodes inside an obstacle carry the wall's velocity (0); the others are unknowns
         x_u, y_u = np.meshgrid(np.arange(nx + 1) * h, (np.arange(ny) + 0.5) * h, indexing="ij")
         x_v, y_v = np.meshgrid((np.arange(nx) + 0.5) * h, np.arange(ny + 1) * h, indexing="ij")
-        self.u_fluid = ~self._inside(x_u, y_u)
-        self.v_fluid = ~self._inside(x_v, y_v)
+        self.u_fluid = label_points(self.shapes, x_u, y_u) == 0
+        self.v_fluid = label_points(self.shapes, x_v, y_v) == 0
         self.u_wall = self._wall_term(x_u, y_u, self.u_fluid)
         self.v_wall = self._wall_term(x_v, y_v, self.v_fluid)
         self._wall_pieces(u_start, u_parts, v_start, v_parts)
-
-    def _inside(self, x, y):
-        solid = np.zeros(x.shape, bool)
-        for shape in self.shapes:
-            solid |= inside(shape, x, y)
-        return solid
 
     @staticmethod
     def _open(parts, shape):
@@ -141,27 +155,15 @@ class CutCellGeometry:
         a_u, a_v = self.u_open, self.v_open
         normal = -h * np.stack([a_u[1:] - a_u[:-1], a_v[:, 1:] - a_v[:, :-1]], -1)  # (nx, ny, 2)
         cut = (np.abs(normal).sum(-1) > 1e-12 * h) & self.active
-        # crossings on each face, per shape: the ends of its solid part strictly inside the face
-        total = np.zeros((nx, ny, 2))
-        count = np.zeros((nx, ny))
-        owner = np.zeros((len(self.shapes), nx, ny))
-        for k in range(len(self.shapes)):
-            for start, parts, direction, shape_, cells in (
-                    (u_start, u_parts, np.array([0.0, h]), (nx + 1, ny), ((slice(1, None), slice(None)), (slice(None, -1), slice(None)))),
-                    (v_start, v_parts, np.array([h, 0.0]), (nx, ny + 1), ((slice(None), slice(1, None)), (slice(None), slice(None, -1))))):
-                lo, hi = parts[k]
-                for t in (lo, hi):
-                    hit = ((t > 0) & (t < 1) & (hi > lo)).reshape(shape_)
-                    point = (start + t[:, None] * direction).reshape(shape_ + (2,))
-                    for face_side in cells:  # a face belongs to the cells on both its sides
-                        hit_cells = hit[face_side]
-                        total += np.where(hit_cells[..., None], point[face_side], 0.0)
-                        count += hit_cells
-                        owner[k] += hit_cells
+        u = _crossings(u_start, u_parts, np.array([0.0, h]), (nx + 1, ny), axis=0)
+        v = _crossings(v_start, v_parts, np.array([h, 0.0]), (nx, ny + 1), axis=1)
+        total = u[0] + v[0]  # per cell: the sum of the points where walls cross its faces
+        owner = np.stack([a + b for a, b in zip(u[1:], v[1:])]) if self.shapes else np.zeros((0, nx, ny))
+        count = owner.sum(0)  # (owner: per obstacle, how many crossings each cell has)
         centre = np.stack(np.meshgrid((np.arange(nx) + 0.5) * h, (np.arange(ny) + 0.5) * h, indexing="ij"), -1)
         midpoint = np.where(count[..., None] > 0, total / np.maximum(count, 1)[..., None], centre)
         index = np.argwhere(cut)
         self.wall_cells = np.ravel_multi_index(index.T, (nx, ny))
-        self.wall_obstacle = np.argmax(owner, axis=0)[cut] if len(self.shapes) else np.zeros(0, np.int64)
+        self.wall_obstacle = np.argmax(owner, axis=0)[cut] if self.shapes else np.zeros(0, np.int64)
         self.wall_normal = normal[cut]
         self.wall_offset = (midpoint - centre)[cut]  # from the cell centre to the wall piece

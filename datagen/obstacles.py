@@ -105,15 +105,18 @@ def inside(shape: dict, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return result
 
 
+def label_points(shapes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per point: 0 outside every shape, k + 1 inside shape k (the first one, if they overlap)."""
+    labels = np.zeros(np.shape(x), dtype=np.int32)
+    for k, shape in enumerate(shapes):
+        labels[inside(shape, x, y) & (labels == 0)] = k + 1
+    return labels
+
+
 def rasterize(shapes, nx: int, ny: int, h: float) -> np.ndarray:
     """Label array (nx, ny): 0 fluid, k + 1 the cells of obstacle k (cell centres inside)."""
-    x = (np.arange(nx) + 0.5) * h
-    y = (np.arange(ny) + 0.5) * h
-    X, Y = np.meshgrid(x, y, indexing="ij")
-    labels = np.zeros((nx, ny), dtype=np.int32)
-    for k, shape in enumerate(shapes):
-        labels[inside(shape, X, Y) & (labels == 0)] = k + 1
-    return labels
+    X, Y = np.meshgrid((np.arange(nx) + 0.5) * h, (np.arange(ny) + 0.5) * h, indexing="ij")
+    return label_points(shapes, X, Y)
 
 
 def random_shape(rng: np.random.Generator, kind: str, size: float, cx: float, cy: float) -> dict:

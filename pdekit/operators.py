@@ -85,26 +85,33 @@ def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarra
     return diag, faces, boundary_rhs, dirichlet_weight
 
 
+def _couplings(active: np.ndarray, faces):
+    """The active nodes' numbers (C order; -1 elsewhere) and the face couplings between them:
+    ``(number, i, j, w)`` with ``w > 0`` the weight of the face between nodes ``i < j``."""
+    number = np.full(active.shape, -1, dtype=np.int64)
+    number[active] = np.arange(int(active.sum()))
+    i, j, w = [], [], []
+    for k, weight in enumerate(faces):
+        n = active.shape[k]
+        couple = weight > 0
+        i.append(_take(number, k, 0, n - 1)[couple])
+        j.append(_take(number, k, 1, n)[couple])
+        w.append(weight[couple])
+    return number, np.concatenate(i), np.concatenate(j), np.concatenate(w)
+
+
 def _floating_components(grid: Grid, active: np.ndarray, faces, dirichlet_weight: np.ndarray):
     """Label array of connected active regions that touch no Dirichlet boundary (0 elsewhere).
     Nodes are connected through faces of positive weight (a face closed by ``face_fractions`` does
     not connect)."""
-    number = np.full(grid.shape, -1, dtype=np.int64)
-    count_active = int(active.sum())
-    number[active] = np.arange(count_active)
-    rows, cols = [], []
-    for k, w in enumerate(faces):
-        n = grid.shape[k]
-        couple = w > 0
-        rows.append(_take(number, k, 0, n - 1)[couple])
-        cols.append(_take(number, k, 1, n)[couple])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(count_active, count_active))
-    count, component = scipy.sparse.csgraph.connected_components(graph, directed=False)
     labels = np.zeros(grid.shape, dtype=np.int64)
-    labels[active] = component + 1  # numbered in order of their first node, like scipy.ndimage.label
-    if count_active == 0:
+    size = int(active.sum())
+    if size == 0:
         return labels, []
+    _, i, j, _ = _couplings(active, faces)
+    graph = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(size, size))
+    count, component = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    labels[active] = component + 1  # numbered in order of their first node, like scipy.ndimage.label
     anchored = np.bincount(labels.ravel(), weights=(dirichlet_weight > 0).ravel(), minlength=count + 1)
     floating = [c for c in range(1, count + 1) if anchored[c] == 0]
     keep = np.isin(labels, floating)
@@ -419,21 +426,11 @@ class DiffusionOperator:
         if not 0 <= index < self.batch_size:
             raise IndexError(f"system {index} out of range for an operator holding {self.batch_size}")
         mask = self.mask[index]
-        number = np.full(self.shape, -1, dtype=np.int64)
-        number[mask] = np.arange(int(mask.sum()))
-        rows, cols, vals = [number[mask]], [number[mask]], [self.diagonal[index][mask]]
-        for k, w in enumerate(self.face_weights):
-            w = w[index]
-            n = self.shape[k]
-            left, right = _take(number, k, 0, n - 1), _take(number, k, 1, n)
-            couple = w > 0
-            i, j, v = left[couple], right[couple], -w[couple]
-            rows += [i, j]
-            cols += [j, i]
-            vals += [v, v]
+        number, i, j, w = _couplings(mask, [w[index] for w in self.face_weights])
         size = int(mask.sum())
-        matrix = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(size, size))
+        rows, cols = np.concatenate([number[mask], i, j]), np.concatenate([number[mask], j, i])
+        vals = np.concatenate([self.diagonal[index][mask], -w, -w])
+        matrix = sp.coo_matrix((vals, (rows, cols)), shape=(size, size))
         return matrix.tocsr()
 
     def __repr__(self) -> str:
