@@ -164,8 +164,9 @@ def _generate(args) -> int:
             raise UsageError("--omega sets SSOR's relaxation: it needs --pressure-precond ssor")
         if args.pressure_systems:
             if getattr(level, "walls", "staircase") != "staircase":
-                raise UsageError("--pressure-systems needs staircase walls: a cut-cell pressure operator has face "
-                                 "fractions, which the Poisson dataset format has no field for")
+                from datagen.ns_channel_run import WHY_STAIRCASE_PRESSURE_SYSTEMS
+
+                raise UsageError(f"--pressure-systems needs staircase walls: {WHY_STAIRCASE_PRESSURE_SYSTEMS}")
             _check_out(Path(args.pressure_systems), args.overwrite)
             extra["pressure_systems"] = str(Path(args.pressure_systems))
     for ok, message in checks:

@@ -25,6 +25,10 @@ def stable_dt(h: float, nu: float, u_max: float, cfl: float = 0.4, viscosity: st
     return min(advective, min(cfl, 0.5) * h * h / (4.0 * nu))
 
 
+WHY_STAIRCASE_PRESSURE_SYSTEMS = ("a cut-cell pressure operator has face fractions, which the Poisson dataset format "
+                                  "has no field for")
+
+
 class Probes:
     """Bilinear interpolation of the cell-centred velocity and pressure at fixed points (from the
     fluid cell centres around each point; with cut-cell walls the pressure also from the cut cells
@@ -81,6 +85,8 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
         flow.load_state(initial_state)
     if steady_tol is not None and not steady_tol > 0:
         raise ValueError(f"steady_tol must be > 0, got {steady_tol}")
+    if pressure_systems and flow.walls != "staircase":  # (datagen's CLI refuses this up front too)
+        raise ValueError(f"pressure_systems needs staircase walls: {WHY_STAIRCASE_PRESSURE_SYSTEMS}")
     probe = Probes(flow, probes) if probes is not None and len(probes) else None
     dt = dt or stable_dt(flow.h, flow.nu, flow.u_max, cfl, flow.viscosity)
     every = max(1, math.ceil(interval / dt - 1e-9))

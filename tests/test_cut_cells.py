@@ -230,6 +230,10 @@ def test_pressure_systems_are_refused_with_cut_cell_walls(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "needs staircase walls" in err and len(err.splitlines()) == 1
     assert not systems.exists() and not out.exists()
+    flow = ChannelFlow([circle(1.0, 0.5, 0.1)], nx=64, ny=16, height=1.0, nu=0.01, u_max=1.0, viscosity="implicit",
+                       walls="cut-cell")
+    with pytest.raises(ValueError, match="needs staircase walls"):  # the Python API too
+        simulate(flow, t_end=0.1, interval=0.1, pressure_systems=True)
 
 
 def test_an_empty_channel_is_the_same_flow_with_either_wall_treatment():
