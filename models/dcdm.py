@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pdekit.data import batch_grids
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
 from pdekit.tasks import attached_datamodule, build_network, check_learning_rate, checkpoint_record
@@ -110,7 +111,8 @@ class DCDM(L.LightningModule):
     def _loss(self, batch):
         if "bc_type" not in batch:
             raise ValueError("DCDM needs each sample's system: set data.init_args.system: true")
-        op = DiffusionOperator.from_arrays(self.grid, batch["a"], batch["bc_type"], batch["bc_value"])
+        op = DiffusionOperator.from_arrays(batch_grids(batch, self.grid), batch["a"], batch["bc_type"],
+                                           batch["bc_value"])
         mask = torch.as_tensor(op.mask, device=self.device, dtype=torch.float32)
         b = op.rhs(batch["f"].to(self.device, torch.float32))
         if not torch.isfinite(b).all():

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pdekit import stencils
+from pdekit.data import batch_grids
 from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.operators import DiffusionOperator
 from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
@@ -299,7 +300,8 @@ class NeuralMultigrid(L.LightningModule):
     def _loss(self, batch):
         if "bc_type" not in batch:
             raise ValueError("NeuralMultigrid needs each sample's system: set data.init_args.system: true")
-        op = DiffusionOperator.from_arrays(self.grid, batch["a"], batch["bc_type"], batch["bc_value"])
+        op = DiffusionOperator.from_arrays(batch_grids(batch, self.grid), batch["a"], batch["bc_type"],
+                                           batch["bc_value"])
         levels = self.hierarchy(op, torch.float32)
         mask = torch.as_tensor(op.mask, device=self.device, dtype=torch.float32)
         probes = torch.randn(mask.shape, device=self.device) * mask

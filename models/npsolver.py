@@ -24,6 +24,7 @@ from torch import nn
 
 from pdekit.boundary import DIRICHLET, NEUMANN
 from pdekit.errors import ConfigError, NonFiniteError
+from pdekit.data import batch_grids
 from pdekit.grid import Grid
 from pdekit.krylov import pcg
 from pdekit.metrics import relative_l2
@@ -63,17 +64,20 @@ def problem_tokens(grid: Grid, a: torch.Tensor, f: torch.Tensor, bc_type: torch.
     ``interior_mask``, ``interior_index`` (flat grid position of each token), ``boundary (B, M, d + 3)``,
     ``boundary_mask``, ``solution_scale`` ``(B,)`` (float64: the unit of the network's output),
     ``active`` ``(B, *n)``."""
-    device, ndim = f.device, grid.ndim
+    grids = [grid] * f.shape[0] if isinstance(grid, Grid) else list(grid)  # or one grid per sample
+    device, ndim, shape = f.device, grids[0].ndim, grids[0].shape
     f = f.to(torch.float64)
     a, bc_type, bc_value = a.to(device, torch.float64), bc_type.to(device), bc_value.to(device, torch.float64)
     interior = (slice(None),) + (slice(1, -1),) * ndim
     active = bc_type[interior] == 0
-    spacing = torch.tensor(grid.spacing, dtype=torch.float64, device=device)
-    lower = torch.tensor(grid.origin, dtype=torch.float64, device=device) - spacing  # the padded box
-    length = float(max((n + 1) * h for n, h in zip(grid.shape, grid.spacing)))
-    coords = torch.stack([torch.as_tensor(c, dtype=torch.float64, device=device)
-                          for c in grid.coordinates()], dim=-1)  # (*n, d)
-    coords = ((coords - lower) / length).expand(f.shape[0], *coords.shape)
+    view = (-1,) + (1,) * ndim
+    spacing = torch.tensor([g.spacing for g in grids], dtype=torch.float64, device=device)  # (B, d)
+    # positions in the padded box (node i at (i + 1) h), scaled by its longest side to [0, 1]
+    length = ((torch.tensor(shape, dtype=torch.float64, device=device) + 1) * spacing).amax(1)  # (B,)
+    index = torch.stack(torch.meshgrid(*(torch.arange(n, dtype=torch.float64, device=device) for n in shape),
+                                       indexing="ij"), dim=-1)  # (*n, d)
+    per_sample = (-1,) + (1,) * ndim + (ndim,)
+    coords = (index + 1) * spacing.view(per_sample) / length.view(per_sample[:-1] + (1,))
 
     if a.shape[1:] != f.shape[1:]:  # given on the padded grid (as operators keep it)
         a = a[interior]
@@ -89,8 +93,7 @@ def problem_tokens(grid: Grid, a: torch.Tensor, f: torch.Tensor, bc_type: torch.
     # source on the unit box, so the network's output stays O(1)
     mean_log_a = (log_a * active).flatten(1).sum(1) / active.flatten(1).sum(1).clamp_min(1)
     solution_scale = scale / (ndim * math.pi**2 * 10.0**mean_log_a)
-    view = (-1,) + (1,) * ndim
-    features = torch.cat([coords, (f * length**2 / scale.view(view))[..., None], log_a[..., None]], dim=-1)
+    features = torch.cat([coords, (f * (length**2 / scale).view(view))[..., None], log_a[..., None]], dim=-1)
     inner, inner_mask, inner_index = _compact(features.flatten(1, ndim), active.flatten(1))
 
     faces, keep = [], []
@@ -100,10 +103,10 @@ def problem_tokens(grid: Grid, a: torch.Tensor, f: torch.Tensor, bc_type: torch.
             value = _shifted(bc_value, axis, offset, ndim)
             dirichlet, neumann = active & (kind == DIRICHLET), active & (kind == NEUMANN)
             # the boundary lies at the Dirichlet node, or half-way to the Neumann one
-            shift = torch.where(dirichlet, 1.0, 0.5) * offset * spacing[axis] / length
+            shift = torch.where(dirichlet, 1.0, 0.5) * offset * (spacing[:, axis] / length).view(view)
             position = coords.clone()
             position[..., axis] = position[..., axis] + shift
-            scaled = torch.where(dirichlet, value, value * length) / scale.view(view)
+            scaled = torch.where(dirichlet, value, value * length.view(view)) / scale.view(view)
             faces.append(torch.cat([position, dirichlet[..., None].double(), neumann[..., None].double(),
                                     scaled[..., None]], dim=-1).flatten(1, ndim))
             keep.append((dirichlet | neumann).flatten(1))
@@ -188,13 +191,16 @@ class NPSolver(L.LightningModule):
         values = self.net(tokens["interior"], tokens["interior_mask"], tokens["boundary"], tokens["boundary_mask"])
         scale = tokens["solution_scale"].to(values.dtype)
         values = values * tokens["interior_mask"] * scale[:, None]
-        flat = values.new_zeros(values.shape[0], math.prod(grid.shape))
+        shape = tokens["active"].shape[1:]
+        flat = values.new_zeros(values.shape[0], math.prod(shape))
         flat = flat.scatter_add(1, tokens["interior_index"], values)
-        return flat.view(-1, *grid.shape) * tokens["active"], scale
+        return flat.view(-1, *shape) * tokens["active"], scale
 
-    def predict_fields(self, batch: dict, grid: Grid) -> torch.Tensor:
-        """``(B, 1, *grid)`` predictions for a batch of a Poisson file (read with the system arrays)."""
-        return self.solve(grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"]).unsqueeze(1)
+    def predict_fields(self, batch: dict, grid: Grid | None = None) -> torch.Tensor:
+        """``(B, 1, *grid)`` predictions for a batch of a Poisson file (read with the system arrays;
+        each sample's own grid where the batch carries it, else ``grid``)."""
+        return self.solve(batch_grids(batch, grid), batch["a"], batch["f"], batch["bc_type"],
+                          batch["bc_value"]).unsqueeze(1)
 
     # -- training --------------------------------------------------------------------------
     def setup(self, stage=None):
@@ -236,7 +242,8 @@ class NPSolver(L.LightningModule):
         return result.x
 
     def _system(self, batch):
-        op = DiffusionOperator.from_arrays(self.grid, batch["a"], batch["bc_type"], batch["bc_value"])
+        op = DiffusionOperator.from_arrays(batch_grids(batch, self.grid), batch["a"], batch["bc_type"],
+                                           batch["bc_value"])
         b = op.rhs(batch["f"].to(self.device, torch.float64))
         if not torch.isfinite(b).all():
             raise NonFiniteError(f"NaN/Inf in the right-hand sides of samples {batch['index'][:3].tolist()}")
@@ -245,16 +252,18 @@ class NPSolver(L.LightningModule):
     def losses(self, batch) -> dict:
         """Per-sample loss terms of a batch (what ``loss`` combines) and the prediction."""
         op, b = self._system(batch)
-        prediction, scale = self._solve_scaled(self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
+        prediction, scale = self._solve_scaled(op.grids, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
         mask = torch.as_tensor(op.mask, device=prediction.device, dtype=prediction.dtype)
-        tokens_scale = scale.view((-1,) + (1,) * self.grid.ndim)  # losses in the output's unit
+        view = (-1,) + (1,) * op.ndim
+        tokens_scale = scale.view(view)  # losses in the output's unit
         terms = {"prediction": prediction}
         kind = self.hparams.loss
         if kind in ("pcg", "mixed"):
             target = self.pcg_target(op, b, prediction).to(prediction.dtype)
             terms["pcg"] = _per_sample_rmse((target - prediction) / tokens_scale, mask)
         if kind in ("residual", "mixed"):
-            h2 = float(sum(h * h for h in self.grid.spacing) / self.grid.ndim)
+            h2 = torch.tensor([sum(h * h for h in g.spacing) / g.ndim for g in op.grids],
+                              dtype=prediction.dtype, device=prediction.device).view(view)
             residual = (b - op(prediction.to(torch.float64))).to(prediction.dtype)
             terms["residual"] = _per_sample_rmse(residual * h2 / tokens_scale, mask)
         if kind == "supervised":
@@ -284,7 +293,7 @@ class NPSolver(L.LightningModule):
 
     def _evaluate(self, batch, prefix):
         op, b = self._system(batch)
-        prediction = self.solve(self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
+        prediction = self.solve(op.grids, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
         size = batch["f"].shape[0]
         per_sample = {"rel_l2": relative_l2(prediction.unsqueeze(1), batch["y"].to(prediction)),
                       "rel_residual": op.relative_residual(prediction.to(torch.float64), b).to(prediction)}

@@ -86,11 +86,17 @@ def _lightning(argv) -> int:
 
     from pdekit.data import DatasetFormatError
     from pdekit.errors import PdekitError, os_error_message
-    from pdekit.fit import parser_error_line, run
+    from pdekit.fit import TrainingInterrupted, parser_error_line, run
 
     named = (FileNotFoundError, DatasetFormatError, PdekitError, MisconfigurationException)
     try:
         run(argv)
+    except TrainingInterrupted as stop:  # a signal: not finished, and the exit status says so
+        print(f"pdekit: {stop}", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # Ctrl-C before or after training
+        print(f"pdekit: {argv[0]} interrupted (SIGINT)", file=sys.stderr)
+        return 130
     except _argparse.ArgumentError as err:
         return _fail(f"{parser_error_line(str(err))} (`pdekit {argv[0]} --help` lists the options)")
     except SystemExit as exit_:  # --help, --print_config

@@ -229,6 +229,24 @@ def grid_of(h5: h5py.File) -> Grid:
     return Grid(tuple(h5["u"].shape[1:]), spacing=tuple(h5.attrs["spacing"]), origin=tuple(h5.attrs["origin"]))
 
 
+def batch_grids(batch: dict, grid: Grid | None = None):
+    """The grid of a batch's samples: one :class:`Grid` when they share it, else a list with one
+    per sample (what :meth:`DiffusionOperator.from_arrays` takes).  A batch read with
+    ``system=True`` carries each sample's ``spacing`` and ``origin``; ``grid`` (the shape, and the
+    spacing of a batch that carries none) comes from the data."""
+    shape = tuple(batch["f"].shape[1:])
+    if "spacing" not in batch:
+        if grid is None:
+            raise ValueError("the batch carries no grid (spacing/origin) and none was given")
+        return grid
+    spacing = torch.as_tensor(batch["spacing"], dtype=torch.float64).cpu().reshape(len(batch["f"]), -1)
+    origin = torch.as_tensor(batch["origin"], dtype=torch.float64).cpu().reshape(len(batch["f"]), -1)
+    pairs = [(tuple(h.tolist()), tuple(o.tolist())) for h, o in zip(spacing, origin)]
+    if len(set(pairs)) == 1:
+        return Grid(shape, pairs[0][0], pairs[0][1])
+    return [Grid(shape, h, o) for h, o in pairs]
+
+
 def load_system(path, index: int, *, dtype=torch.float64):
     """Rebuild sample ``index``'s exact linear system: ``(operator, b, u)`` with ``A u = b``."""
     with open_poisson(path) as h5:

@@ -31,6 +31,11 @@ class FieldSamples(LazyH5, Dataset):
             if missing:
                 raise DatasetFormatError(f"{self.path} has no field(s) {missing} (it holds {sorted(h5)})")
             self.level_codes = _level_codes(h5, levels)
+            grid = grid_of(h5)
+        # each sample carries its file's grid: files of different levels differ in spacing (a
+        # Neumann face moves the boundary by half a cell), and a batch mixes files
+        self.spacing = torch.tensor(grid.spacing, dtype=torch.float64)
+        self.origin = torch.tensor(grid.origin, dtype=torch.float64)
 
     def __len__(self):
         return self.length
@@ -68,6 +73,7 @@ class FieldSamples(LazyH5, Dataset):
                 "level": int(self.level_codes[i]), "file": self.file_id, "index": i}
         if self.system:
             item.update({k: torch.as_tensor(np.asarray(self.h5[k][i])) for k in SYSTEM_FIELDS})
+            item.update(spacing=self.spacing, origin=self.origin)
         return item
 
 
@@ -290,7 +296,8 @@ class FieldDataModule(L.LightningDataModule):
                 "unroll": self.unroll, "levels": self.levels}
 
     def grid(self):
-        """The Poisson grid (for residuals); None for time series."""
+        """The first file's Poisson grid (None for time series).  Files may differ in spacing:
+        batches carry each sample's grid (:func:`pdekit.data.batch_grids`)."""
         if self.timeseries:
             return None
         with open_dataset(self.files[0]) as h5:

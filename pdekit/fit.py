@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
 
 from pdekit.errors import ConfigError
@@ -48,12 +49,16 @@ class PdekitCLI(LightningCLI):
         if config.get("data") is not None and getattr(config.data, "class_path", None):
             load_class(config.data.class_path, L.LightningDataModule, "data")
 
+    overwrite = False  # `pdekit fit --overwrite`: a fresh run may replace an earlier run's checkpoints
+
     def _run_subcommand(self, subcommand):
         ckpt = self.config_init[subcommand].get("ckpt_path")
         if ckpt and ckpt not in LIGHTNING_CKPT_ALIASES:
             check_resume_checkpoint(ckpt, self.model)
         if hasattr(self.model, "check_data") and self.datamodule is not None:
             self.model.check_data(self.datamodule)  # before Lightning writes config.yaml and logs
+        if subcommand == "fit" and not ckpt:
+            check_fresh_checkpoint_folders(self.trainer, self.overwrite)
         if subcommand == "predict":
             from pdekit.predict import PredictionWriter
 
@@ -61,6 +66,118 @@ class PdekitCLI(LightningCLI):
                 Path(self.trainer.default_root_dir) / "predictions.h5"
             self.trainer.callbacks.append(PredictionWriter(path))
         super()._run_subcommand(subcommand)
+
+
+def _checkpoint_folders(trainer) -> list[Path]:
+    return [Path(cb.dirpath) for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+
+
+def check_fresh_checkpoint_folders(trainer, overwrite: bool) -> None:
+    """A new run (no ``--ckpt_path``) must not mix its checkpoints with an earlier run's (Lightning
+    would write ``last-v1.ckpt`` beside the old ``last.ckpt``, and the next command would read the
+    old one): refuse, or with ``--overwrite`` remove the earlier checkpoints (only ``*.ckpt``)."""
+    for folder in _checkpoint_folders(trainer):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise ConfigError(f"checkpoint folder {folder} is not a folder (a file or a link)")
+        earlier = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+        if not earlier:
+            continue
+        if not overwrite:
+            raise ConfigError(f"{folder} already holds checkpoints of an earlier run ({earlier[0].name}"
+                              f"{f' and {len(earlier) - 1} more' if len(earlier) > 1 else ''}): resume it with "
+                              "--ckpt_path last, or start afresh with --overwrite (removes them)")
+        for path in earlier:
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+        print(f"pdekit: removed {len(earlier)} checkpoint(s) of an earlier run from {folder} (--overwrite)",
+              file=sys.stderr)
+
+
+class TrainingInterrupted(Exception):
+    """``pdekit fit`` stopped by a signal: the exit status says so (128 + signal number)."""
+
+    def __init__(self, signal_name: str, exit_code: int, message: str):
+        super().__init__(message)
+        self.signal_name, self.exit_code = signal_name, exit_code
+
+
+class InterruptionCheckpoint(Callback):
+    """On SIGTERM (a scheduler's pre-emption, ``kill``) or a first SIGINT (Ctrl-C) during training,
+    finish the step under way, write ``last.ckpt`` where each checkpoint callback keeps it, and
+    stop; ``--ckpt_path last`` then resumes exactly there (the data loaders' position is in the
+    checkpoint).  The checkpoint is written at the end of a batch, the point where Lightning's own
+    step checkpoints are taken, so the resumed run equals an uninterrupted one.  A second Ctrl-C
+    stops at once."""
+
+    def __init__(self):
+        self.signal_name, self.step, self.saved = None, None, []
+        self._previous_sigint = None
+
+    def on_fit_start(self, trainer, pl_module):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_fit_end(self, trainer, pl_module):
+        self._restore_sigint()
+
+    def _restore_sigint(self):
+        import signal
+
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def _on_sigint(self, signum, frame):
+        if self.signal_name == "SIGINT":  # the second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signal_name = "SIGINT"
+        print("\npdekit: SIGINT: stopping after this step (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.received_sigterm:
+            self.signal_name = "SIGTERM"
+        if self.signal_name is None:
+            return
+        self.step = trainer.global_step
+        # one process only: with several, a save here would wait at a barrier the others never reach
+        if trainer.world_size == 1:
+            for callback in trainer.checkpoint_callbacks:
+                if getattr(callback, "dirpath", None) and getattr(callback, "save_last", False):
+                    path = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+                    trainer.save_checkpoint(path)
+                    self.saved.append(str(path))
+        if self.signal_name == "SIGINT":
+            raise KeyboardInterrupt  # Lightning stops on it (SIGTERM: it raises its own exception next)
+
+    def on_exception(self, trainer, pl_module, exception):
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        self._restore_sigint()
+        if isinstance(exception, SIGTERMException):
+            self.signal_name = "SIGTERM"
+        elif isinstance(exception, KeyboardInterrupt):
+            self.signal_name = "SIGINT"
+        if self.signal_name is not None and self.step is None:
+            self.step = trainer.global_step
+
+
+def resume_command(argv: list[str]) -> str:
+    """The ``pdekit`` command line that resumes the run ``argv`` started (``--ckpt_path last``)."""
+    import shlex
+
+    args, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a in ("--ckpt_path", "--weights_only", "--overwrite") or a.startswith(("--ckpt_path=", "--weights_only=")):
+            skip = a in ("--ckpt_path", "--weights_only")
+            continue
+        args.append(a)
+    return shlex.join(["pdekit", *args, "--ckpt_path", "last"])
 
 
 def check_resume_checkpoint(path, model) -> None:
@@ -137,16 +254,33 @@ def parser_error_line(message: str) -> str:
 
 
 def run(argv: list[str]) -> None:
+    user_argv = list(argv)
     check_config_files(argv)
     if not any(a.startswith("--weights_only") for a in argv):
         # checkpoints given by --ckpt_path are read with weights_only=True, explicitly
         argv = [argv[0], "--weights_only", "true", *argv[1:]]
+    overwrite = "--overwrite" in argv
+    argv = [a for a in argv if a != "--overwrite"]
     # LightningCLI reads sys.argv (and DDP's launcher re-runs it); it warns if handed args as well
     sys.argv = [sys.argv[0], *argv]
 
-    PdekitCLI(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-              save_config_kwargs={"overwrite": True},
-              # pdekit's samplers shard across ranks themselves (and resume mid-epoch); Lightning
-              # must not wrap them in a DistributedSampler
-              trainer_defaults={"use_distributed_sampler": False},
-              args=None, auto_configure_optimizers=False)
+    interruption = InterruptionCheckpoint()
+    cli_class = type("PdekitRunCLI", (PdekitCLI,), {"overwrite": overwrite})
+    try:
+        cli_class(L.LightningModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                  save_config_kwargs={"overwrite": True},
+                  # pdekit's samplers shard across ranks themselves (and resume mid-epoch); Lightning
+                  # must not wrap them in a DistributedSampler
+                  trainer_defaults={"use_distributed_sampler": False, "callbacks": [interruption]},
+                  args=None, auto_configure_optimizers=False)
+    except (SystemExit, KeyboardInterrupt) as stop:
+        if interruption.signal_name is None and not isinstance(stop, KeyboardInterrupt):
+            raise
+        name = interruption.signal_name or "SIGINT"
+        kept = (f"checkpoint written: {', '.join(interruption.saved)}" if interruption.saved
+                else "no checkpoint written by the interruption (earlier ones are kept)")
+        where = f" at step {interruption.step}" if interruption.step is not None else ""
+        raise TrainingInterrupted(
+            name, 143 if name == "SIGTERM" else 130,
+            f"{argv[0]} stopped by {name}{where}, not finished; {kept}; resume with: "
+            f"{resume_command(user_argv)}") from None

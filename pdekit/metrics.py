@@ -15,8 +15,9 @@ def relative_l2(prediction: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 def poisson_relative_residual(u: torch.Tensor, grid: Grid, a, f, bc_type, bc_value) -> torch.Tensor:
     """‖b − A u‖ / ‖b‖ of each sample's own discrete system (rebuilt from the stored arrays, in
-    float64): the measure of how well a predicted ``u`` solves *its* problem."""
+    float64): the measure of how well a predicted ``u`` solves *its* problem.  ``grid``: one, or
+    one per sample."""
     op = DiffusionOperator.from_arrays(grid, a, bc_type, bc_value)
-    u64 = u.detach().to("cpu", torch.float64).reshape((-1,) + tuple(grid.shape))
+    u64 = u.detach().to("cpu", torch.float64).reshape((-1,) + tuple(op.shape))
     b = op.rhs(torch.as_tensor(f, dtype=torch.float64).reshape(u64.shape))
     return op.relative_residual(u64, b)

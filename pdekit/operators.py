@@ -170,9 +170,13 @@ class DiffusionOperator:
         self._init(grid, coefficient, bc_type, bc_value, singular, face_fractions)
 
     @classmethod
-    def from_arrays(cls, grid: Grid, coefficient, bc_type, bc_value, *, singular: str = "error",
+    def from_arrays(cls, grid, coefficient, bc_type, bc_value, *, singular: str = "error",
                     face_fractions=None):
-        """Build from padded ``bc_type``/``bc_value`` arrays (as stored in datasets)."""
+        """Build from padded ``bc_type``/``bc_value`` arrays (as stored in datasets).
+
+        ``grid`` is one :class:`~pdekit.grid.Grid`, or one per system (same shape, spacings may
+        differ: a batch mixing files of several levels); ``op.grid`` is then the first, and
+        ``op.grids`` lists them all."""
         self = cls.__new__(cls)
         self._init(grid, coefficient, bc_type, bc_value, singular, face_fractions)
         return self
@@ -197,6 +201,14 @@ class DiffusionOperator:
     def _init(self, grid, coefficient, bc_type, bc_value, singular, face_fractions=None):
         if singular not in ("error", "pin"):
             raise ValueError(f"singular must be 'error' or 'pin', got {singular!r}")
+        per_system = None
+        if not isinstance(grid, Grid):  # one grid per system
+            per_system = list(grid)
+            if not per_system or not all(isinstance(g, Grid) for g in per_system):
+                raise TypeError("grid must be a Grid or a non-empty sequence of Grids (one per system)")
+            if len({g.shape for g in per_system}) != 1:
+                raise GridMismatchError(f"per-system grids differ in shape: {sorted({g.shape for g in per_system})}")
+            grid = per_system[0]
         self.grid = grid
         self.face_fractions = fractions = self._check_fractions(grid, face_fractions)
         padded = tuple(n + 2 for n in grid.shape)
@@ -226,6 +238,10 @@ class DiffusionOperator:
         a = np.broadcast_to(a, (batch,) + padded) if a.ndim == grid.ndim or a.shape[0] == 1 else a
         bc_type = np.array(np.broadcast_to(bc_type, (batch,) + padded))
         bc_value = np.array(np.broadcast_to(bc_value, (batch,) + padded))
+        if per_system is not None and len(per_system) not in (1, batch):
+            raise GridMismatchError(f"{len(per_system)} grids given for {batch} systems")
+        self.grids = per_system * batch if per_system is not None and len(per_system) == 1 else \
+            (per_system or [grid] * batch)
         interior = (slice(None),) + tuple(slice(1, -1) for _ in grid.shape)
         user_active = bc_type[interior] == ACTIVE
         a_interior = a[interior]
@@ -238,7 +254,7 @@ class DiffusionOperator:
 
         diags, faces, brhs, floating_labels, unpinned_rhs = [], [], [], [], []
         for s in range(batch):
-            d, f, b, dw = _stencil(grid, a[s], bc_type[s], bc_value[s], fractions)
+            d, f, b, dw = _stencil(self.grids[s], a[s], bc_type[s], bc_value[s], fractions)
             labels, floating = _floating_components(grid, user_active[s], f, dw)
             if floating:
                 if singular == "error":
@@ -257,7 +273,7 @@ class DiffusionOperator:
                     pinned_value[tuple(first)] = 0.0
                 unpinned_rhs.append(b)
                 bc_type[s], bc_value[s] = pinned_type, pinned_value
-                d, f, b, _ = _stencil(grid, a[s], pinned_type, pinned_value, fractions)
+                d, f, b, _ = _stencil(self.grids[s], a[s], pinned_type, pinned_value, fractions)
             else:
                 unpinned_rhs.append(None)
             diags.append(d)

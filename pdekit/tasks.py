@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from pdekit.data import batch_grids
 from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.grid import Grid
 from pdekit.metrics import poisson_relative_residual, relative_l2
@@ -214,7 +215,8 @@ class OperatorLearning(L.LightningModule):
         per_sample = {"rel_l2": relative_l2(prediction, batch["y"])}
         if "bc_type" in batch and self.grid is not None and prediction.shape[1] == 1:
             per_sample["rel_residual"] = poisson_relative_residual(
-                prediction[:, 0], self.grid, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"]).to(prediction)
+                prediction[:, 0], batch_grids(batch, self.grid), batch["a"], batch["f"], batch["bc_type"],
+                batch["bc_value"]).to(prediction)
         self._log_per_level(prefix, per_sample, batch["level"], size)
         return prediction
 

@@ -2,8 +2,17 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# One thread per test worker, the same on every machine: a short training's outcome depends on the
+# thread count (the order of floating-point reductions), and pdekit's commands would otherwise size
+# their pool from the cores idle at the moment they start. Set before torch is imported, and
+# inherited by the commands tests run in subprocesses.
+for _variable in ("PDEKIT_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_variable] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests/manufactured.py
 

@@ -2,6 +2,7 @@
 after a real kill mid-epoch, DDP on CPU, difficulty mixes, and clear errors for bad input."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,55 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, data):
     assert torch.load(tmp_path / "b/ckpt/last.ckpt", weights_only=True)["global_step"] == 21
     for key in final_a:
         torch.testing.assert_close(final_b[key], final_a[key], rtol=0, atol=0, msg=key)
+
+    # SIGTERM (a scheduler's pre-emption) with checkpoints only at epoch ends: the run is not
+    # reported finished, the interruption writes last.ckpt, and the printed command resumes exactly
+    (tmp_path / "c").mkdir()
+    cfg_c = config(tmp_path / "c", files, max_epochs=3)
+    raw = yaml.safe_load(cfg_c.read_text())
+    for key in ("every_n_train_steps", "save_top_k"):  # the default: one checkpoint per epoch
+        raw["trainer"]["callbacks"][0]["init_args"].pop(key)
+    cfg_c.write_text(yaml.safe_dump(raw))
+    stopped = pdekit("fit", "--config", cfg_c, "--trainer.callbacks+=training_helpers.SignalAtStep",
+                     "--trainer.callbacks.step=10", cwd=tmp_path)
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    line = stopped.stderr.strip().splitlines()[-1]
+    step = int(line.split("stopped by SIGTERM at step ", 1)[1].split(",")[0])
+    assert step in (10, 11), line  # the step under way when the signal came is finished first
+    assert torch.load(tmp_path / "c/ckpt/last.ckpt", weights_only=True)["global_step"] == step
+    resume = shlex.split(line.split("resume with: ", 1)[1])
+    assert resume[:3] == ["pdekit", "fit", "--config"] and resume[-2:] == ["--ckpt_path", "last"]
+    resumed = pdekit(*resume[1:], cwd=tmp_path)  # the printed command, as the user runs it
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(tmp_path / "c/ckpt/last.ckpt", weights_only=True)["global_step"] == 21
+    final_c = weights(tmp_path / "c/ckpt/last.ckpt")
+    for key in final_a:
+        torch.testing.assert_close(final_c[key], final_a[key], rtol=0, atol=0, msg=key)
+
+
+def test_ctrl_c_stops_training_with_status_130_and_keeps_its_work(tmp_path, data):
+    cfg = config(tmp_path, [data["easy"]], max_epochs=50)
+    stopped = pdekit("fit", "--config", cfg, "--trainer.callbacks+=training_helpers.SignalAtStep",
+                     "--trainer.callbacks.step=3", "--trainer.callbacks.signal_name=SIGINT", cwd=tmp_path)
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "stopped by SIGINT at step" in stopped.stderr and "Traceback" not in stopped.stderr
+    step = int(stopped.stderr.split("stopped by SIGINT at step ", 1)[1].split(",")[0])
+    assert step >= 3 and torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["global_step"] == step
+
+
+def test_a_second_run_into_the_same_checkpoint_folder_is_refused_unless_overwrite(tmp_path, data):
+    cfg = config(tmp_path, [data["easy"]], max_epochs=1)
+    assert pdekit("fit", "--config", cfg, cwd=tmp_path).returncode == 0
+    first = (tmp_path / "ckpt/last.ckpt").read_bytes()
+    again = pdekit("fit", "--config", cfg, cwd=tmp_path)
+    errors = [line for line in again.stderr.splitlines() if line.startswith("pdekit: error:")]
+    assert again.returncode == 2 and len(errors) == 1 and "Traceback" not in again.stderr, again.stderr
+    assert "already holds checkpoints" in errors[0] and "--overwrite" in errors[0]
+    assert (tmp_path / "ckpt/last.ckpt").read_bytes() == first and not list((tmp_path / "ckpt").glob("*-v1.ckpt"))
+    fresh = pdekit("fit", "--config", cfg, "--overwrite", "--trainer.max_epochs", "2", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "ckpt").glob("*.ckpt")) == ["last.ckpt"]
+    assert torch.load(tmp_path / "ckpt/last.ckpt", weights_only=True)["epoch"] == 1
 
 
 def test_evaluate_writes_metrics_and_figures_and_refuses_mismatch(tmp_path, data):

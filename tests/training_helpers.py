@@ -17,9 +17,21 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-import numpy as np
-import torch
-from torch import nn
+class SignalAtStep(Callback):
+    """Send this process ``signal_name`` (SIGTERM as a scheduler does, SIGINT as Ctrl-C does) at the
+    start of the batch after ``step`` optimizer steps."""
+
+    def __init__(self, step: int, signal_name: str = "SIGTERM"):
+        self.step, self.signal = step, getattr(signal, signal_name)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signal)
+
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 class PeriodicHeatPropagator(nn.Module):
