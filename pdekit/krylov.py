@@ -90,8 +90,17 @@ def _check_tol(tol) -> None:
 class _Monitor:
     """Tracks which systems are still iterating, their iteration counts, statuses and history."""
 
-    def __init__(self, A, b, r, tol, method, on_breakdown):
+    CHECK_EVERY = 10  # iterations between true-residual checks (one operator application each)
+    STAGNATION_AFTER = 200  # iterations before stagnation can be declared
+    REPLACEMENTS = 5  # refused convergence claims (recurrence below tol, true residual not) tolerated
+
+    def __init__(self, A, b, r, tol, method, on_breakdown, x=None, callback=None, track_best=True):
         self.A, self.b, self.tol, self.method = A, b, tol, method
+        self.callback = callback
+        # the best iterate by true residual (returned if the last is worse); stagnation stops a
+        # system only when a tolerance was asked for (tol = 0 means: run maxiter iterations)
+        self.track_best = track_best and x is not None and not x.requires_grad
+        self.stop_stagnant = self.track_best and tol > 0
         self.on_breakdown = on_breakdown
         if on_breakdown not in ("warn", "raise"):
             raise ValueError(f"on_breakdown must be 'warn' or 'raise', got {on_breakdown!r}")
@@ -106,6 +115,40 @@ class _Monitor:
         self.active = rel > tol  # a zero b, or an x0 that already solves it, needs no iteration
         for i in torch.nonzero(~self.active).flatten().tolist():
             self.status[i] = "converged"
+        if self.track_best:
+            self.best_x, self.best_rel = x.detach().clone(), rel.clone()
+            self.best_it = torch.zeros(batch, dtype=torch.int64)
+            self.snapshots = [(0, rel.clone())]  # (iteration, best true residual so far)
+        self.replacements = torch.zeros(batch, dtype=torch.int64)
+
+    def _remember(self, it: int, x, true_rel: torch.Tensor) -> None:
+        better = self.active & (true_rel < self.best_rel)
+        if bool(better.any()):
+            self.best_x = torch.where(_bshape(better, x), x.detach(), self.best_x)
+            self.best_rel = torch.where(better, true_rel, self.best_rel)
+            self.best_it[better.cpu()] = it
+
+    def track(self, it: int, x) -> None:
+        """Every ``CHECK_EVERY`` iterations: the true residual, the best iterate, stagnation."""
+        if not self.track_best or it % self.CHECK_EVERY or self.done:
+            return
+        true_rel = _norm(self.b - self.A(x)) / self.bsafe
+        self._remember(it, x, true_rel)
+        self.snapshots.append((it, self.best_rel.clone()))
+        if not self.stop_stagnant or it < self.STAGNATION_AFTER:
+            return
+        # stagnated: the second half of the run improved the best true residual by less than 10%
+        half = max(i for i, (k, _) in enumerate(self.snapshots) if k <= it // 2)
+        stuck = self.active & (self.best_rel > 0.9 * self.snapshots[half][1])
+        for i in torch.nonzero(stuck).flatten().tolist():
+            self.status[i] = (f"stagnated: the true residual improved by less than 10% over iterations "
+                              f"{self.snapshots[half][0]}-{it} (best {float(self.best_rel[i]):.2e})")
+            self.iterations[i] = it
+        self.active = self.active & ~stuck
+
+    def report(self, it: int, x) -> None:
+        if self.callback is not None:
+            self.callback(it, x, self.history[-1].detach().cpu())
 
     @property
     def done(self) -> bool:
@@ -134,6 +177,17 @@ class _Monitor:
             confirmed = candidate & (true_rel <= self.tol)
             replace = candidate & ~confirmed
             replaced = bool(replace.any())
+            if self.track_best:
+                self._remember(it, x, true_rel)
+            self.replacements += replace.cpu().to(torch.int64)
+            floor = replace & (self.replacements.to(replace.device) > self.REPLACEMENTS) & \
+                torch.tensor(self.stop_stagnant, device=replace.device)
+            for i in torch.nonzero(floor).flatten().tolist():
+                self.status[i] = (f"stagnated at the round-off floor: the recurrence residual reached tol "
+                                  f"{self.REPLACEMENTS + 1} times, the true residual stays at {float(true_rel[i]):.2e}")
+                self.iterations[i] = it
+            self.active = self.active & ~floor
+            replace = replace & ~floor
             if replaced and not r.requires_grad:  # residual replacement: continue from the true residual
                 r.copy_(torch.where(_bshape(replace, r), true_r, r))
             for i in torch.nonzero(confirmed).flatten().tolist():
@@ -154,8 +208,22 @@ class _Monitor:
             self.status[i] = f"not converged after {it} iterations"
             self.iterations[i] = it
         true_rel = _norm(self.b - self.A(x)) / self.bsafe
-        true_rel = torch.where(self.bnorm > 0, true_rel, torch.zeros_like(true_rel))
         converged = torch.tensor([s == "converged" for s in self.status])
+        if self.track_best:
+            # a system that did not converge returns its best iterate when the last one is worse
+            # (round-off floor, a poor or nonlinear preconditioner: the residual can grow again)
+            worse = (~converged).to(true_rel.device) & (self.best_rel < true_rel) & torch.isfinite(self.best_rel)
+            if bool(worse.any()):
+                grown = torch.nonzero(worse).flatten().tolist()
+                for i in grown:
+                    self.status[i] += (f"; the residual grew from {float(self.best_rel[i]):.2e} (iteration "
+                                       f"{int(self.best_it[i])}) to {float(true_rel[i]):.2e}: the best iterate is returned")
+                warnings.warn(f"{self.method}: {self.status[grown[0]]}" +
+                              (f" (and {len(grown) - 1} more system(s))" if len(grown) > 1 else ""),
+                              RuntimeWarning, stacklevel=3)
+                x = torch.where(_bshape(worse, x), self.best_x, x)
+                true_rel = torch.where(worse, self.best_rel, true_rel)
+        true_rel = torch.where(self.bnorm > 0, true_rel, torch.zeros_like(true_rel))
         history = torch.stack(self.history).cpu()
         if unbatch:
             x = x[0]
@@ -178,6 +246,8 @@ def _prepare(A, b, x0):
         unbatch = False
     if unbatch:
         b = b.unsqueeze(0)
+    if b.shape[0] == 0:
+        raise ValueError(f"b holds no systems (shape {tuple(b.shape)})")
     if not torch.isfinite(b).all():
         bad = torch.nonzero(~torch.isfinite(b.flatten(1)).all(dim=1)).flatten().tolist()
         raise NonFiniteError(f"right-hand side contains NaN or Inf (system(s) {bad[:5]})")
@@ -196,9 +266,20 @@ def _prepare(A, b, x0):
 
 
 def _default_maxiter(b: torch.Tensor, maxiter):
-    if maxiter is not None and (isinstance(maxiter, bool) or int(maxiter) != maxiter or maxiter < 0):
+    """``maxiter`` checked, or the default: 10 × unknowns (CG's worst case in exact arithmetic is
+    the unknowns; a stuck run is stopped earlier by the stagnation test)."""
+    if maxiter is not None and (isinstance(maxiter, bool) or not isinstance(maxiter, (int, float, np.integer))
+                                or not math.isfinite(maxiter) or int(maxiter) != maxiter or maxiter < 0):
         raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
     return int(maxiter) if maxiter is not None else 10 * int(np.prod(b.shape[1:]))
+
+
+def _apply_preconditioner(M, r: torch.Tensor) -> torch.Tensor:
+    z = M(r)
+    if not isinstance(z, torch.Tensor) or z.shape != r.shape:
+        raise ValueError(f"the preconditioner returned {tuple(z.shape) if hasattr(z, 'shape') else type(z).__name__} "
+                         f"for a residual of shape {tuple(r.shape)}: it must return the residual's shape")
+    return z
 
 
 def _probe_symmetry(op, r: torch.Tensor, mon: "_Monitor", check: bool) -> None:
@@ -225,23 +306,30 @@ def _nonfinite(value: torch.Tensor) -> torch.Tensor:
 
 
 def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,
-        on_breakdown: str = "warn", check_symmetry: bool = True) -> SolveResult:
+        on_breakdown: str = "warn", check_symmetry: bool = True, callback: Callable | None = None) -> SolveResult:
     """Preconditioned conjugate gradients, batched.  ``M`` maps a residual batch to ``M r`` and must
     be a fixed linear SPD operator (use :func:`fcg` otherwise); ``None`` gives plain CG.
     ``tol`` in [0, 1) (0: run ``maxiter`` iterations).  ``check_symmetry``: probe ``A`` for symmetry
     first (two operator applications; not for pdekit operators) and stop systems that fail.
     Differentiable: with an ``x0`` or ``b`` that requires grad (and grad enabled) the iterates are
-    built out of place, so gradients flow back through every step."""
+    built out of place, so gradients flow back through every step.
+
+    A system that stops short of ``tol`` returns its best iterate by true residual (checked every
+    10 iterations), and one whose true residual stalls (less than 10% better over the second half
+    of the run, after 200 iterations; or the recurrence claiming ``tol`` six times while the true
+    residual does not follow: the round-off floor) stops with status ``"stagnated: ..."``.
+    ``callback(iteration, x, relative_residuals)`` is called after every iteration (progress; ``x``
+    the current iterate, ``relative_residuals`` the recurrence's, one per system)."""
     method = "cg" if M is None else "pcg"
     if M is not None and getattr(M, "linear", True) is False:
         warnings.warn(f"{type(M).__name__} is not a fixed linear preconditioner: PCG's short recurrence "
                       "assumes one and may stagnate. Use pdekit.krylov.fcg instead.", RuntimeWarning, stacklevel=2)
     op, b, x, r, unbatch = _prepare(A, b, x0)
     differentiable = torch.is_grad_enabled() and (x.requires_grad or b.requires_grad)
-    mon = _Monitor(op, b, r, tol, method, on_breakdown)
+    mon = _Monitor(op, b, r, tol, method, on_breakdown, x=x, callback=callback, track_best=not differentiable)
     maxiter = _default_maxiter(b, maxiter)
     _probe_symmetry(op, r, mon, check_symmetry)
-    apply_m = (lambda v: v.clone()) if M is None else M
+    apply_m = (lambda v: v.clone()) if M is None else (lambda v: _apply_preconditioner(M, v))
     z = apply_m(r)
     rz = _dot(r, z)
     p = z
@@ -265,6 +353,8 @@ def pcg(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter:
         rnorm = _norm(r)
         mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
                  "non-positive curvature p^T A p <= 0 or NaN/Inf (operator not SPD?)")
+        mon.report(it, x)
+        mon.track(it, x)
         if mon.done:
             break
         act = mon.active.to(b.device)
@@ -291,7 +381,8 @@ def cg(A, b, x0=None, **kwargs) -> SolveResult:
 def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, normalize: bool = True,
                          tol: float = 1e-8, maxiter: int | None = None, restart: int | None = None,
                          true_residual_every: int | None = 50, on_breakdown: str = "warn",
-                         method: str = "conjugate_directions", check_symmetry: bool = True) -> SolveResult:
+                         method: str = "conjugate_directions", check_symmetry: bool = True,
+                         callback: Callable | None = None) -> SolveResult:
     """The DCDM iteration: each step takes a search direction ``q = direction(r / ||r||)`` (or
     ``direction(r)`` when ``normalize=False``), A-orthogonalises it against the previous ``k``
     directions (modified Gram–Schmidt) and takes the exact line-search step
@@ -300,11 +391,12 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
     ``restart``: forget all stored directions every ``restart`` iterations.
     ``true_residual_every``: recompute ``r = b - A x`` every so many iterations (the recurrence
     residual is cheap but drifts; the final answer is always judged on the true residual).
+    Best iterate, stagnation and ``callback``: as in :func:`pcg`.
     """
     if k < 0:
         raise ValueError(f"k (directions kept) must be >= 0, got {k}")
     op, b, x, r, unbatch = _prepare(A, b, x0)
-    mon = _Monitor(op, b, r, tol, method, on_breakdown)
+    mon = _Monitor(op, b, r, tol, method, on_breakdown, x=x, callback=callback)
     maxiter = _default_maxiter(b, maxiter)
     _probe_symmetry(op, r, mon, check_symmetry)
     memory: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (p, A p, p^T A p)
@@ -317,8 +409,10 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
             memory.clear()
         rin = r / _bshape(torch.where(rnorm > 0, rnorm, torch.ones_like(rnorm)), r) if normalize else r
         z = direction(rin)
-        if z.shape != r.shape:
-            raise ValueError(f"direction returned shape {tuple(z.shape)} for a residual of shape {tuple(r.shape)}")
+        if not isinstance(z, torch.Tensor) or z.shape != r.shape:
+            raise ValueError(f"the direction (preconditioner) returned "
+                             f"{tuple(z.shape) if hasattr(z, 'shape') else type(z).__name__} for a residual of shape "
+                             f"{tuple(r.shape)}: it must return the residual's shape")
         z = z.to(r.dtype)
         for p_j, q_j, pq_j in memory:
             z = z - _bshape(_dot(z, q_j) / pq_j, z) * p_j
@@ -338,6 +432,8 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
         if mon.step(it, x, r, rnorm, curvature | (act & _nonfinite(rnorm)),
                     "non-positive curvature q^T A q <= 0 or NaN/Inf (operator not SPD, or direction is zero/NaN)"):
             rnorm = _norm(r)  # r was replaced by the true residual
+        mon.report(it, x)
+        mon.track(it, x)
         if k > 0:
             ok_now = ok & mon.active.to(b.device)
             memory.append((z, q, torch.where(ok_now, pq, torch.ones_like(pq))))
@@ -348,14 +444,14 @@ def conjugate_directions(A, b, direction: Callable, x0=None, *, k: int = 2, norm
 
 def fcg(A, b, M: Callable | None = None, x0=None, *, truncation: int = 5, restart: int | None = None,
         tol: float = 1e-8, maxiter: int | None = None, on_breakdown: str = "warn",
-        check_symmetry: bool = True) -> SolveResult:
+        check_symmetry: bool = True, callback: Callable | None = None) -> SolveResult:
     """Flexible CG (Notay 2000): valid for nonlinear or varying preconditioners ``M``.  Each new
     direction ``M r`` is A-orthogonalised against the last ``truncation`` directions; ``restart``
     forgets them all every so many iterations."""
     direction = (lambda v: v) if M is None else M
     return conjugate_directions(A, b, direction, x0, k=truncation, normalize=False, tol=tol, maxiter=maxiter,
                                 restart=restart, on_breakdown=on_breakdown, method="fcg",
-                                check_symmetry=check_symmetry)
+                                check_symmetry=check_symmetry, callback=callback)
 
 
 def sor(A, b, omega: float, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,

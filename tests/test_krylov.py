@@ -243,3 +243,71 @@ def test_pcg_is_differentiable_and_its_gradient_is_the_inverse():
     expected = pcg(op, w, Jacobi(op), tol=1e-13).x
     torch.testing.assert_close(b.grad, expected, rtol=1e-8, atol=1e-10)
     torch.testing.assert_close(result.x.detach(), pcg(op, b.detach(), Jacobi(op), tol=1e-13, maxiter=200).x)
+
+
+# ------------------------------------------------------------------ best iterate, stagnation, bad arguments
+def _poisson32():
+    from pdekit import DiffusionOperator, Grid
+
+    op = DiffusionOperator(Grid.box((32, 32)))
+    b = torch.randn((32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return op, b
+
+
+def test_a_solve_stuck_at_the_round_off_floor_stops_and_says_so():
+    """float32 cannot reach 1e-10: the solve stops long before maxiter with a 'stagnated' status and
+    returns an iterate whose reported residual is its true one."""
+    op, b = _poisson32()
+    b32 = b.float()
+    result = pcg(op, b32, None, tol=1e-10, maxiter=5000)
+    assert not result.converged.any() and result.status[0].startswith("stagnated"), result.status
+    assert int(result.iterations[0]) < 1000
+    true = float(op.relative_residual(result.x.unsqueeze(0).double(), b32.double().unsqueeze(0)))
+    assert abs(true - float(result.residual[0])) <= 1e-3 * true + 1e-7
+    assert true < 1e-4  # the floor of float32, not a diverged answer
+
+
+def test_a_residual_that_grows_again_gives_back_the_best_iterate():
+    """PCG misused with a preconditioner that changes at every call wanders; the answer returned is
+    the best iterate seen at the true-residual checks (every 10 iterations), not the last."""
+    op, b = _poisson32()
+    generator = torch.Generator().manual_seed(0)
+
+    def varying(r):  # a different positive diagonal scaling (1e-3 .. 1e3) at every call
+        return r * torch.exp(torch.empty(r.shape, dtype=r.dtype).uniform_(-6.9, 6.9, generator=generator))
+
+    varying.linear = True  # claims to be fixed, so pcg does not warn about it up front
+    true_residuals = []
+    with pytest.warns(RuntimeWarning, match="the residual grew"):
+        result = pcg(op, b, varying, tol=1e-10, maxiter=300, callback=lambda it, x, rel: true_residuals.append(
+            float(op.relative_residual(x.clone(), b.unsqueeze(0)))))
+    returned = float(op.relative_residual(result.x.unsqueeze(0), b.unsqueeze(0)))
+    assert returned == pytest.approx(float(result.residual[0]), rel=1e-12)
+    checked = true_residuals[9::10]
+    assert returned == pytest.approx(min(checked), rel=1e-9) and returned < true_residuals[-1]
+    assert "best iterate" in result.status[0]
+
+
+def test_callback_sees_every_iteration():
+    op, b = _poisson32()
+    seen = []
+    result = pcg(op, b, None, tol=1e-8, callback=lambda it, x, rel: seen.append((it, tuple(x.shape), rel.shape)))
+    assert [s[0] for s in seen] == list(range(1, int(result.iterations[0]) + 1))
+    assert seen[0][1] == (1, 32, 32) and seen[0][2] == (1,)
+
+
+@pytest.mark.parametrize("maxiter", [float("inf"), float("nan"), -1, 2.5, "10", True])
+def test_bad_maxiter_is_a_value_error(maxiter):
+    op, b = _poisson32()
+    with pytest.raises(ValueError, match="maxiter"):
+        pcg(op, b, None, maxiter=maxiter)
+
+
+def test_empty_batch_and_wrong_shape_preconditioner_are_named():
+    op, b = _poisson32()
+    with pytest.raises(ValueError, match="no systems"):
+        pcg(op, b[None][:0], None)
+    with pytest.raises(ValueError, match="preconditioner returned"):
+        pcg(op, b, lambda r: r[..., :-1])
+    with pytest.raises(ValueError, match="returned"):
+        fcg(op, b, lambda r: r.flatten(1))
