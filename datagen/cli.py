@@ -469,6 +469,9 @@ def _ritz(args) -> int:
     return 0
 
 
+SPLIT_DEFAULT = "0.8,0.1,0.1"
+
+
 def _export(args) -> int:
     from datagen.export import export
     from pdekit.data import DatasetFormatError
@@ -476,7 +479,14 @@ def _export(args) -> int:
     if args.samples < 1 or args.trajectory < 0:
         raise UsageError(f"need --samples >= 1 and --trajectory >= 0, got {args.samples} and {args.trajectory}")
     try:
-        written = export(args.file, args.format, args.out, args.samples, trajectory=args.trajectory)
+        split = [float(part) for part in args.split.split(",")]
+    except ValueError:
+        raise UsageError(f"--split must look like 0.8,0.1,0.1 (train,valid,test), got {args.split!r}") from None
+    if args.format != "the-well" and args.split != SPLIT_DEFAULT:
+        raise UsageError("--split applies to --format the-well only")
+    try:
+        written = export(args.file, args.format, args.out, args.samples, trajectory=args.trajectory,
+                         overwrite=args.overwrite, split=split, seed=args.seed)
     except (FileNotFoundError, DatasetFormatError, ValueError) as err:
         raise UsageError(str(err)) from None
     print(f"wrote {written[0]}" + (f" (+{len(written) - 1} more)" if len(written) > 1 else ""))
@@ -606,6 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", default=None, help="default: <file stem>-paraview.xdmf, folder <stem>-paraview/ (vtu) or folder <stem>-the-well/")
     ex.add_argument("--samples", type=int, default=16, help="Poisson: export the first N samples")
     ex.add_argument("--trajectory", type=int, default=0, help="time series: the sample whose snapshots to export")
+    ex.add_argument("--split", default=SPLIT_DEFAULT,
+                    help="the-well: train,valid,test fractions of the trajectories (default 0.8,0.1,0.1)")
+    ex.add_argument("--seed", type=int, default=0, help="the-well: seed of the split (default 0)")
+    ex.add_argument("--overwrite", action="store_true", help="replace existing output files (never by default)")
     ex.set_defaults(run=_export)
     return parser
 

@@ -106,21 +106,53 @@ def write_vtu_frames(folder: Path, grid, frames, stem: str = "frame") -> list[Pa
     return written
 
 
-def _target(path: Path, fmt: str, out, stem: str) -> Path:
+def check_output(out: Path, source: Path, *, folder: bool, overwrite: bool, replaces: bool = True) -> None:
+    """Refuse an output that would destroy what the command did not make: an existing path without
+    ``--overwrite``, a link or special file, the working folder, or a folder holding the input.
+    ``replaces``: whether writing replaces ``out`` as a whole (a VTU folder) or only adds files to it."""
+    out, source = Path(out), Path(source)
+    if out.is_symlink():
+        raise ValueError(f"--out {out} is a symbolic link; give the real path")
+    if out.exists():
+        if folder and not out.is_dir():
+            raise ValueError(f"--out {out} is not a folder")
+        if not folder and not out.is_file():
+            raise ValueError(f"--out {out} is not a regular file")
+    if folder:
+        resolved = out.resolve()
+        if resolved == Path.cwd().resolve() or resolved == Path(resolved.anchor):
+            raise ValueError(f"--out {out} is the working folder (or /); give a folder of its own")
+        if resolved in source.resolve().parents:
+            raise ValueError(f"--out {out} contains the input {source}; give another folder")
+    if out.exists() and replaces and not overwrite:
+        raise ValueError(f"--out {out} exists; add --overwrite to replace it")
+
+
+def _target(path: Path, fmt: str, out, stem: str, overwrite: bool = False) -> Path:
     """Checked output path: ``out``, else ``<stem>-paraview.xdmf`` / folder ``<stem>-paraview``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     out = Path(out) if out else path.with_name(stem + ("-paraview.xdmf" if fmt == "xdmf" else "-paraview"))
-    if fmt == "xdmf" and out.with_suffix(".h5").resolve() == path.resolve():
-        raise ValueError(f"{out} would write its data to {path}, the input; choose another --out")
+    if fmt == "xdmf":
+        companion = out.with_suffix(".h5")
+        for target in (out, companion):
+            if target.resolve() == path.resolve():
+                raise ValueError(f"{out} would write {target.name} over the input {path}; choose another --out")
+        if companion.exists() and not out.exists():  # then that .h5 is not an earlier export's data
+            raise ValueError(f"{out} would write its data to {companion}, which exists and is not its own; "
+                             "choose another --out")
+        for target in (out, companion):
+            check_output(target, path, folder=False, overwrite=overwrite)
+    else:
+        check_output(out, path, folder=True, overwrite=overwrite)
     return out
 
 
-def export_poisson(path, fmt: str, out=None, samples: int = 16) -> list[Path]:
+def export_poisson(path, fmt: str, out=None, samples: int = 16, overwrite: bool = False) -> list[Path]:
     """Export the first ``samples`` samples of a Poisson file (fields a, f, u, mask; the sample
     index is the XDMF "time")."""
     path = Path(path)
-    out = _target(path, fmt, out, path.stem)
+    out = _target(path, fmt, out, path.stem, overwrite)
     with open_poisson(path) as h5:
         grid = grid_of(h5)
         count = min(samples, h5["u"].shape[0])
@@ -131,10 +163,13 @@ def export_poisson(path, fmt: str, out=None, samples: int = 16) -> list[Path]:
         return write_vtu_frames(out, grid, frames, stem="sample")
 
 
-def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> list[Path]:
+def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0, *, overwrite: bool = False,
+           split=(0.8, 0.1, 0.1), seed: int = 0) -> list[Path]:
     """Poisson files: the first ``samples`` samples; time series: the snapshots of one trajectory
     with their times (vector fields as 3-component point data, as ParaView expects).
-    ``fmt="the-well"``: every trajectory in The Well's layout (:mod:`datagen.well`)."""
+    ``fmt="the-well"``: every trajectory in The Well's layout (:mod:`datagen.well`), split into
+    train/valid/test by trajectory (``split`` fractions, ``seed``).  Nothing existing is replaced
+    without ``overwrite``."""
     with open_dataset(path) as h5:
         timeseries, pde = is_timeseries(h5), h5.attrs["pde"]
     if pde == LABELS_PDE:
@@ -143,11 +178,11 @@ def export(path, fmt: str, out=None, samples: int = 16, trajectory: int = 0) -> 
     if fmt == "the-well":
         from datagen.well import export_the_well
 
-        return export_the_well(path, out)
+        return export_the_well(path, out, split=split, seed=seed, overwrite=overwrite)
     if not timeseries:
-        return export_poisson(path, fmt, out, samples)
+        return export_poisson(path, fmt, out, samples, overwrite)
     path = Path(path)
-    out = _target(path, fmt, out, f"{path.stem}-trajectory{trajectory}")
+    out = _target(path, fmt, out, f"{path.stem}-trajectory{trajectory}", overwrite)
     with open_dataset(path) as h5:
         n = h5["level"].shape[0]
         if not 0 <= trajectory < n:

@@ -230,20 +230,31 @@ def write(out: Path, samples: list[dict], config: dict) -> list[Path]:
     elif kind == "burgers":
         fields, spacing = ["u"], (2 * np.pi / n,)
         attrs = {"domain_size": [2 * np.pi], "origin": [0.0], "boundary": "periodic", "equation": "u_t + u u_x = nu u_xx"}
-    else:  # the channel: n cells across a channel of height 1
+    else:  # the channel: n cells across, every attribute from the run's own level (a spec's units)
         arrays["t_force"] = _shared(samples, "t_force")
-        fields, spacing = ["velocity", "pressure"], (1.0 / n,) * 2
-        attrs = {"family": "obstacles", "domain_size": [arrays["mask"].shape[1] / n, 1.0], "origin": [0.5 / n] * 2,
-                 "u_max": 1.0, "u_mean": 2.0 / 3.0,
-                 "boundary": json.dumps({"x-": "parabolic inflow", "x+": "convective outflow, p = 0",
-                                         "y-": "no-slip", "y+": "no-slip", "obstacles": "no-slip (staircase)"}),
-                 "velocity_location": "cell centres (averaged from the staggered faces)"}
+        fields, spacing, attrs = ["velocity", "pressure"], *channel_attributes(config, arrays["mask"].shape[1:])
     written = [write_timeseries(out, arrays, pde=config["pde"], fields=fields, spacing=spacing,
                                 dt=config["level_spec"]["interval"], config=config, generator_version=version,
                                 attrs=attrs)]
     if config.get("pressure_systems"):
         written.append(_write_pressure_systems(Path(config["pressure_systems"]), samples, config, version))
     return written
+
+
+def channel_attributes(config: dict, cells: tuple[int, int]) -> tuple[tuple[float, float], dict]:
+    """Spacing and root attributes of a channel file, from the level the run used: cells of side
+    ``height / ny`` (a spec's physical units), the spec's ``u_max``, its wall treatment."""
+    spec = config["level_spec"]
+    height, u_max = float(spec.get("height", 1.0)), float(spec.get("u_max", 1.0))
+    nx, ny = int(cells[0]), int(cells[1])
+    h = height / ny
+    walls = spec.get("walls", "staircase")
+    return (h, h), {
+        "family": "obstacles", "domain_size": [nx * h, ny * h], "origin": [0.5 * h, 0.5 * h],
+        "u_max": u_max, "u_mean": 2.0 * u_max / 3.0,
+        "boundary": json.dumps({"x-": "parabolic inflow", "x+": "convective outflow, p = 0", "y-": "no-slip",
+                                "y+": "no-slip", "obstacles": f"no-slip ({walls})"}),
+        "velocity_location": "cell centres (averaged from the staggered faces)"}
 
 
 def _write_pressure_systems(path: Path, samples, config, version) -> Path:
@@ -254,11 +265,11 @@ def _write_pressure_systems(path: Path, samples, config, version) -> Path:
     from datagen.poisson import normwise_backward_error
     from pdekit import DiffusionOperator, Grid
 
-    ny = config["resolution"]
+    h = channel_attributes(config, samples[0]["mask"].shape)[0][0]
     rows = {key: [] for key in POISSON_KEYS}
     for s in samples:
         count = len(s["ps_rhs"])
-        grid = Grid(s["mask"].shape, spacing=1.0 / ny, origin=0.5 / ny)
+        grid = Grid(s["mask"].shape, spacing=h, origin=0.5 * h)
         op = DiffusionOperator.from_arrays(grid, None, s["ps_bc_type"], s["ps_bc_value"])
         A, layout = op.to_sparse(), op.layout()
         for j in range(count):
@@ -275,6 +286,6 @@ def _write_pressure_systems(path: Path, samples, config, version) -> Path:
             for key in POISSON_KEYS:
                 rows[key].append(values[key])
     arrays = {key: np.stack([np.asarray(v) for v in values]) for key, values in rows.items()}
-    grid = Grid(arrays["u"].shape[1:], spacing=1.0 / ny, origin=0.5 / ny)
+    grid = Grid(arrays["u"].shape[1:], spacing=h, origin=0.5 * h)
     pconfig = dict(config, kind="pressure_systems", source="navier_stokes obstacles (one system per snapshot)")
     return write_poisson(path, arrays, grid=grid, config=pconfig, generator_version=version)

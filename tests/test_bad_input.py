@@ -218,6 +218,7 @@ def files(workdir, poisson_file, burgers_file):
     with h5py.File(workdir / "foreign.h5", "w") as h5:
         h5["u"] = np.zeros((2, 4, 4))
     (workdir / "text.h5").write_text("not hdf5")
+    (workdir / "link.xdmf").symlink_to(workdir / "existing.h5")
     from pdekit.data import write_labels
 
     write_labels(workdir / "labels.h5", {"points": np.zeros((2, 2)), "value": np.zeros(2), "stderr": np.ones(2),
@@ -254,6 +255,20 @@ OTHER_DATAGEN = [
     (["export", "absent.h5"], "no such dataset"),
     (["export", "foreign.h5"], "not a pdekit dataset"),
     (["export", "text.h5"], "not a readable HDF5 file"),
+    # never replace what the export did not make (an existing folder, the working folder, another
+    # dataset sharing the XDMF side file's name, an earlier The Well export, a link)
+    (["export", "p.h5", "--format", "vtu", "--out", "folder"], "add --overwrite"),
+    (["export", "p.h5", "--format", "vtu", "--out", ".", "--overwrite"], "working folder"),
+    (["export", "b.h5", "--format", "the-well", "--out", "."], "working folder"),
+    (["export", "b.h5", "--format", "the-well", "--out", "existing.h5"], "is not a folder"),
+    (["export", "b.h5", "--out", "p.xdmf"], "is not its own"),
+    (["export", "b.h5", "--out", "p.xdmf", "--overwrite"], "is not its own"),
+    (["export", "b.h5", "--out", "existing.xdmf"], "is not its own"),
+    (["export", "b.h5", "--out", "link.xdmf"], "symbolic link"),
+    (["export", "b.h5", "--format", "the-well", "--split", "0.5,0.6,0"], "--split must be three"),
+    (["export", "b.h5", "--format", "the-well", "--split", "a,b"], "--split must look like"),
+    (["export", "b.h5", "--format", "the-well", "--split", "0,0.5,0.5"], "leaves no training"),
+    (["export", "p.h5", "--split", "1,0,0"], "the-well only"),
     (["ritz", "--n", "0", "--resolution", "16", "--out", "r.h5"], "need --n >= 1"),
     (["ritz", "--n", "4", "--resolution", "16", "--lanczos-steps", "1", "--out", "r.h5"], "--lanczos-steps >= 2"),
     (["ritz", "--n", "4", "--resolution", "4", "--out", "r.h5"], "--resolution >= 8"),

@@ -1,6 +1,8 @@
 """Channel flow: force evaluation against known answers, implicit viscosity, restart, steady mode,
 probes, explicit geometry specs, and the pressure solve's residual floor."""
+import json
 import math
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -250,3 +252,42 @@ def test_force_coefficients_scale_with_the_frontal_height():
     c = evaluator.coefficients(u, v, p, 0.01, 2.0, torch.zeros(1, 2, dtype=torch.float64))
     # pressure drag of a 0.2 x 0.2 square under dp/dx = -1: F = 0.04, C = 2 F / (U^2 D) = 0.1
     assert float(c["drag_pressure"][0]) == pytest.approx(0.1, rel=1e-12)
+
+
+@pytest.mark.parametrize("spec_name", ["cylinder_2d1.yaml", "cylinder_2d2.yaml"])
+def test_channel_files_describe_the_run_in_its_own_units(tmp_path, spec_name):
+    """The Schäfer–Turek specs (2.2 x 0.41, u_max 0.3 / 1.5, cut-cell walls), cut short: spacing,
+    domain, inflow speeds and wall treatment in the file and in The Well export are the spec's."""
+    import yaml
+
+    from datagen.cli import main
+
+    spec = yaml.safe_load((Path(__file__).parent.parent / "experiments/specs" / spec_name).read_text())
+    spec.update(t_end=0.01, interval=0.01, steady_tol=0.0, warmup=0.0)
+    short = tmp_path / spec_name
+    short.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "run.h5"
+    assert main(["navier-stokes", "--family", "obstacles", "--spec", str(short), "--n", "1", "--resolution", "12",
+                 "--out", str(out), "--quiet"]) == 0
+    h = 0.41 / 12
+    with h5py.File(out) as h5:
+        assert np.allclose(h5.attrs["spacing"], [h, h], rtol=1e-12)
+        assert np.allclose(h5.attrs["domain_size"], [round(2.2 / h) * h, 0.41], rtol=1e-12)
+        assert np.allclose(h5.attrs["origin"], [h / 2, h / 2])
+        assert h5.attrs["u_max"] == pytest.approx(spec["u_max"]) and \
+            h5.attrs["u_mean"] == pytest.approx(2 * spec["u_max"] / 3)
+        assert json.loads(h5.attrs["boundary"])["obstacles"] == "no-slip (cut-cell)"
+        nx = h5["mask"].shape[1]
+    assert main(["export", str(out), "--format", "the-well", "--out", str(tmp_path / "well")]) == 0
+    exported = next((tmp_path / "well").rglob("*.h5"))
+    with h5py.File(exported) as h5:
+        x = h5["dimensions/x"][()]
+    assert len(x) == nx and x[0] == pytest.approx(h / 2) and x[-1] == pytest.approx(round(2.2 / h) * h - h / 2)
+
+
+def test_a_named_level_channel_file_is_in_units_of_the_channel_height(channel_file):
+    with h5py.File(channel_file) as h5:
+        nx, ny = h5["mask"].shape[1:]
+        assert np.allclose(h5.attrs["spacing"], [1 / ny] * 2)
+        assert np.allclose(h5.attrs["domain_size"], [nx / ny, 1.0])
+        assert h5.attrs["u_max"] == 1.0 and json.loads(h5.attrs["boundary"])["obstacles"] == "no-slip (staircase)"
