@@ -101,6 +101,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
+    if out.is_symlink():
+        raise UsageError(f"--out {out} is a symbolic link; give the real path (links are never followed)")
+    if out.exists() and not out.is_dir() and not out.is_file():
+        raise UsageError(f"--out {out} is not a regular file (a device, socket or pipe); it is never replaced")
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a file name (e.g. {out / 'data.h5'})")
     if out.exists() and not overwrite:

@@ -52,7 +52,10 @@ class RunInUseError(RuntimeError):
 def run_lock(out: Path):
     """Hold ``<out>.lock`` (an advisory lock) for the duration of a run."""
     lock = out.with_name(out.name + ".lock")
-    handle = open(lock, "a+")
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+        raise ValueError(f"{lock} is a link or not a regular file; remove it (a run's lock file is a plain file)")
+    # never follow a link into someone else's file (the check above can race; O_NOFOLLOW cannot)
+    handle = os.fdopen(os.open(lock, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666), "a+")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -145,8 +148,13 @@ def run(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resume: bool
     the generator writes).  Returns seconds spent (summed over workers) computing and writing,
     the wall time and the number of samples computed now.  ``overwrite`` also clears the parts of
     an interrupted run; ``resume`` continues it."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise ValueError(f"--out {out} is a link or not a regular file; it is never replaced")
+    parts = out.with_name(out.name + ".parts")
+    if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
+        raise ValueError(f"{parts} is a link or not a folder; remove it (a run keeps its parts in a plain folder)")
     with run_lock(out):
-        parts = out.with_name(out.name + ".parts")
         if parts.exists() and not resume:
             if not overwrite:
                 raise StaleRunError(parts)

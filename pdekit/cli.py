@@ -170,18 +170,23 @@ def main(argv=None) -> int:
     from pdekit.quiet import quiet_third_party
     from pdekit.resources import limit_threads
 
+    from pdekit.errors import ConfigError
+
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     quiet_third_party()
     if argv and argv[0] in LIGHTNING_COMMANDS:
-        limit_threads()
+        try:
+            limit_threads()
+        except ConfigError as err:  # PDEKIT_THREADS / OMP_NUM_THREADS not a positive integer
+            return _fail(err)
         return _lightning(argv)
     args = build_parser().parse_args(argv)
-    if args.command in ("evaluate", "check"):
-        limit_threads()
     from pdekit.data import DatasetFormatError
     from pdekit.errors import PdekitError, os_error_message
 
     try:
+        if args.command in ("evaluate", "check"):
+            limit_threads()
         return args.run(args)
     except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
         return _fail(err)

@@ -494,3 +494,35 @@ def test_the_suite_is_large_enough():
     generated = sum(len(COMMON) + len(SPECS[n]) + len(SPECIFIC[n]) for n in GENERATORS)
     total = generated + len(OTHER_DATAGEN) + len(FIT_CASES) + 4 * len(CONFIG_FILE_CASES) + len(PDEKIT_CASES)
     assert total >= 150, total
+
+
+def test_links_and_special_files_are_never_followed_or_replaced(workdir, capsys):
+    """A lock or parts path planted as a link, a link or a device as --out: refused in one line, and
+    the file or folder they point to is untouched."""
+    base = ["poisson", "--level", "easy", "--n", "2", "--resolution", "16", "--quiet"]
+    victim = workdir / "victim.txt"
+    victim.write_text("keep")
+    (workdir / "out.h5.lock").symlink_to(victim)
+    expect_one_line_error(datagen.cli.main, base + ["--out", "out.h5"], "lock", workdir, capsys, "datagen")
+    (workdir / "out.h5.lock").unlink()
+    (workdir / "out.h5.parts").symlink_to(workdir / "folder")
+    expect_one_line_error(datagen.cli.main, base + ["--out", "out.h5", "--overwrite"], "parts", workdir, capsys,
+                          "datagen")
+    (workdir / "out.h5.parts").unlink()
+    (workdir / "linked.h5").symlink_to(victim)
+    expect_one_line_error(datagen.cli.main, base + ["--out", "linked.h5", "--overwrite"], "symbolic link", workdir,
+                          capsys, "datagen")
+    expect_one_line_error(datagen.cli.main, base + ["--out", "/dev/null", "--overwrite"], "not a regular file",
+                          workdir, capsys, "datagen")
+    assert victim.read_text() == "keep" and not any((workdir / "folder").iterdir())
+
+
+@pytest.mark.parametrize("variable,value", [("PDEKIT_THREADS", "abc"), ("PDEKIT_THREADS", "0"),
+                                            ("OMP_NUM_THREADS", "abc")])
+@pytest.mark.parametrize("command", [["check", "--resolution", "8"], ["fit", "--config", "missing.yaml"]])
+def test_bad_thread_variables_are_one_line(workdir, capsys, monkeypatch, variable, value, command):
+    if variable != "PDEKIT_THREADS":
+        monkeypatch.delenv("PDEKIT_THREADS")
+    monkeypatch.setenv(variable, value)
+    expect_one_line_error(pdekit.cli.main, command, f"{variable} must be a positive integer", workdir, capsys,
+                          "pdekit")
