@@ -27,6 +27,7 @@ def read_weights_only(path) -> dict:
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     if not zipfile.is_zipfile(path):  # what torch.save writes
         raise CheckpointError(f"{path} is not a torch checkpoint (truncated, or another kind of file)")
+    _check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -43,6 +44,65 @@ def read_weights_only(path) -> dict:
     return checkpoint
 
 
+def _check_archive(path: Path) -> None:
+    """torch.save stores its archive's entries uncompressed: a compressed entry (a small file that
+    would inflate to gigabytes) or one larger than the file itself means tampering."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({err})") from None
+    size = path.stat().st_size
+    for entry in entries:
+        if entry.compress_type != zipfile.ZIP_STORED or entry.file_size > size:
+            raise CheckpointError(f"{path}: entry {entry.filename} is compressed or larger than the file "
+                                  f"({entry.file_size} bytes); torch.save never writes that — refused")
+
+
+def _check_weights(path, state: dict) -> None:
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict entry {key!r} is a {type(value).__name__}, not a tensor")
+        if value.is_floating_point() or value.is_complex():
+            if not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"{path}: weight {key!r} holds NaN or Inf; refused")
+
+
+def _build(cls, hparams: dict, path, name: str):
+    """``cls(**hparams)`` with one-line errors for hyperparameters it refuses."""
+    try:
+        return cls(**hparams)
+    except PdekitError:
+        raise  # already names the problem (a refused class, a bad value)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {name} does not take the stored hyperparameters "
+                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+
+
+def _check_shapes_on_meta(cls, hparams: dict, state: dict, path, name: str) -> None:
+    """Build the task on the meta device first (no memory) and compare every parameter's shape with
+    the stored tensors: recorded sizes (a width of 1e6, 1,500 channels) never decide what is allocated
+    before they are known to fit the weights."""
+    try:
+        with torch.device("meta"):
+            probe = cls(**hparams)
+    except PdekitError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {name} does not take the stored hyperparameters "
+                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    except Exception:  # a constructor that computes on real data cannot run on meta: the sizes are checked after
+        return
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != stored:
+        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        differ = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
+        what = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+                else f"{differ[0]}: {stored[differ[0]]} stored, {expected[differ[0]]} built")
+        raise CheckpointError(f"{path}: weights do not fit {name} with the stored hyperparameters ({what})")
+
+
 def load_task(path, map_location="cpu") -> tuple[L.LightningModule, dict]:
     """Rebuild the trained task from a checkpoint: weights only, allow-listed task and network
     classes, plain-typed hyperparameters."""
@@ -57,13 +117,12 @@ def load_task(path, map_location="cpu") -> tuple[L.LightningModule, dict]:
     check_plain(hparams, f"{path}: hyperparameters")
     check_plain(info.get("data"), f"{path}: data record")
     cls = load_class(info["task"], L.LightningModule, "task")  # refuses before importing anything else
-    try:
-        task = cls(**hparams)
-    except TypeError as err:
-        raise CheckpointError(f"{path}: {info['task']} does not take the stored hyperparameters ({err})") from None
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no weights (no state_dict)")
+    _check_weights(path, state)
+    _check_shapes_on_meta(cls, hparams, state, path, info["task"])
+    task = _build(cls, hparams, path, info["task"])
     try:
         task.load_state_dict(state, strict=True)
     except RuntimeError as err:
