@@ -255,37 +255,36 @@ def _poisson32():
 
 
 def test_a_solve_stuck_at_the_round_off_floor_stops_and_says_so():
-    """float32 cannot reach 1e-10: the solve stops long before maxiter with a 'stagnated' status and
-    returns an iterate whose reported residual is its true one."""
+    """float32 cannot reach 1e-10: the solve stops long before maxiter (after the 5000 iterations the
+    stagnation test waits, because CG's residual can plateau for hundreds) with a 'stagnated' status
+    and returns an iterate whose reported residual is its true one."""
     op, b = _poisson32()
     b32 = b.float()
-    result = pcg(op, b32, None, tol=1e-10, maxiter=5000)
+    result = pcg(op, b32, None, tol=1e-10, maxiter=50000)
     assert not result.converged.any() and result.status[0].startswith("stagnated"), result.status
-    assert int(result.iterations[0]) < 1000
+    assert int(result.iterations[0]) <= 5000
     true = float(op.relative_residual(result.x.unsqueeze(0).double(), b32.double().unsqueeze(0)))
     assert abs(true - float(result.residual[0])) <= 1e-3 * true + 1e-7
     assert true < 1e-4  # the floor of float32, not a diverged answer
 
 
 def test_a_residual_that_grows_again_gives_back_the_best_iterate():
-    """PCG misused with a preconditioner that changes at every call wanders; the answer returned is
-    the best iterate seen at the true-residual checks (every 10 iterations), not the last."""
-    op, b = _poisson32()
-    generator = torch.Generator().manual_seed(0)
-
-    def varying(r):  # a different positive diagonal scaling (1e-3 .. 1e3) at every call
-        return r * torch.exp(torch.empty(r.shape, dtype=r.dtype).uniform_(-6.9, 6.9, generator=generator))
-
-    varying.linear = True  # claims to be fixed, so pcg does not warn about it up front
+    """CG on a diagonal matrix with eigenvalues 1e-8..1 (log-spaced): its residual 2-norm rises to
+    more than 10x its best within 300 iterations (the error in the A-norm falls, the residual need
+    not).  The answer returned is the best iterate seen at the true-residual checks (every 10
+    iterations), and the status and a warning say so."""
+    n = 400
+    A = torch.diag(torch.logspace(-8, 0, n, dtype=torch.float64))
+    b = torch.ones(n, dtype=torch.float64)
     true_residuals = []
     with pytest.warns(RuntimeWarning, match="the residual grew"):
-        result = pcg(op, b, varying, tol=1e-10, maxiter=300, callback=lambda it, x, rel: true_residuals.append(
-            float(op.relative_residual(x.clone(), b.unsqueeze(0)))))
-    returned = float(op.relative_residual(result.x.unsqueeze(0), b.unsqueeze(0)))
+        result = cg(A, b, tol=1e-14, maxiter=300, callback=lambda it, x, rel: true_residuals.append(
+            float(torch.linalg.norm(b - A @ x[0]) / torch.linalg.norm(b))))
+    returned = float(torch.linalg.norm(b - A @ result.x) / torch.linalg.norm(b))
     assert returned == pytest.approx(float(result.residual[0]), rel=1e-12)
-    checked = true_residuals[9::10]
-    assert returned == pytest.approx(min(checked), rel=1e-9) and returned < true_residuals[-1]
-    assert "best iterate" in result.status[0]
+    best_checked = min([1.0] + true_residuals[9::10])  # iteration 0 (x = 0) counts too
+    assert returned == pytest.approx(best_checked, rel=1e-9) and 10 * returned < true_residuals[-1]
+    assert "best iterate" in result.status[0] and not result.converged.any()
 
 
 def test_callback_sees_every_iteration():
