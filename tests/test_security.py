@@ -138,3 +138,35 @@ def test_the_allow_list_is_extended_only_deliberately(tmp_path, monkeypatch, fno
     # a checkpoint that names an allowed class still loads
     task, info = load_task(fno_checkpoint)
     assert isinstance(task, OperatorLearning) and info["task"] == "pdekit.tasks.OperatorLearning"
+
+
+def test_checkpoints_that_would_drive_memory_or_hold_nan_are_refused(tmp_path, fno_checkpoint):
+    """Recorded sizes that do not fit the weights are refused before any allocation (the task is
+    built on the meta device first); NaN weights and compressed archive entries are refused."""
+    import zipfile
+
+    from pdekit.checkpoints import CheckpointError, load_task
+
+    checkpoint = torch.load(fno_checkpoint, weights_only=True)
+    huge = dict(checkpoint)
+    huge["pdekit"] = dict(checkpoint["pdekit"])
+    hparams = dict(huge["pdekit"]["hparams"])
+    hparams["network_kwargs"] = dict(hparams["network_kwargs"], hidden_channels=100000)
+    huge["pdekit"]["hparams"] = hparams
+    torch.save(huge, tmp_path / "huge.ckpt")
+    with pytest.raises(CheckpointError, match="stored, .* built"):
+        load_task(tmp_path / "huge.ckpt")
+
+    nan = dict(checkpoint, state_dict={k: v.clone() for k, v in checkpoint["state_dict"].items()})
+    key = next(k for k, v in nan["state_dict"].items() if v.is_floating_point())
+    nan["state_dict"][key].view(-1)[0] = float("nan")
+    torch.save(nan, tmp_path / "nan.ckpt")
+    with pytest.raises(CheckpointError, match="NaN or Inf"):
+        load_task(tmp_path / "nan.ckpt")
+
+    with zipfile.ZipFile(fno_checkpoint) as source, \
+            zipfile.ZipFile(tmp_path / "deflated.ckpt", "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            target.writestr(item.filename, source.read(item.filename))
+    with pytest.raises(CheckpointError, match="compressed"):
+        load_task(tmp_path / "deflated.ckpt")
