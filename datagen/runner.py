@@ -194,7 +194,7 @@ def _run(config, out, parts, workers, shard, progress) -> dict:
     jobs = [(config, block, str(parts)) for block in blocks.values() if not set(block) <= done]
     todo = [k for _, block, _ in jobs for k in block if k not in done]
     bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="sample", disable=not progress,
-               desc=generators.describe(config), bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]")
+               desc=generators.describe(config), bar_format="{l_bar}{bar}| {n:.4g}/{total} [{elapsed}<{remaining}, {rate_fmt}]")
     spent = {"compute": 0.0, "io": 0.0}
     shown = [0.0]
 

@@ -167,3 +167,11 @@ def test_datagen_cost_summarises_recorded_solver_time_per_level(tmp_path, capsys
     text = capsys.readouterr().out
     assert "easy" in text and "hard" in text and "iterations" in text
     assert main(["cost", tmp_path / "absent.h5"]) == 2
+
+
+def test_progress_bar_counts_whole_samples_and_shows_the_rate(tmp_path, capsys):
+    from datagen.cli import main
+
+    assert main(["poisson", "--level", "easy", "--n", "3", "--resolution", "16", "--out", str(tmp_path / "p.h5")]) == 0
+    err = capsys.readouterr().err
+    assert "3/3" in err and "3.0/3" not in err and "sample/s" in err, err[-500:]
