@@ -20,7 +20,7 @@ from torch import nn
 from pdekit.data import batch_grids
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
-from pdekit.tasks import attached_datamodule, build_network, check_learning_rate, checkpoint_record
+from pdekit.tasks import attached_datamodule, build_network, check_learning_rate, checkpoint_record, require_files
 
 
 class DCDMNet(nn.Module):
@@ -90,7 +90,7 @@ class DCDM(L.LightningModule):
         check_learning_rate(lr)
         self.save_hyperparameters()
         self.net = DCDMNet(dim, channels, fine, coarse, post, bias) if network is None else \
-            build_network(network, network_kwargs, 1, 1, dim)
+            build_network(network, network_kwargs, 1, 1, dim, field_to_field=True)
         self.odd = network is not None if odd is None else bool(odd)
         self.grid = None
         self.data_signature = None
@@ -98,6 +98,9 @@ class DCDM(L.LightningModule):
     def forward(self, r: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Search direction for residual fields ``(batch, *grid)``."""
         return _direction(self.net, r, mask, self.odd)
+
+    def check_data(self, datamodule) -> None:
+        require_files(self, datamodule)
 
     def setup(self, stage=None):
         datamodule = attached_datamodule(self)

@@ -23,7 +23,7 @@ from pdekit.autodiff import gradient_and_laplacian
 from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.problem_eval import TEST_SEED
 from pdekit.problems import Problem, get
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
+from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record, require_problem
 
 
 class TanhMLP(nn.Module):
@@ -109,6 +109,9 @@ class FKPINN(L.LightningModule):
         self.labels = None  # (points, values), from the data module
         self.label_weights = None
         self.data_signature = None
+
+    def check_data(self, datamodule) -> None:
+        require_problem(self, datamodule)
 
     def setup(self, stage=None):
         datamodule = attached_datamodule(self)

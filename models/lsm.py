@@ -40,6 +40,8 @@ def spectral_basis(z: torch.Tensor, num_basis: int) -> torch.Tensor:
 class NeuralSpectralBlock(nn.Module):
     def __init__(self, width: int, dim: int = 2, num_basis: int = 12, tokens: int = 4, patch: int = 4):
         super().__init__()
+        if tokens < 1 or num_basis < 1:
+            raise ValueError(f"tokens and num_basis must be >= 1, got {tokens}, {num_basis}")
         if width % HEADS:
             raise ValueError(f"the spectral blocks split channels into {HEADS} heads: width {width} is not a multiple")
         conv = _layers(dim)[0]

@@ -41,7 +41,7 @@ from pdekit import stencils
 from pdekit.data import batch_grids
 from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.operators import DiffusionOperator
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
+from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record, require_files
 
 OMEGA_MAX = 2.0  # l1-Jacobi is an A-norm contraction for any 0 < ω < 2
 
@@ -264,10 +264,12 @@ class NeuralMultigrid(L.LightningModule):
                  max_coarse: int = 64, lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2):
         super().__init__()
         check_learning_rate(lr)
-        for name, value, low in (("width", width, 1), ("sweeps", sweeps, 1), ("power_steps", power_steps, 1),
-                                 ("max_coarse", max_coarse, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"model.init_args.{name} must be an integer >= {low}, got {value!r}")
+        # upper bounds: every training step runs sweeps x power_steps V-cycles; beyond these a
+        # step takes hours (a typo such as 1e9 hangs instead of failing)
+        for name, value, low, high in (("width", width, 1, 1024), ("sweeps", sweeps, 1, 50),
+                                       ("power_steps", power_steps, 1, 100), ("max_coarse", max_coarse, 1, 10**6)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigError(f"model.init_args.{name} must be an integer in {low}..{high}, got {value!r}")
         if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not 0 < omega < OMEGA_MAX:
             raise ConfigError(f"model.init_args.omega must lie in (0, {OMEGA_MAX:g}) (l1-Jacobi converges "
                               f"only there), got {omega!r}")
@@ -285,6 +287,7 @@ class NeuralMultigrid(L.LightningModule):
             self.data_signature = datamodule.signature()
 
     def check_data(self, datamodule) -> None:
+        require_files(self, datamodule)
         if datamodule.timeseries or datamodule.pde != "poisson":
             raise ConfigError("NeuralMultigrid learns from Poisson operators (Poisson files or saved pressure "
                               f"systems); the data module holds pde={datamodule.pde!r} files")

@@ -30,7 +30,7 @@ from pdekit.krylov import pcg
 from pdekit.metrics import relative_l2
 from pdekit.operators import DiffusionOperator
 from pdekit.precond import AMG, Jacobi
-from pdekit.tasks import (attached_datamodule, build_network, check_learning_rate, checkpoint_record,
+from pdekit.tasks import (attached_datamodule, build_network, check_learning_rate, checkpoint_record, require_files,
                           log_per_level)
 
 LOSSES = ("pcg", "residual", "mixed", "supervised")
@@ -163,8 +163,9 @@ class NPSolver(L.LightningModule):
             raise ConfigError(f"model.init_args.loss must be one of {list(LOSSES)}, got {loss!r}")
         if inner not in INNER_PRECONDITIONERS:
             raise ConfigError(f"model.init_args.inner must be one of {list(INNER_PRECONDITIONERS)}, got {inner!r}")
-        if isinstance(pcg_steps, bool) or not isinstance(pcg_steps, int) or pcg_steps < 1:
-            raise ConfigError(f"model.init_args.pcg_steps must be an integer >= 1, got {pcg_steps!r}")
+        if isinstance(pcg_steps, bool) or not isinstance(pcg_steps, int) or not 1 <= pcg_steps <= 10_000:
+            # every training step runs pcg_steps inner iterations per sample: a typo must not hang
+            raise ConfigError(f"model.init_args.pcg_steps must be an integer in 1..10000, got {pcg_steps!r}")
         if not (isinstance(pcg_tol, (int, float)) and 0 <= pcg_tol < 1):
             raise ConfigError(f"model.init_args.pcg_tol must be in [0, 1), got {pcg_tol!r}")
         if not (isinstance(omega, (int, float)) and math.isfinite(omega) and omega >= 0):
@@ -213,6 +214,7 @@ class NPSolver(L.LightningModule):
         self.grid = datamodule.grid()
 
     def check_data(self, datamodule) -> None:
+        require_files(self, datamodule)
         if datamodule.timeseries or datamodule.pde != "poisson":
             raise ConfigError(f"NPSolver learns Poisson problems; the data module holds pde={datamodule.pde!r} files")
         if not datamodule.system:

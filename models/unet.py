@@ -59,6 +59,9 @@ def grid_coordinates(shape, like: torch.Tensor) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
 
 
+MAX_PATCH = 32
+
+
 class UNet(nn.Module):
     """U-Net operator: ``(batch, in_channels, *grid)`` → ``(batch, out_channels, *grid)`` at any
     grid size (padded to a multiple of ``2⁴ · patch`` inside, cropped on the way out).
@@ -76,6 +79,9 @@ class UNet(nn.Module):
         _, _, pool, _ = _layers(dim)
         if width < 1 or patch < 1:
             raise ValueError(f"width and patch must be >= 1, got {width}, {patch}")
+        if patch > MAX_PATCH:  # inputs are padded to a multiple of 16 * patch pixels per side
+            raise ValueError(f"patch must be <= {MAX_PATCH} (inputs are padded to a multiple of 16 x patch = "
+                             f"{16 * patch} pixels per side), got {patch}")
         self.dim, self.patch = dim, patch
         w = width
         self.lift = nn.Linear(in_channels + dim, w)

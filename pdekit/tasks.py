@@ -23,14 +23,48 @@ from pdekit.metrics import poisson_relative_residual, relative_l2
 from pdekit.registry import check_plain, load_class
 
 
-def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int, dim: int | None = None) -> nn.Module:
+# network arguments that are sizes (channels, modes, layers, heads, ...): each value must be > 0;
+# a zero builds a network that trains silently wrong (FNO with no modes) or fails deep inside
+POSITIVE_SIZES = ("n_modes", "hidden_channels", "n_layers", "rank", "width", "heads", "layers", "slices", "tokens",
+                  "patch", "depth", "channels", "num_basis", "head_width", "fine", "coarse", "post")
+
+
+def _flat_values(value):
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flat_values(item)
+    else:
+        yield value
+
+
+def check_sizes(kwargs: dict, where: str = "model.network_kwargs") -> None:
+    """Refuse a size argument that is not a positive finite number (in one line, naming it)."""
+    for key in POSITIVE_SIZES:
+        if key not in (kwargs or {}):
+            continue
+        for value in _flat_values(kwargs[key]):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ConfigError(f"{where}.{key} must be positive, got {kwargs[key]!r}")
+
+
+def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int, dim: int | None = None,
+                  field_to_field: bool = False) -> nn.Module:
     """Instantiate the allow-listed network ``path`` (:mod:`pdekit.registry`) with ``kwargs`` (plain
     values only) plus the channel counts the data defines, and its dimension where the class takes
-    a ``dim`` argument that ``kwargs`` does not set."""
+    a ``dim`` argument that ``kwargs`` does not set.  ``field_to_field``: the task calls it on one
+    field tensor, so a network whose forward needs more (a token model) is refused up front."""
     check_plain(kwargs, "model.network_kwargs")
     if kwargs is not None and not isinstance(kwargs, dict):
         raise ConfigError(f"model.network_kwargs must be a mapping, got {type(kwargs).__name__}")
+    check_sizes(kwargs)
     cls = load_class(path, nn.Module, "network")
+    if field_to_field:
+        needs = [p.name for p in list(inspect.signature(cls.forward).parameters.values())[1:]
+                 if p.default is inspect.Parameter.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(needs) != 1:
+            raise ConfigError(f"network {path} takes {needs} in forward; this task gives it one field tensor "
+                              "(use a field-to-field network: FNO, TFNO, UNet, LSM, DCDMNet)")
     kwargs = {"in_channels": in_channels, "out_channels": out_channels, **(kwargs or {})}
     if dim is not None and "dim" in inspect.signature(cls).parameters:
         kwargs.setdefault("dim", dim)
@@ -40,8 +74,24 @@ def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int, 
         raise ConfigError(f"network {path} needs {required} in model.network_kwargs")
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as err:  # an unknown keyword or a bad value names itself in the message
-        raise ConfigError(f"network {path}: {err}") from None
+    except (TypeError, ValueError, ZeroDivisionError, RuntimeError) as err:
+        # an unknown keyword or a bad value (names itself in the message), or sizes that do not fit
+        raise ConfigError(f"network {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
+            from None
+
+
+def require_files(task, datamodule) -> None:
+    """Tasks that learn from dataset files refuse an analytic-problem data module (and back)."""
+    if hasattr(datamodule, "problem") and not hasattr(datamodule, "timeseries"):
+        raise ConfigError(f"{type(task).__name__} learns from dataset files (pdekit.datamodule.FieldDataModule); "
+                          f"the data module holds the analytic problem {datamodule.problem.name!r} (for it use "
+                          "models.fkpinn.FKPINN or models.gp_hm.task.GPHM)")
+
+
+def require_problem(task, datamodule) -> None:
+    if not hasattr(datamodule, "problem"):
+        raise ConfigError(f"{type(task).__name__} learns an analytic problem: use "
+                          "pdekit.problem_data.ProblemDataModule (data.init_args.problem), not dataset files")
 
 
 def check_learning_rate(lr, weight_decay=0.0) -> None:
@@ -124,7 +174,7 @@ class OperatorLearning(L.LightningModule):
         super().__init__()
         check_learning_rate(lr, weight_decay)
         self.save_hyperparameters()
-        self.net = build_network(network, network_kwargs, in_channels, out_channels, dim)
+        self.net = build_network(network, network_kwargs, in_channels, out_channels, dim, field_to_field=True)
         self.normalizer = Normalizer(in_channels, out_channels)
         self.loss_fn = self._loss(loss, dim)
         self.data_signature: dict | None = None
@@ -167,6 +217,7 @@ class OperatorLearning(L.LightningModule):
     def check_data(self, datamodule) -> None:
         """Refuse data this task cannot learn from (called by ``pdekit fit`` before any file is
         written, and again at setup)."""
+        require_files(self, datamodule)
         if bool(datamodule.timeseries) != self.expects_timeseries:
             want = "time-series" if self.expects_timeseries else "static (Poisson)"
             other = "pdekit.tasks.OperatorLearning" if self.expects_timeseries else "pdekit.tasks.Autoregressive"
@@ -291,7 +342,8 @@ class Autoregressive(OperatorLearning):
         if not (isinstance(jacobian_weight, (int, float)) and math.isfinite(jacobian_weight) and jacobian_weight >= 0):
             raise ConfigError(f"model.init_args.jacobian_weight must be a finite number >= 0, got {jacobian_weight}")
         if regularizer == "jaws":  # a second head: the per-point uncertainty sigma(x)
-            self.net = build_network(network, network_kwargs, in_channels, 2 * out_channels, dim)
+            self.net = build_network(network, network_kwargs, in_channels, 2 * out_channels, dim,
+                                     field_to_field=True)
 
     def _heads(self, x: torch.Tensor):
         """(normalised mean, sigma or None) of the one-step map on raw inputs ``x``."""

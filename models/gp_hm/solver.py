@@ -25,6 +25,10 @@ from models.gp_hm.kronecker import KroneckerFactors, mode_product
 from pdekit.problems import Problem
 
 
+MAX_POINTS_PER_AXIS = 8192
+MAX_GRID_POINTS = 2**26
+
+
 class GridGP(nn.Module):
     """Args:
         problem: a :class:`pdekit.problems.Problem` (a box domain).
@@ -43,6 +47,19 @@ class GridGP(nn.Module):
         sizes = [int(points)] * problem.dim if isinstance(points, (int, float)) else [int(p) for p in points]
         if len(sizes) != problem.dim or min(sizes) < 3:
             raise ValueError(f"points: need {problem.dim} sizes >= 3, got {points}")
+        # each axis holds dense n x n kernel matrices and the grid holds prod(n) values: bounded so a
+        # typo (points: 1e8) is refused instead of allocating tens of GB
+        if max(sizes) > MAX_POINTS_PER_AXIS or math.prod(sizes) > MAX_GRID_POINTS:
+            raise ValueError(f"points: at most {MAX_POINTS_PER_AXIS} per axis and {MAX_GRID_POINTS} in all, "
+                             f"got {sizes}")
+        for name, value, ok in (("jitter", jitter, lambda v: v >= 0), ("boundary_weight", boundary_weight,
+                                                                      lambda v: v >= 0),
+                                ("max_frequency", max_frequency, lambda v: v > 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'max_frequency' else '>= 0'}, "
+                                 f"got {value!r}")
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ValueError(f"components must be an integer >= 1, got {components!r}")
         self.problem, self.sizes = problem, sizes
         self.boundary_weight, self.jitter = float(boundary_weight), float(jitter)
         for axis, ((lo, hi), n) in enumerate(zip(problem.bounds, sizes)):

@@ -9,7 +9,7 @@ import torch
 from models.gp_hm.solver import GridGP
 from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.problems import get
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record
+from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record, require_problem
 
 
 class GPHM(L.LightningModule):
@@ -43,11 +43,21 @@ class GPHM(L.LightningModule):
         except (ValueError, TypeError) as err:
             raise ConfigError(f"model.init_args: {err}") from None
 
+    def check_data(self, datamodule) -> None:
+        """The problem comes from the data: the GP is built (and its settings checked) here, before
+        ``pdekit fit`` writes anything."""
+        require_problem(self, datamodule)
+        if self.hparams.problem not in (None, datamodule.problem.name):
+            raise ConfigError(f"model.init_args.problem is {self.hparams.problem!r} but the data module holds "
+                              f"{datamodule.problem.name!r}; give the problem once")
+        if self.gp is None:
+            self.gp = self._build(datamodule.problem.name)
+            self.hparams.problem = datamodule.problem.name  # saved with the checkpoint
+
     def setup(self, stage=None):
         datamodule = attached_datamodule(self)
-        if datamodule is not None and self.gp is None:
-            self.hparams.problem = datamodule.problem.name  # saved with the checkpoint
-            self.gp = self._build(datamodule.problem.name)
+        if datamodule is not None:
+            self.check_data(datamodule)
             self.data_signature = datamodule.signature()
 
     def on_save_checkpoint(self, checkpoint):
