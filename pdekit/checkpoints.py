@@ -30,6 +30,8 @@ def read_weights_only(path) -> dict:
     _check_archive(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except RecursionError:
+        raise CheckpointError(f"{path} holds data nested too deeply to be a checkpoint; refused") from None
     except Exception as err:
         text = str(err)
         forbidden = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)

@@ -35,11 +35,17 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     """Evaluate ``ckpt`` on one or more dataset files (levels are pooled by name across files):
     static data → errors and residuals; time series → full-trajectory rollout errors."""
     task, info = load_task(ckpt)
+    if not isinstance(info.get("data"), dict):  # what the model was trained on decides what it is checked against
+        raise CheckpointError(f"{ckpt} records no training data (its 'data' record is "
+                              f"{type(info.get('data')).__name__}): pdekit evaluate cannot check the files against it")
     files = [] if data is None else [data] if isinstance(data, (str, Path)) else list(data)
     if (info.get("data") or {}).get("problem"):  # a solver of one analytic problem (GP-HM, FK-PINN)
         if files:
             raise CheckpointError(f"{ckpt} solves the analytic problem {info['data']['problem']!r}: evaluate it "
                                   "without --data (the exact solution is known)")
+        if rollout or steps is not None:
+            raise CheckpointError(f"--rollout evaluates autoregressive models on time-series files; {ckpt} solves "
+                                  f"the analytic problem {info['data']['problem']!r}")
         from pdekit.problem_eval import evaluate_problem_solver
 
         return evaluate_problem_solver(task, dict(info, path=str(ckpt)), out, device=device)
@@ -54,6 +60,8 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
     task = task.to(device)
     suite = None
     if info["data"].get("timeseries"):
+        if steps is not None:
+            check_rollout_steps(files, steps)
         metrics, shown = evaluate_rollouts(task, info["data"], files, device=device, figures=figures)
         if rollout:
             from pdekit.rollout_eval import evaluate_rollout_suite
@@ -83,6 +91,25 @@ def _summary(per_sample: dict, chosen) -> dict:
     return {"samples": int(chosen.sum()),
             **{f"{k}_mean": float(v[chosen].mean()) for k, v in per_sample.items()},
             **{f"{k}_median": float(np.median(v[chosen])) for k, v in per_sample.items()}}
+
+
+MAX_ROLLOUT_FACTOR = 100  # --steps beyond the stored horizon: at most this many times it
+MAX_ROLLOUT_BYTES = 4 * 2**30  # one trajectory's rollout is kept in memory (float64) for its metrics
+
+
+def check_rollout_steps(files, steps: int) -> None:
+    """Refuse a rollout length whose work or memory is out of proportion to the data, up front
+    (``--steps 10000000`` would run for days, then run out of memory)."""
+    for path in files:
+        with open_dataset(path) as h5:
+            stored = h5[str(h5.attrs["fields"][0])].shape[1]
+            per_step = sum(int(np.prod(h5[str(f)].shape[2:])) for f in h5.attrs["fields"])  # values per snapshot
+        limit = MAX_ROLLOUT_FACTOR * stored
+        needed = steps * per_step * 8
+        if steps > limit or needed > MAX_ROLLOUT_BYTES:
+            raise CheckpointError(f"--steps {steps} is too long for {path}: at most {limit} ({MAX_ROLLOUT_FACTOR}x "
+                                  f"its {stored} snapshots) and {MAX_ROLLOUT_BYTES // 2**30} GiB per trajectory "
+                                  f"(this needs {needed / 2**30:.1f} GiB)")
 
 
 def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: int = 4):

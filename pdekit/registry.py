@@ -64,8 +64,13 @@ def allowed() -> frozenset[str]:
     return LOADABLE | _added | extra
 
 
-def check_plain(value, where: str) -> None:
+MAX_NESTING = 32  # a constructor argument nested deeper than this is not a setting but a tampered file
+
+
+def check_plain(value, where: str, depth: int = 0) -> None:
     """Refuse anything but plain data (what a config or a weights-only checkpoint should hold)."""
+    if depth > MAX_NESTING:
+        raise NotAllowedError(f"a value is nested more than {MAX_NESTING} levels deep ({where[:100]}...)")
     if value is None or isinstance(value, (bool, int, str)):
         return
     if isinstance(value, float):
@@ -74,13 +79,13 @@ def check_plain(value, where: str) -> None:
         return
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            check_plain(item, f"{where}[{i}]")
+            check_plain(item, f"{where}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise NotAllowedError(f"{where} has a non-string key {key!r}")
-            check_plain(item, f"{where}.{key}")
+            check_plain(item, f"{where}.{key}", depth + 1)
         return
     raise NotAllowedError(f"{where} holds a {type(value).__name__}; only plain values (numbers, strings, "
                           "lists, mappings) are accepted as constructor arguments")

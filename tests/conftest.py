@@ -127,3 +127,27 @@ def truncated_checkpoint(fno_checkpoint, shared_dir) -> Path:
     data = fno_checkpoint.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+@pytest.fixture(scope="session")
+def autoregressive_checkpoint(shared_dir) -> Path:
+    """An (untrained) next-step FNO checkpoint for 1-D Burgers data."""
+    from pdekit.tasks import Autoregressive
+
+    torch.manual_seed(0)
+    task = Autoregressive(network_kwargs={"n_modes": [4], "hidden_channels": 4, "n_layers": 1}, in_channels=1,
+                          out_channels=1, dim=1)
+    signature = {"pde": "burgers", "dim": 1, "timeseries": True, "inputs": ["u"], "target": ["u"], "log_inputs": [],
+                 "history": 1, "unroll": 1, "levels": ["easy"]}
+    return save_task_checkpoint(task, shared_dir / "autoregressive.ckpt", signature)
+
+
+@pytest.fixture(scope="session")
+def gp_checkpoint(shared_dir) -> Path:
+    """An (untrained) GP-HM checkpoint of a 1-D analytic problem."""
+    from models.gp_hm.task import GPHM
+
+    torch.manual_seed(0)
+    task = GPHM(problem="poisson-1d-sin100", points=16, components=2)
+    signature = {"problem": "poisson-1d-sin100", "dim": 1, "timeseries": False, "labels": None}
+    return save_task_checkpoint(task, shared_dir / "gp.ckpt", signature)

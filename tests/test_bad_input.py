@@ -496,6 +496,8 @@ PDEKIT_CASES = [
     (["evaluate", "--ckpt", "FNO", "--data", "p.h5", "--rollout", "--steps", "0"], "--steps needs --rollout"),
     (["evaluate", "--ckpt", "FNO", "--data", "p.h5", "--steps", "10"], "--steps needs --rollout"),
     (["evaluate", "--ckpt", "FNO", "--data", "p.h5", "--rollout"], "--rollout evaluates autoregressive models"),
+    (["evaluate", "--ckpt", "AUTOREG", "--data", "b.h5", "--rollout", "--steps", "10000000"], "--steps 10000000 is too long"),
+    (["evaluate", "--ckpt", "GP", "--rollout"], "--rollout evaluates autoregressive models"),
     (["check", "--resolution", "0"], "--resolution must be >= 3"),
     (["check", "--resolution", "1"], "--resolution must be >= 3"),
     (["check", "--resolution", "-3"], "--resolution must be >= 3"),
@@ -509,10 +511,12 @@ PDEKIT_CASES = [
 
 
 @pytest.mark.parametrize("argv,message", PDEKIT_CASES, ids=[" ".join(a)[:40] for a, _ in PDEKIT_CASES])
-def test_pdekit_commands(fit_files, fno_checkpoint, capsys, argv, message):
+def test_pdekit_commands(fit_files, fno_checkpoint, autoregressive_checkpoint, gp_checkpoint, capsys, argv, message):
     shutil.copy(fno_checkpoint, fit_files / "fno.ckpt")
-    argv = [{"FNO": "fno.ckpt", "DCDM": "dcdm.ckpt", "PICKLED": "pickled.ckpt",
-             "TRUNCATED": "truncated.ckpt"}.get(a, a) for a in argv]
+    shutil.copy(autoregressive_checkpoint, fit_files / "autoregressive.ckpt")
+    shutil.copy(gp_checkpoint, fit_files / "gp.ckpt")
+    argv = [{"FNO": "fno.ckpt", "DCDM": "dcdm.ckpt", "PICKLED": "pickled.ckpt", "TRUNCATED": "truncated.ckpt",
+             "AUTOREG": "autoregressive.ckpt", "GP": "gp.ckpt"}.get(a, a) for a in argv]
     expect_one_line_error(pdekit.cli.main, argv, message, fit_files, capsys, "pdekit")
 
 

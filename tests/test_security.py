@@ -170,3 +170,36 @@ def test_checkpoints_that_would_drive_memory_or_hold_nan_are_refused(tmp_path, f
             target.writestr(item.filename, source.read(item.filename))
     with pytest.raises(CheckpointError, match="compressed"):
         load_task(tmp_path / "deflated.ckpt")
+
+
+@pytest.mark.parametrize("tamper,message", [
+    ("no-data", "records no training data"),
+    ("nested", "nested more than 32 levels"),
+    ("other-dimension", "weights do not fit"),
+])
+def test_tampered_records_are_one_line_refusals(tmp_path, fno_checkpoint, gp_checkpoint, capsys, tamper, message):
+    import sys
+
+    source = gp_checkpoint if tamper == "other-dimension" else fno_checkpoint
+    checkpoint = torch.load(source, weights_only=True)
+    if tamper == "no-data":
+        checkpoint["pdekit"]["data"] = None
+    elif tamper == "nested":
+        value = 4
+        for _ in range(2000):
+            value = [value]
+        checkpoint["pdekit"]["hparams"]["network_kwargs"] = {"n_modes": value}
+    else:  # a 1-D GP's weights under a 2-D problem's name
+        checkpoint["pdekit"]["hparams"]["problem"] = checkpoint["pdekit"]["data"]["problem"] = "poisson-2d-sin100"
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)  # pickling 2000 nested lists
+    try:
+        torch.save(checkpoint, tmp_path / "tampered.ckpt")
+    finally:
+        sys.setrecursionlimit(limit)
+    data = [] if tamper == "other-dimension" else ["--data", str(tmp_path / "absent.h5")]
+    assert pdekit.cli.main(["evaluate", "--ckpt", str(tmp_path / "tampered.ckpt"), *data,
+                            "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and message in err, err[-1000:]
+    assert not (tmp_path / "ev").exists()
