@@ -41,6 +41,12 @@ def _take(array: np.ndarray, axis: int, start: int, stop: int) -> np.ndarray:
     return array[tuple(index)]
 
 
+def _harmonic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``2ab / (a + b)``; where the product overflows (a ~ 1e300), the equal ``2 / (1/a + 1/b)``."""
+    plain = 2.0 * a * b / (a + b)
+    return np.where(np.isfinite(plain) | ~(np.isfinite(a) & np.isfinite(b)), plain, 2.0 / (1.0 / a + 1.0 / b))
+
+
 def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarray, fractions=None):
     """Stencil arrays of one system: diagonal, interior face weights per axis, boundary RHS,
     per-node Dirichlet weight (to find floating regions), all float64 numpy.  ``fractions``: per
@@ -58,8 +64,8 @@ def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarra
         al, ar = _take(a, k, 0, n - 1), _take(a, k, 1, n)
         both = _take(active, k, 0, n - 1) & _take(active, k, 1, n)
         open_fraction = np.ones(grid.shape[:k] + (n + 1,) + grid.shape[k + 1:]) if fractions is None else fractions[k]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            w = np.where(both, 2.0 * al * ar / (al + ar), 0.0) / h**2 * _take(open_fraction, k, 1, n)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            w = np.where(both, _harmonic(al, ar), 0.0) / h**2 * _take(open_fraction, k, 1, n)
         faces.append(w)
         # each interior face adds its weight to the diagonal of both of its nodes
         _take(diag, k, 0, n - 1)[...] += w
@@ -74,8 +80,8 @@ def _stencil(grid: Grid, a: np.ndarray, bc_type: np.ndarray, bc_value: np.ndarra
             # (positive), else the active node's own
             a_wall = a_padded[tuple(index)]
             known = np.isfinite(a_wall) & (a_wall > 0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                a_face = np.where(known, 2.0 * a * a_wall / (a + a_wall), a)
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                a_face = np.where(known, _harmonic(a, a_wall), a)
             # the face between this node and that neighbour: index i (below) or i + 1 (above)
             face = _take(open_fraction, k, start // 2, start // 2 + n)
             dw = np.where(dirichlet, a_face / h**2, 0.0) * face
@@ -222,6 +228,8 @@ class DiffusionOperator:
             raise ValueError("bc_type holds codes other than 0 (active), 1 (Dirichlet), 2 (Neumann)")
         if not np.all(np.isfinite(bc_value)):
             raise NonFiniteError("boundary values contain NaN or Inf")
+        if coefficient is not None and np.iscomplexobj(_to_numpy(coefficient)):
+            raise InvalidCoefficientError("coefficient is complex; a must be real and positive")
         a = np.ones(grid.shape) if coefficient is None else _to_numpy(coefficient).astype(np.float64)
         if a.shape[-grid.ndim:] != padded:
             grid.check_field(a, "coefficient")
@@ -276,6 +284,10 @@ class DiffusionOperator:
                 d, f, b, _ = _stencil(self.grids[s], a[s], pinned_type, pinned_value, fractions)
             else:
                 unpinned_rhs.append(None)
+            if not (np.isfinite(d).all() and all(np.isfinite(w).all() for w in f)):
+                raise InvalidCoefficientError(
+                    f"the stencil of system {s} overflows float64 (coefficient up to {np.nanmax(a[s]):.3g} over "
+                    f"spacing {min(self.grids[s].spacing):.3g}): rescale a")
             diags.append(d)
             faces.append(f)
             brhs.append(b)
@@ -324,6 +336,10 @@ class DiffusionOperator:
             raise GridMismatchError(f"{name} has shape {tuple(u.shape)}, expected {self.shape} "
                                     f"or (batch, *{self.shape})")
         u = u.unsqueeze(0) if single else u
+        if u.is_complex():
+            raise TypeError(f"{name} is complex; the operator acts on real fields")
+        if not u.is_floating_point():  # integers (or bools) would be applied in integer arithmetic
+            u = u.to(torch.float64)
         if self.batch_size > 1 and u.shape[0] != self.batch_size:
             raise GridMismatchError(f"{name} has batch {u.shape[0]} but the operator holds "
                                     f"{self.batch_size} systems")

@@ -51,6 +51,9 @@ def _system(A, index: int | None):
         if A.batch_size > 1 and index is None:
             raise ValueError(f"the operator holds {A.batch_size} systems; pass index=i to precondition one")
         i = index or 0
+        if not A.mask[i].any():
+            raise ValueError(f"system {i} of the operator has no unknowns (its mask is all False): nothing to "
+                             "precondition")
         return A.to_sparse(i), A.layout(i), True
     if sp.issparse(A):
         A = sp.csr_matrix(A)
@@ -337,6 +340,16 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditio
         raise TypeError("load() needs the DiffusionOperator whose residuals the model will see")
     from pdekit.checkpoints import CheckpointError
 
+    if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and
+                                    np.array_equal(A.bc_type[0], A.bc_type[i]) for i in range(1, A.batch_size)):
+        # the learned modules are built from one system's coefficient, geometry and boundary types
+        raise ValueError(f"the operator holds {A.batch_size} different systems; a learned preconditioner is "
+                         "built for one: load it for each system's operator (a batch of right-hand sides of one "
+                         "system is fine)")
+    if device is not None:
+        from pdekit.resources import check_device
+
+        device = check_device(device)
     task, info = load_task(checkpoint)
     trained_dim = (info.get("data") or {}).get("dim", info.get("hparams", {}).get("dim"))
     if trained_dim is not None and int(trained_dim) != A.grid.ndim:

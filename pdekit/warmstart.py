@@ -66,6 +66,11 @@ def initial_guess(solver, op: DiffusionOperator, f, *, device=None, energy_scali
         raise ConfigError("a time-series model does not predict a Poisson solution")
     if signature.get("dim") not in (None, op.ndim):
         raise ConfigError(f"the model was trained on {signature['dim']}-D data; the operator is {op.ndim}-D")
+    shape = tuple(torch.as_tensor(f).shape)
+    if shape[-op.ndim:] != tuple(op.shape) or len(shape) not in (op.ndim, op.ndim + 1) or \
+            (len(shape) == op.ndim + 1 and op.batch_size > 1 and shape[0] != op.batch_size):
+        raise ValueError(f"f has shape {shape}; the operator needs {tuple(op.shape)} or (batch, *{tuple(op.shape)})"
+                         + (f" with batch {op.batch_size}" if op.batch_size > 1 else ""))
     single = torch.as_tensor(f).dim() == op.ndim
     out_device = f.device if isinstance(f, torch.Tensor) else torch.device("cpu")
     batch = problem_batch(op, f, signature)

@@ -240,3 +240,29 @@ def test_cache_blocked_cpu_apply_equals_plain_apply():
     blocked = op(u)
     op._CPU_BLOCK_BYTES = 1 << 40
     assert torch.equal(blocked, op(u))
+
+
+def test_extreme_complex_and_integer_inputs_are_handled_or_refused():
+    """a = 1e300 stays finite (the harmonic mean taken without overflow); a stencil that would
+    overflow, a complex coefficient and an empty system are refused; an integer u is applied in
+    floating point (integer arithmetic truncated the division by h²)."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from pdekit import DiffusionOperator, Grid
+    from pdekit.errors import InvalidCoefficientError
+    from pdekit.precond import AMG
+
+    grid = Grid.box((8, 8))
+    u = torch.rand((8, 8), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    huge = DiffusionOperator(grid, np.full((8, 8), 1e300))
+    torch.testing.assert_close(huge(u) / 1e300, DiffusionOperator(grid)(u), rtol=1e-12, atol=0)
+    with pytest.raises(InvalidCoefficientError, match="overflows"):
+        DiffusionOperator(grid, np.full((8, 8), 1e308))
+    with pytest.raises(InvalidCoefficientError, match="complex"):
+        DiffusionOperator(grid, np.full((8, 8), 1 + 1j))
+    integers = torch.arange(64).reshape(8, 8)
+    torch.testing.assert_close(DiffusionOperator(grid)(integers), DiffusionOperator(grid)(integers.double()))
+    with pytest.raises(ValueError, match="no unknowns"):
+        AMG(DiffusionOperator(grid, mask=np.zeros((8, 8), bool)))

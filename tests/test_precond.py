@@ -129,3 +129,27 @@ def test_load_refuses_a_model_of_another_dimension(fno_checkpoint, shape):
     with pytest.raises(CheckpointError, match=f"holds a 2-D model; the operator is {len(shape)}-D"):
         load(fno_checkpoint, DiffusionOperator(Grid.box(shape)))
     assert load(fno_checkpoint, DiffusionOperator(Grid.box((16, 16)))).linear is False  # the right one loads
+
+
+def test_learned_preconditioner_and_initial_guess_refuse_what_they_cannot_serve(fno_checkpoint):
+    """One line, before any work: an unusable device, an operator of several different systems
+    (the learned modules are built from one), a source of the wrong shape."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from pdekit import DiffusionOperator, Grid
+    from pdekit.precond import load
+    from pdekit.warmstart import initial_guess
+
+    op = DiffusionOperator(Grid.box((16, 16)))
+    with pytest.raises(ValueError, match="not a torch device"):
+        load(fno_checkpoint, op, device="bogus")
+    two = DiffusionOperator(Grid.box((16, 16)), np.stack([np.ones((16, 16)), 2 * np.ones((16, 16))]))
+    with pytest.raises(ValueError, match="2 different systems"):
+        load(fno_checkpoint, two)
+    same = DiffusionOperator(Grid.box((16, 16)), np.ones((2, 16, 16)))
+    assert load(fno_checkpoint, same)(torch.ones(2, 16, 16, dtype=torch.float64)).shape == (2, 16, 16)
+    for f in (torch.ones(8, 8), torch.ones(16)):
+        with pytest.raises(ValueError, match="f has shape"):
+            initial_guess(fno_checkpoint, op, f)
