@@ -100,6 +100,27 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
+def _check_sampler_accuracy(problem, args) -> None:
+    """Refuse sampler settings whose bias or work is out of proportion to the problem: walk-on-spheres
+    is biased by O(epsilon / L), Euler–Maruyama by O(sqrt(dt / T)) and needs ~T / dt steps per path,
+    with L the domain's size and T ~ L^2 / (8 a d) the walkers' typical exit time."""
+    from datagen.feynman_kac import MAX_STEPS
+
+    size = max(hi - lo for lo, hi in problem.bounds)
+    exit_time = size**2 / (8 * problem.diffusion * problem.dim)
+    if args.sampler == "walk-on-spheres" and args.epsilon > 0.01 * size:
+        raise UsageError(f"--epsilon {args.epsilon:g} is too large for {problem.name} (size {size:.3g}): the labels "
+                         f"are biased by O(epsilon / size); use at most {0.01 * size:.3g}")
+    if args.sampler == "euler-maruyama":
+        if args.dt > 0.01 * exit_time:
+            raise UsageError(f"--dt {args.dt:g} is too large for {problem.name} (exit time ~{exit_time:.3g}): the "
+                             f"labels are biased by O(sqrt(dt / T)); use at most {0.01 * exit_time:.3g}")
+        if exit_time / args.dt > MAX_STEPS:
+            raise UsageError(f"--dt {args.dt:g} is too small for {problem.name}: walkers need ~{exit_time / args.dt:.2g} "
+                             f"steps to exit (the sampler stops at {MAX_STEPS:.0e}); use at least "
+                             f"{exit_time / MAX_STEPS:.2g}")
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.is_symlink():
         raise UsageError(f"--out {out} is a symbolic link; give the real path (links are never followed)")
@@ -234,6 +255,7 @@ def _feynman_kac(args) -> int:
     for ok, message in checks:
         if not ok:
             raise UsageError(message)
+    _check_sampler_accuracy(problem, args)
     _check_device(args.device)
     _check_seed(args.seed, args.n)
     shard = _shard(args.shard)

@@ -136,8 +136,11 @@ def walk_on_spheres(problem: Problem, points: torch.Tensor, paths: int, seeds, e
     return {"estimates": total.reshape(n, paths), "steps": steps.reshape(n, paths).mean(1)}
 
 
+MAX_STEPS = 1_000_000  # Euler–Maruyama steps per path at most
+
+
 def euler_maruyama(problem: Problem, points: torch.Tensor, paths: int, seeds, dt: float = 1e-4,
-                   max_steps: int = 1_000_000) -> dict:
+                   max_steps: int | None = None) -> dict:
     """Per-path estimates (points, paths) by Euler–Maruyama, and the mean number of time steps.
     On a domain whose outer box faces reflect (committor problems) a walker crossing one is mirrored."""
     device, dim, n = points.device, problem.dim, len(points)
@@ -150,7 +153,7 @@ def euler_maruyama(problem: Problem, points: torch.Tensor, paths: int, seeds, dt
     steps = torch.zeros_like(total)
     noise_scale = math.sqrt(2 * a * dt)
     domain = problem.domain
-    for _ in range(max_steps):
+    for _ in range(MAX_STEPS if max_steps is None else max_steps):
         noise = _draw(generators, paths, (dim,), device=device)
         idx = active.nonzero()[:, 0]
         xi = x[idx]

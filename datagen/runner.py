@@ -154,6 +154,12 @@ def run(config: dict, out: Path, *, workers: int = 1, shard=(0, 1), resume: bool
     parts = out.with_name(out.name + ".parts")
     if parts.is_symlink() or (parts.exists() and not parts.is_dir()):
         raise ValueError(f"{parts} is a link or not a folder; remove it (a run keeps its parts in a plain folder)")
+    index, count = shard
+    size = generators.batch_size(config)
+    blocks = -(-int(config["n"]) // size)
+    if index >= blocks:  # before the lock or any file: an empty shard would write an empty dataset
+        raise ValueError(f"--shard {index}/{count} holds no samples: {config['n']} samples in blocks of {size} "
+                         f"fill {blocks} shard(s); use at most {blocks} shards")
     with run_lock(out):
         if parts.exists() and not resume:
             if not overwrite:
