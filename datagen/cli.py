@@ -339,6 +339,11 @@ def _pressure_precond(value: str) -> str:
         raise UsageError(f"--pressure-precond: {err}") from None
     if not hasattr(task, "preconditioner_module"):
         raise UsageError(f"--pressure-precond: {value} holds a model that cannot act as a preconditioner")
+    if not getattr(task, "trained_on_residuals", False):
+        # a solution predictor (NPSolver, FNO, LSM, U-Net) meets rough Krylov residuals it never saw:
+        # every pressure solve then runs to its iteration limit (measured: minutes on an 8-cell channel)
+        raise UsageError(f"--pressure-precond: {value} holds a {type(task).__name__} trained to predict solutions, "
+                         "which stalls as a preconditioner; use a DCDM or neural multigrid checkpoint")
     return str(Path(value).resolve())
 
 

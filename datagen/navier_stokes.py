@@ -104,6 +104,18 @@ class ObstacleLevel:
                 spec["reynolds"] = positive(spec.get("u_max", 1.0), "u_max") * height / nu
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
+        geometry = spec.get("geometry")
+        if isinstance(geometry, str) and geometry:  # the stored form: checked like an obstacle list
+            from datagen.obstacles import stored_shape
+
+            try:
+                shapes = json.loads(geometry)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{source}: geometry is not JSON ({err})") from None
+            if not isinstance(shapes, list):
+                raise ValueError(f"{source}: geometry must be a JSON list of shapes")
+            spec["geometry"] = json.dumps([stored_shape(o, f"{source}: geometry shape {k + 1}")
+                                           for k, o in enumerate(shapes)])
         obstacles = spec.get("obstacles")
         if isinstance(obstacles, list) and all(isinstance(o, dict) for o in obstacles) and obstacles:
             shapes = [explicit_shape(o, f"{source}: obstacle {k + 1}") for k, o in enumerate(obstacles)]
@@ -204,6 +216,22 @@ def draw_obstacles(level: ObstacleLevel, seed: int) -> list[dict]:
     return place(rng, count, level.shapes, level.size, level.aspect, 1.0, x_range=x_range)
 
 
+MAX_STEPS = 2_000_000  # time steps of one channel trajectory at most (about a day of CPU at 64 cells across)
+
+
+def check_step_count(level: ObstacleLevel, ny: int, nu: float) -> None:
+    """Refuse, before any work, a run whose stable time step makes it take millions of steps (a spec
+    with a huge viscosity and explicit viscous terms would otherwise run for days with no output)."""
+    from datagen.ns_channel_run import stable_dt
+
+    dt = stable_dt(level.height / ny, nu, level.u_max, level.cfl, level.viscous_scheme)
+    steps = (level.t_end + level.warmup) / dt
+    if not steps <= MAX_STEPS:
+        hint = "; viscous_scheme: implicit lifts the viscous limit" if level.viscous_scheme == "explicit" else ""
+        raise ValueError(f"level {level.name}: the stable time step {dt:.3g} needs {steps:.3g} steps for "
+                         f"t_end + warmup = {level.t_end + level.warmup:g} (at most {MAX_STEPS:.0e}){hint}")
+
+
 def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, pressure_precond="amg",
                     pressure_tol: float = 1e-6, pressure_systems: bool = False, device=None, progress=None,
                     pressure_omega="auto") -> dict:
@@ -219,12 +247,20 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
     ny = resolution
     nx = int(round(level.aspect * ny))
     nu = level.u_max * level.height / level.reynolds
+    check_step_count(level, ny, nu)
     flow = ChannelFlow(shapes, nx=nx, ny=ny, height=level.height, nu=nu, u_max=level.u_max,
                        pressure_precond=pressure_precond, tol=pressure_tol, device=device, omega=pressure_omega,
                        seed=seed, viscosity=level.viscous_scheme, walls=level.walls)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
                    pressure_systems=pressure_systems, progress=progress, steady_tol=level.steady_tol or None,
                    probes=json.loads(level.probes) if level.probes else None)
+    from datagen.burgers import BlowUpError
+
+    bad = [key for key in ("velocity", "pressure", *FORCE_KEYS)
+           if key in out and not bool(torch.isfinite(torch.as_tensor(out[key])).all())]
+    if bad:  # e.g. u_max so small that U_mean^2 underflows in the force coefficients
+        raise BlowUpError(f"sample {name}: non-finite {', '.join(bad)} (u_max {level.u_max:g}, height "
+                          f"{level.height:g}, nu {nu:g}); check the flow's scales")
     k_max = level.obstacles[1]
     pad = lambda a: np.pad(a.cpu().numpy().astype(np.float32), ((0, 0), (0, k_max - a.shape[1])),  # noqa: E731
                            constant_values=np.nan)

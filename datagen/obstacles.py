@@ -80,6 +80,18 @@ def explicit_shape(entry, what: str = "obstacle") -> dict:
     return polygon(points)
 
 
+def stored_shape(entry, what: str = "obstacle") -> dict:
+    """A shape in the stored form (a level's ``geometry`` JSON: circles by centre and radius,
+    rectangles and polygons by their vertices), checked like a spec file's entry."""
+    if not isinstance(entry, dict) or entry.get("shape") not in SHAPES:
+        raise ValueError(f"{what} must be a mapping with 'shape' one of {', '.join(SHAPES)}, got {entry!r}")
+    if entry["shape"] == "circle":
+        return explicit_shape({k: entry.get(k) for k in ("shape", "center", "radius")}, what)
+    shape = explicit_shape({"shape": "polygon", "vertices": entry.get("vertices")}, what)
+    shape["shape"] = entry["shape"]
+    return shape
+
+
 def bounding_radius(shape: dict) -> float:
     if shape["shape"] == "circle":
         return shape["radius"]

@@ -83,6 +83,8 @@ class DCDM(L.LightningModule):
     ``out_channels``, ``dim`` are filled in from the data module.
     """
 
+    trained_on_residuals = True  # trained as a preconditioner (datagen --pressure-precond accepts it)
+
     def __init__(self, channels: int = 16, fine: int = 4, coarse: int = 6, post: int = 4, bias: bool = False,
                  lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2,
                  network: str | None = None, network_kwargs: dict | None = None, odd: bool | None = None):

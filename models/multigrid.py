@@ -258,6 +258,8 @@ class NeuralMultigrid(L.LightningModule):
     ``in_channels``, ``out_channels``, ``dim`` are filled in from the data module.
     """
 
+    trained_on_residuals = True  # trained as a preconditioner (datagen --pressure-precond accepts it)
+
     linear_preconditioner = True  # a fixed linear SPD map for a fixed operator: plain PCG is valid
 
     def __init__(self, width: int = 16, sweeps: int = 2, omega: float = 1.6, power_steps: int = 8,

@@ -102,6 +102,11 @@ SPECS = {
         ("base: easy\nobstacles: [{shape: polygon, vertices: [[1, 0.4], [1.2, 0.6], [1.2, 0.4]]}]\n",
          "convex with its vertices counter-clockwise"),
         ("base: easy\nlength: 4\naspect: 4\n", "give length or aspect, not both"),
+        ("base: easy-easy\ngeometry: '[{\"shape\": \"circle\", \"center\": [1.0, 0.5], \"radius\": -0.1}]'\n",
+         "radius must be a positive number"),
+        ("base: easy-easy\ngeometry: 'not json'\n", "geometry is not JSON"),
+        ("base: easy-easy\nu_max: 1e-300\nt_end: 0.2\ninterval: 0.1\n", "non-finite drag"),
+        ("base: easy-easy\nviscosity: 1e6\n", "viscous_scheme: implicit lifts the viscous limit"),
         ("base: easy\nviscosity: 0.01\nreynolds: 100\n", "give viscosity or reynolds, not both"),
         ("base: easy\nviscosity: -0.01\n", "viscosity must be a positive number"),
         ("base: easy\nprobes: [[0.1]]\n", "probe 1 must be a point [x, y]"),
@@ -133,6 +138,7 @@ SPECIFIC = {
     "obstacles": [({"--pressure-precond": "bogus"}, "--pressure-precond must be one of"),
                   ({"--pressure-precond": "PICKLED"}, "refuses to unpickle"),
                   ({"--pressure-precond": "TRUNCATED"}, "truncated"),
+                  ({"--pressure-precond": "solution-predictor.ckpt"}, "trained to predict solutions"),
                   ({"--pressure-precond": "broken.yaml"}, "not a torch checkpoint"),
                   ({"--pressure-tol": "0"}, "--pressure-tol must be in (0, 1)"),
                   ({"--pressure-tol": "nan"}, "--pressure-tol must be in (0, 1)"),
@@ -157,7 +163,7 @@ def _generator_cases():
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch, pickled_checkpoint, truncated_checkpoint):
+def workdir(tmp_path, monkeypatch, pickled_checkpoint, truncated_checkpoint, fno_checkpoint):
     """A folder with the input files the cases refer to; returns (folder, names of inputs)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "folder").mkdir()
@@ -169,6 +175,7 @@ def workdir(tmp_path, monkeypatch, pickled_checkpoint, truncated_checkpoint):
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00binary")
     shutil.copy(pickled_checkpoint, tmp_path / "pickled.ckpt")
     shutil.copy(truncated_checkpoint, tmp_path / "truncated.ckpt")
+    shutil.copy(fno_checkpoint, tmp_path / "solution-predictor.ckpt")
     return tmp_path
 
 
