@@ -72,4 +72,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

@@ -11,13 +11,12 @@ and grows with the number of paths when a bias (Euler–Maruyama's exit overshoo
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, refuse, write_json  # experiments/ is on sys.path when run as a script
 
 from datagen.feynman_kac import labels
 from pdekit.problems import get
@@ -31,16 +30,28 @@ def main():
     parser.add_argument("--dts", default="1e-3,1e-4", help="Euler–Maruyama time steps")
     parser.add_argument("--out", default="experiments/results/bench_feynman_kac.json")
     args = parser.parse_args()
+    try:
+        dims = [int(d) for d in args.dims.split(",")]
+        path_counts = [int(p) for p in args.paths.split(",")]
+        dts = [float(dt) for dt in args.dts.split(",")]
+    except ValueError:
+        refuse("--dims, --paths and --dts are comma-separated numbers")
+    if not set(dims) <= {2, 5, 10}:
+        refuse(f"--dims must be from 2, 5, 10 (the problems poisson-ball-<d>d), got {args.dims}")
+    if min(path_counts) < 2 or args.points < 1:
+        refuse(f"need --paths >= 2 and --points >= 1, got {args.paths} and {args.points}")
+    if not all(0 < dt <= 1e-2 for dt in dts):  # the unit ball's exit time is ~0.05-0.25: larger steps bias
+        refuse(f"--dts must lie in (0, 0.01], got {args.dts}")
     torch.set_num_threads(1)
     rows = []
-    for dim in (int(d) for d in args.dims.split(",")):
+    for dim in dims:
         problem = get(f"poisson-ball-{dim}d")
         x = problem.domain.sample_interior(args.points, torch.Generator().manual_seed(0))
         exact = problem.solution(x).numpy()
-        samplers = [("walk-on-spheres", None)] + [("euler-maruyama", float(dt)) for dt in args.dts.split(",")]
+        samplers = [("walk-on-spheres", None)] + [("euler-maruyama", dt) for dt in dts]
         for sampler, dt in samplers:
-            for paths in (int(p) for p in args.paths.split(",")):
-                out = labels(problem, x, sampler, paths, seeds=range(args.points), dt=dt or 1e-4)
+            for paths in path_counts:
+                out = labels(problem, x, sampler, paths, seeds=range(args.points), dt=1e-4 if dt is None else dt)
                 error = out["value"] - exact
                 rows.append({"d": dim, "sampler": sampler if dt is None else f"EM dt={dt:g}", "paths": paths,
                              "rms error": float(np.sqrt(np.mean(error**2))), "mean stderr": float(out["stderr"].mean()),
@@ -52,4 +63,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

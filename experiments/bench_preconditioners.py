@@ -185,8 +185,26 @@ def check_arguments(args) -> None:
     unknown = sorted(set(args.networks.split(",")) - {"dcdm", *NETWORKS})
     if unknown:
         refuse(f"--networks: unknown {', '.join(unknown)}; choose from dcdm, {', '.join(NETWORKS)}")
+    grids = {"32x32", "64x64"} if args.small else {"64x64", "128x128", "256x256", "32x32x32", "64x64x64"}
+    unknown = sorted(set(args.grids.split(",")) - grids) if args.grids else []
+    if unknown:
+        refuse(f"--grids: unknown {', '.join(unknown)}; choose from {', '.join(sorted(grids))}")
+    if args.grids and "64x64x64" in args.grids.split(",") and not args.large:
+        refuse("--grids 64x64x64 needs --large")
+    unknown = sorted(set(args.levels.split(",")) - {*LEVELS, "ns-pressure"}) if args.levels else []
+    if unknown:
+        refuse(f"--levels: unknown {', '.join(unknown)}; choose from {', '.join([*LEVELS, 'ns-pressure'])}")
+    from pdekit.resources import check_device
+
+    try:
+        check_device(args.device)
+    except ValueError as error:
+        refuse(f"--device: {error}")
     for flag, path, attribute in (("--multigrid", args.multigrid, "linear_preconditioner"),
-                                  ("--npsolver", args.npsolver, "preconditioner_module")):
+                                  ("--npsolver", args.npsolver, "preconditioner_module"),
+                                  ("--ckpt2d", args.ckpt2d, "trained_on_residuals"),
+                                  ("--ckpt3d", args.ckpt3d, "trained_on_residuals"),
+                                  ("--ckpt-pressure", args.ckpt_pressure, "trained_on_residuals")):
         if path is None:
             continue
         try:
@@ -320,4 +338,6 @@ def plot(results, path):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

@@ -168,9 +168,9 @@ def main():
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         refuse("--budgets, --mixes and --seeds are comma-separated numbers")
-    if not (all(b > 0 for b in budgets) and all(0 <= m <= 1 for m in mixes) and args.steps >= 1
-            and args.resolution >= 8):
-        refuse("need budgets > 0, hard fractions in [0, 1], --steps >= 1 and --resolution >= 8")
+    if not (all(math.isfinite(b) and 0 < b <= 10_000 for b in budgets) and all(0 <= m <= 1 for m in mixes)
+            and args.steps >= 1 and args.resolution >= 8):
+        refuse("need budgets in (0, 10000], hard fractions in [0, 1], --steps >= 1 and --resolution >= 8")
     out, folder = enter_base(args, f"runs/difficulty_transfer{suffix}")
     paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution)
     cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
@@ -247,4 +247,6 @@ def _figure(rows, mixes, path, args, what):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 from pdekit.problems import get
 
@@ -158,12 +158,17 @@ def main():
     parser.add_argument("--weights", default="10,1000,100000")
     parser.add_argument("--out", default="experiments/results/fkpinn_study")
     args = parser.parse_args()
+    problems = {name: get(name) for name in args.problems.split(",")}  # unknown names: one line, nothing made
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        refuse(f"--weights are comma-separated numbers, got {args.weights!r}")
+    if min(args.steps, args.labels, args.few_labels) < 1 or args.paths < 2:
+        refuse("need --steps, --labels, --few-labels >= 1 and --paths >= 2")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    weights = [float(w) for w in args.weights.split(",")]
     rows, curves, spectra = [], {}, {}
-    for name in args.problems.split(","):
-        problem = get(name)
+    for name, problem in problems.items():
         labels_path = out / f"labels_{name}.h5"
         label_seconds = make_labels(problem, args.labels, args.paths, labels_path)
         collocation = 500 if problem.dim > 5 else 1000
@@ -235,4 +240,6 @@ def _figures(curves, spectra, out):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

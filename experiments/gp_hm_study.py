@@ -190,4 +190,6 @@ def _figure(learned, path):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

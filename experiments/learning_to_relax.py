@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ARMS = np.round(np.linspace(1.0, 1.95, 20), 4)
 COLORS = {"fixed omega = 1": "C0", "Tsallis-INF bandit": "C1", "contextual Tsallis-INF": "C2",
@@ -193,6 +193,14 @@ def main():
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", default="experiments/results/learning_to_relax")
     args = parser.parse_args()
+    sequences = ("paper", "one-level", "mixed", "channel")
+    unknown = sorted(set(args.sequences.split(",")) - set(sequences))
+    if unknown:
+        refuse(f"--sequences: unknown {', '.join(unknown)}; choose from {', '.join(sequences)}")
+    for flag, value, low in (("--systems", args.systems, 1), ("--paper-systems", args.paper_systems, 1),
+                             ("--resolution", args.resolution, 8), ("--workers", args.workers, 1)):
+        if value < low:
+            refuse(f"{flag} must be >= {low}, got {value}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -246,4 +254,6 @@ def figure(results, path):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

@@ -210,4 +210,6 @@ def figure(grid, f, true, claimed, c_surrogate, c_exact, u_max, path):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

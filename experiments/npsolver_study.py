@@ -190,4 +190,6 @@ def learning_curves(curves: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)

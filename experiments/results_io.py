@@ -13,10 +13,27 @@ def refuse(message: str):
     raise SystemExit(2)
 
 
+def run_script(main) -> None:
+    """A script's entry point: pdekit's own errors (bad names, missing or foreign files, refused
+    settings) and a missing file end in one line with exit status 2, Ctrl-C with 130."""
+    from pdekit.data import DatasetFormatError
+    from pdekit.errors import PdekitError
+
+    try:
+        main()
+    except (PdekitError, DatasetFormatError, FileNotFoundError, NotADirectoryError) as err:
+        refuse(str(err).splitlines()[0] if str(err) else type(err).__name__)
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).stem}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def enter_base(args, runs: str) -> tuple[Path, Path]:
     """For studies that train from configs: resolve ``--out`` where it was given, move into
     ``--base`` (the configs' relative ``runs/`` paths live there) and make ``runs``; returns both
     as absolute paths."""
+    if not Path(args.base).is_dir():
+        refuse(f"--base {args.base} is not a folder")
     out = Path(args.out).resolve()
     os.chdir(args.base)
     folder = Path(runs).resolve()

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"plain": "burgers_fno", "unrolled": "burgers_fno_unrolled", "pushforward": "burgers_fno_pushforward",
@@ -90,11 +90,17 @@ def main():
     parser.add_argument("--base", default=".", help="the runs/ folder is made here (data, configs, checkpoints, logs)")
     parser.add_argument("--out", default="experiments/results/rollout_study")
     args = parser.parse_args()
+    unknown = sorted(set(args.datasets.split(",")) - set(DATASETS))
+    if unknown:
+        refuse(f"--datasets: unknown {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
+    unknown = sorted(set(args.methods.split(",")) - set(METHODS))
+    if unknown:
+        refuse(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    if not Path(args.base).is_dir():
+        refuse(f"--base {args.base} is not a folder")
     out = Path(args.out).resolve()
     os.chdir(args.base)
     for name in args.datasets.split(","):
-        if name not in DATASETS:
-            raise SystemExit(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
         study(name, DATASETS[name], args.methods.split(","), args, out / name)
 
 
@@ -241,4 +247,6 @@ def _figure(name, curves, spectra, path):
 
 
 if __name__ == "__main__":
-    main()
+    from results_io import run_script  # experiments/ is on sys.path when run as a script
+
+    run_script(main)
