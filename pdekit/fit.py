@@ -59,6 +59,10 @@ class PdekitCLI(LightningCLI):
             self.model.check_data(self.datamodule)  # before Lightning writes config.yaml and logs
         if subcommand == "fit" and not ckpt:
             check_fresh_checkpoint_folders(self.trainer, self.overwrite)
+        from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+        if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default writer
+            self.trainer.strategy.checkpoint_io = umask_checkpoint_io()
         if subcommand == "predict":
             from pdekit.predict import PredictionWriter
 
@@ -91,6 +95,27 @@ def check_fresh_checkpoint_folders(trainer, overwrite: bool) -> None:
                 path.unlink()
         print(f"pdekit: removed {len(earlier)} checkpoint(s) of an earlier run from {folder} (--overwrite)",
               file=sys.stderr)
+
+
+def umask_checkpoint_io():
+    """Lightning's checkpoint writer with pdekit's atomic write for local paths: a temporary file
+    beside the target, renamed over it, with the permissions the user's umask gives (Lightning's own
+    goes through a private temporary file and leaves checkpoints 0600 whatever the umask)."""
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    class UmaskCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            if storage_options is not None or "://" in str(path):
+                return super().save_checkpoint(checkpoint, path, storage_options)
+            import torch
+
+            from pdekit.atomic import atomic_path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, tmp)
+
+    return UmaskCheckpointIO()
 
 
 class TrainingInterrupted(Exception):

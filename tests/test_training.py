@@ -120,7 +120,11 @@ def test_ctrl_c_stops_training_with_status_130_and_keeps_its_work(tmp_path, data
 
 def test_a_second_run_into_the_same_checkpoint_folder_is_refused_unless_overwrite(tmp_path, data):
     cfg = config(tmp_path, [data["easy"]], max_epochs=1)
-    assert pdekit("fit", "--config", cfg, cwd=tmp_path).returncode == 0
+    env = dict(os.environ, PYTHONPATH=TESTS + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    first_run = subprocess.run([PDEKIT, "fit", "--config", str(cfg)], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300, env=env, preexec_fn=lambda: os.umask(0o027))
+    assert first_run.returncode == 0, first_run.stderr[-2000:]
+    assert (tmp_path / "ckpt/last.ckpt").stat().st_mode & 0o777 == 0o640  # the umask's permissions
     first = (tmp_path / "ckpt/last.ckpt").read_bytes()
     again = pdekit("fit", "--config", cfg, cwd=tmp_path)
     errors = [line for line in again.stderr.splitlines() if line.startswith("pdekit: error:")]
