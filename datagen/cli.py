@@ -368,6 +368,9 @@ def _levels(args) -> int:
         raise UsageError(f"--resolution must be in 8..256 (iterations are measured now), got {args.resolution}")
     print(f"poisson levels (typical iterations to 1e-8, measured now at {args.resolution}^2 over 2 seeds)")
     print(f"{'level':<9} {'CG':>7} {'AMG-PCG':>8}  varies")
+    from tqdm import tqdm
+
+    bar = tqdm(total=2 * len(LEVELS), desc="measuring", unit="solve", leave=False, disable=None)  # a terminal only
     for name, level in LEVELS.items():
         its = []
         for seed in range(2):
@@ -376,8 +379,11 @@ def _levels(args) -> int:
             b = op.rhs(f)
             its.append((int(cg(op, b, tol=1e-8, maxiter=100000).iterations),
                         int(pcg(op, b, AMG(op), tol=1e-8).iterations)))
+            bar.update(1)
         mean = np.mean(its, axis=0)
-        print(f"{name:<9} {mean[0]:>7.0f} {mean[1]:>8.1f}  {level.description}")
+        bar.write(f"{name:<9} {mean[0]:>7.0f} {mean[1]:>8.1f}  {level.description}", file=sys.stdout)
+        sys.stdout.flush()  # each row as soon as it is measured, also into a pipe
+    bar.close()
     _time_series_levels()
     return 0
 

@@ -34,18 +34,22 @@ def lanczos(A, steps: int, seed: int = 0, progress: bool = False):
     v = rng.standard_normal(n)
     V[:, 0] = v / np.linalg.norm(v)
     m = steps
-    for j in tqdm(range(steps), disable=not progress, desc="Lanczos", unit="step"):
+    bar = tqdm(total=steps, disable=not progress, desc="Lanczos", unit="step")
+    for j in range(steps):
         w = A @ V[:, j]
         alpha[j] = V[:, j] @ w
         for _ in range(2):  # twice is enough (Kahan–Parlett)
             w -= V[:, : j + 1] @ (V[:, : j + 1].T @ w)
         beta[j] = np.linalg.norm(w)
+        bar.update(1)  # counted before the loop can end (a for-loop bar stops one short on break)
         if j + 1 == steps:
             break
         if beta[j] <= 1e-10 * abs(alpha[j]):  # invariant subspace: the Ritz pairs are exact
             m = j + 1
+            bar.total = m
             break
         V[:, j + 1] = w / beta[j]
+    bar.close()
     values, S = scipy.linalg.eigh_tridiagonal(alpha[:m], beta[: m - 1])
     return values, V[:, :m] @ S
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from pdekit.atomic import atomic_path
 from pdekit.checkpoints import CheckpointError, load_task
@@ -122,7 +123,8 @@ def evaluate_rollouts(task, signature: dict, files, *, device="cpu", figures: in
     with torch.no_grad():
         for path in files:
             windows = TimeSeriesWindows(path, signature["inputs"], history, 1, levels)
-            for sample in range(windows.samples):
+            for sample in tqdm(range(windows.samples), desc=Path(path).name, unit="trajectory", leave=False,
+                               disable=None):
                 truth = windows.snapshots(sample, 0, windows.steps)
                 mask = windows.mask(sample)[None].to(device)
                 x = truth[:history].flatten(0, 1)[None].to(device)
@@ -153,7 +155,8 @@ def _evaluate_static(task, signature, files, batch_size, device, figures):
                 grid = grid_of(h5)
             samples = FieldSamples(path, signature["inputs"], signature["target"], signature["log_inputs"],
                                    levels=level_names, system=True)
-            for batch in DataLoader(samples, batch_size=batch_size):
+            for batch in tqdm(DataLoader(samples, batch_size=batch_size), desc=Path(path).name, unit="batch",
+                              leave=False, disable=None):  # progress in a terminal only
                 prediction = task.predict_fields(batch, grid).cpu()
                 rel_l2.append(relative_l2(prediction, batch["y"]))
                 if prediction.shape[1] == 1:

@@ -175,3 +175,11 @@ def test_progress_bar_counts_whole_samples_and_shows_the_rate(tmp_path, capsys):
     assert main(["poisson", "--level", "easy", "--n", "3", "--resolution", "16", "--out", str(tmp_path / "p.h5")]) == 0
     err = capsys.readouterr().err
     assert "3/3" in err and "3.0/3" not in err and "sample/s" in err, err[-500:]
+
+
+def test_the_lanczos_bar_ends_at_its_total(tmp_path, capsys):
+    from datagen.cli import main
+
+    assert main(["ritz", "--level", "easy", "--resolution", "16", "--n", "4", "--lanczos-steps", "50",
+                 "--out", str(tmp_path / "r.h5")]) == 0
+    assert "50/50" in capsys.readouterr().err
