@@ -521,6 +521,16 @@ def _export(args) -> int:
         raise UsageError(f"--split must look like 0.8,0.1,0.1 (train,valid,test), got {args.split!r}") from None
     if args.format != "the-well" and args.split != SPLIT_DEFAULT:
         raise UsageError("--split applies to --format the-well only")
+    source = Path(args.file)
+    if args.format == "the-well" and source.is_file():
+        # every trajectory is rewritten (float32, like the input): room for about the input's size,
+        # checked before writing (HDF5 meeting a full disk mid-write cannot close its file cleanly)
+        target = Path(args.out) if args.out else source.with_name(f"{source.stem}-the-well")
+        existing = next((p for p in [target, *target.parents] if p.exists()), Path("."))
+        needed, free = source.stat().st_size, shutil.disk_usage(existing).free
+        if needed > free:
+            raise UsageError(f"exporting {source} needs about {_size(needed)} of disk in {existing}; "
+                             f"{_size(free)} are free")
     try:
         written = export(args.file, args.format, args.out, args.samples, trajectory=args.trajectory,
                          overwrite=args.overwrite, split=split, seed=args.seed)
@@ -668,8 +678,9 @@ def _terminate(signum, frame):
 
 
 def main(argv=None) -> int:
-    from pdekit.errors import os_error_message
+    from pdekit.errors import os_error_message, quiet_hdf5_destructors
 
+    quiet_hdf5_destructors()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
     args.argv = argv

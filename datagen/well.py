@@ -107,10 +107,20 @@ def export_the_well(path, out=None, *, split=(0.8, 0.1, 0.1), seed: int = 0, ove
             check_output(target, path, folder=False, overwrite=overwrite)
             if target.exists() and target.resolve() == path.resolve():
                 raise ValueError(f"{target} would overwrite the input; choose another --out")
-        for name, target in targets.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _write(src, target, parts[name])
-        _write_stats(src, stats_path, parts["train"])
+        made = []  # folders this export creates: removed again if it fails (a full disk)
+        try:
+            for name, target in targets.items():
+                for folder_ in reversed([target.parent, *target.parent.parents]):
+                    if not folder_.exists():
+                        folder_.mkdir()
+                        made.append(folder_)
+                _write(src, target, parts[name])
+            _write_stats(src, stats_path, parts["train"])
+        except BaseException:
+            for folder_ in reversed(made):
+                if folder_.is_dir() and not any(folder_.iterdir()):
+                    folder_.rmdir()
+            raise
     return [*targets.values(), stats_path]
 
 

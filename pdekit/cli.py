@@ -172,8 +172,11 @@ def main(argv=None) -> int:
 
     from pdekit.errors import ConfigError
 
+    from pdekit.errors import quiet_hdf5_destructors
+
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     quiet_third_party()
+    quiet_hdf5_destructors()
     if argv and argv[0] in LIGHTNING_COMMANDS:
         try:
             limit_threads()

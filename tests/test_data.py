@@ -101,3 +101,16 @@ def test_counts_pick_exact_training_samples_per_file_and_constant_channels_are_o
         FieldDataModule([str(poisson_file)], counts=[3], proportions=[1.0])
     with pytest.raises(ConfigError, match="one integer >= 0 per file"):
         FieldDataModule([str(poisson_file), str(poisson_file)], counts=[3])
+
+
+def test_hdf5_write_failures_are_reported_on_one_line():
+    """h5py's report of a failed write (a full disk) spans lines and repeats internals; the message
+    users see is the file and the system's reason."""
+    from pdekit.errors import os_error_message
+
+    raw = OSError(28, "Driver write request failed (file write failed: time = Wed Dec  2 15:17:12 2026\n, "
+                      "filename = '/data/w/.b.h5.g9nc.h5', file descriptor = 4, errno = 28, error message = "
+                      "'No space left on device', buf = 0x5608, total write size = 432)")
+    assert os_error_message(raw) == "/data/w/.b.h5.g9nc.h5: No space left on device"
+    assert os_error_message(FileNotFoundError(2, "No such file or directory", "x.h5")) == \
+        "x.h5: No such file or directory"
