@@ -71,7 +71,8 @@ def _fail(err) -> int:
 
 
 LIGHTNING_COMMANDS = {
-    "fit": "train a model from a YAML config (LightningCLI; any key overridable: --model.init_args.lr 3e-4)",
+    "fit": "train a model from a YAML config (LightningCLI; any key overridable: --model.init_args.lr 3e-4; "
+           "--ckpt_path last resumes, --overwrite starts afresh over an earlier run's checkpoints)",
     "validate": "validation metrics of a config's model (--ckpt_path for trained weights)",
     "test": "test-split metrics of a config's model (--ckpt_path for trained weights)",
     "predict": "predictions on the test split, written to an HDF5 file (--predictions PATH)",
