@@ -81,27 +81,35 @@ def _build(cls, hparams: dict, path, name: str):
                               f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
 
 
+def weights_mismatch(expected: dict, stored: dict) -> str | None:
+    """How the tensors ``stored`` fail to fit a model whose ``state_dict()`` is ``expected`` (the
+    first missing, unexpected or differently shaped entries), or None when they fit."""
+    shapes = lambda state: {k: tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}  # noqa: E731
+    want, have = shapes(expected), shapes(stored)
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    differ = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    if missing:
+        return f"missing {missing[:3]}"
+    if unexpected:
+        return f"unexpected {unexpected[:3]}"
+    if differ:
+        return f"{differ[0]}: {have[differ[0]]} stored, {want[differ[0]]} built"
+    return None
+
+
 def _check_shapes_on_meta(cls, hparams: dict, state: dict, path, name: str) -> None:
     """Build the task on the meta device first (no memory) and compare every parameter's shape with
     the stored tensors: recorded sizes (a width of 1e6, 1,500 channels) never decide what is allocated
     before they are known to fit the weights."""
     try:
         with torch.device("meta"):
-            probe = cls(**hparams)
+            probe = _build(cls, hparams, path, name)
     except PdekitError:
         raise
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: {name} does not take the stored hyperparameters "
-                              f"({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
     except Exception:  # a constructor that computes on real data cannot run on meta: the sizes are checked after
         return
-    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != stored:
-        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-        differ = sorted(k for k in set(expected) & set(stored) if expected[k] != stored[k])
-        what = (f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
-                else f"{differ[0]}: {stored[differ[0]]} stored, {expected[differ[0]]} built")
+    what = weights_mismatch(probe.state_dict(), state)
+    if what:
         raise CheckpointError(f"{path}: weights do not fit {name} with the stored hyperparameters ({what})")
 
 

@@ -208,7 +208,7 @@ def resume_command(argv: list[str]) -> str:
 def check_resume_checkpoint(path, model) -> None:
     """Refuse, in one line and before any work, a ``--ckpt_path`` that is missing, pickled,
     truncated, or holds another model's weights."""
-    from pdekit.checkpoints import CheckpointError, read_weights_only
+    from pdekit.checkpoints import CheckpointError, read_weights_only, weights_mismatch
 
     checkpoint = read_weights_only(path)
     state = checkpoint.get("state_dict")
@@ -219,12 +219,8 @@ def check_resume_checkpoint(path, model) -> None:
     name = f"{cls.__module__}.{cls.__qualname__}"
     if record.get("task") not in (None, name):
         raise CheckpointError(f"{path} holds a {record['task']} model; the config builds a {name}")
-    missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-    mismatched = [k for k, v in model.state_dict().items()
-                  if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        what = (f"missing {sorted(missing)[:3]}" if missing else f"unexpected {sorted(unexpected)[:3]}" if unexpected
-                else f"shape of {mismatched[:3]} differs")
+    what = weights_mismatch(model.state_dict(), state)
+    if what:
         raise CheckpointError(f"{path}: its weights do not fit the configured model ({what})")
 
 
