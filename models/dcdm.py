@@ -12,15 +12,16 @@ residual after the optimal step along ``q`` (so the output scale does not matter
 """
 from __future__ import annotations
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pdekit.data import batch_grids
+from models import layers
+
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
-from pdekit.tasks import attached_datamodule, build_network, check_learning_rate, checkpoint_record, require_files
+from pdekit.learning.task import Task, check_learning_rate
+from pdekit.tasks import build_network
 
 
 class DCDMNet(nn.Module):
@@ -37,7 +38,7 @@ class DCDMNet(nn.Module):
             raise ValueError(f"DCDMNet is 2-D or 3-D, got dim={dim}")
         if any(n % 2 for n in (fine, coarse, post)):
             raise ValueError("fine, coarse and post count convolutions in residual pairs: use even numbers")
-        conv = nn.Conv2d if dim == 2 else nn.Conv3d
+        conv = layers.conv(dim)
         self.dim = dim
         self.inp = conv(in_channels, channels, 3, padding=1, bias=bias)
         make = lambda n: nn.ModuleList(conv(channels, channels, 3, padding=1, bias=bias) for _ in range(n))  # noqa: E731
@@ -52,8 +53,7 @@ class DCDMNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fine = self._pairs(self.inp(x), self.fine)
-        pool = F.avg_pool2d if self.dim == 2 else F.avg_pool3d
-        coarse = self._pairs(pool(fine, 2, ceil_mode=True), self.coarse)
+        coarse = self._pairs(layers.avg_pool(self.dim)(fine, 2, ceil_mode=True), self.coarse)
         h = fine + F.interpolate(coarse, size=fine.shape[2:], mode="nearest")
         return self.out(self._pairs(h, self.post))
 
@@ -67,7 +67,7 @@ def scaled_residual_loss(op: DiffusionOperator, b: torch.Tensor, q: torch.Tensor
     return (b - step * Aq).flatten(1).pow(2).sum(1).mean()
 
 
-class DCDM(L.LightningModule):
+class DCDM(Task):
     """Unsupervised DCDM training on right-hand sides from pdekit Poisson files (Ritz-vector files
     from ``datagen ritz``, ordinary Poisson datasets, or saved pressure systems): each batch
     rebuilds its samples' operators from the file (``data.init_args.system: true``), forms
@@ -84,60 +84,31 @@ class DCDM(L.LightningModule):
     """
 
     trained_on_residuals = True  # trained as a preconditioner (datagen --pressure-precond accepts it)
+    data_system = True
 
     def __init__(self, channels: int = 16, fine: int = 4, coarse: int = 6, post: int = 4, bias: bool = False,
                  lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2,
-                 network: str | None = None, network_kwargs: dict | None = None, odd: bool | None = None):
-        super().__init__()
+                 network: str | None = None, network_kwargs: dict | None = None, odd: bool | None = None,
+                 optimizer: dict | None = None, lr_scheduler: dict | str | None = None):
+        super().__init__(optimizer, lr_scheduler)
         check_learning_rate(lr)
         self.save_hyperparameters()
         self.net = DCDMNet(dim, channels, fine, coarse, post, bias) if network is None else \
             build_network(network, network_kwargs, 1, 1, dim, field_to_field=True)
         self.odd = network is not None if odd is None else bool(odd)
-        self.grid = None
-        self.data_signature = None
 
     def forward(self, r: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Search direction for residual fields ``(batch, *grid)``."""
         return _direction(self.net, r, mask, self.odd)
 
-    def check_data(self, datamodule) -> None:
-        require_files(self, datamodule)
-
-    def setup(self, stage=None):
-        datamodule = attached_datamodule(self)
-        if datamodule is not None:
-            self.grid = datamodule.grid()
-            self.data_signature = datamodule.signature()
-
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
-
-    def _loss(self, batch):
-        if "bc_type" not in batch:
-            raise ValueError("DCDM needs each sample's system: set data.init_args.system: true")
-        op = DiffusionOperator.from_arrays(batch_grids(batch, self.grid), batch["a"], batch["bc_type"],
-                                           batch["bc_value"])
+    def training_loss(self, batch):
+        op = self.batch_operator(batch)
         mask = torch.as_tensor(op.mask, device=self.device, dtype=torch.float32)
         b = op.rhs(batch["f"].to(self.device, torch.float32))
         if not torch.isfinite(b).all():
             raise NonFiniteError(f"NaN/Inf in right-hand sides of samples {batch['index'][:3].tolist()}")
         b = b / b.flatten(1).norm(dim=1).clamp_min(1e-30).view((-1,) + (1,) * (b.ndim - 1))
         return scaled_residual_loss(op, b, self(b, mask))
-
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["f"].shape[0])
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch["f"].shape[0], sync_dist=True)
-
-    def test_step(self, batch, batch_idx):
-        self.log("test/loss", self._loss(batch), batch_size=batch["f"].shape[0], sync_dist=True)
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def preconditioner_module(self, op: DiffusionOperator) -> nn.Module:
         """The map residual ``(batch, 1, *grid)`` → direction, masked by ``op``'s active cells."""

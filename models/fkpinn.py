@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 from torch import nn
 
 from pdekit.autodiff import gradient_and_laplacian
-from pdekit.errors import ConfigError, NonFiniteError
+from pdekit.errors import ConfigError
 from pdekit.problem_eval import TEST_SEED
 from pdekit.problems import Problem, get
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record, require_problem
+from pdekit.learning.task import Task, check_learning_rate
 
 
 class TanhMLP(nn.Module):
@@ -74,7 +73,7 @@ def _boundary_errors(network, problem: Problem, boundary):
     return torch.where(on_face, normal_derivative.pow(2), (u - problem.boundary(boundary)).pow(2))
 
 
-class FKPINN(L.LightningModule):
+class FKPINN(Task):
     """Args:
         problem: filled in from the data module (``ProblemDataModule``); its ``labels`` file gives
             the Feynman–Kac labels.
@@ -87,11 +86,14 @@ class FKPINN(L.LightningModule):
         in_channels, out_channels, dim: linked by ``pdekit fit``.
     """
 
+    data_source = "problem"
+
     def __init__(self, problem: str | None = None, width: int = 64, depth: int = 4, collocation: int = 1000,
                  boundary_points: int = 200, boundary_weight: float = 10.0, label_weight: float = 0.0,
                  inverse_variance: bool = False, lr: float = 1e-3, seed: int = 0, test_points: int = 2000,
-                 in_channels: int = 2, out_channels: int = 1, dim: int = 2):
-        super().__init__()
+                 in_channels: int = 2, out_channels: int = 1, dim: int = 2, optimizer: dict | None = None,
+                 lr_scheduler: dict | str | None = None):
+        super().__init__(optimizer, lr_scheduler)
         check_learning_rate(lr)
         for name, value in (("collocation", collocation), ("boundary_points", boundary_points),
                             ("test_points", test_points)):
@@ -108,15 +110,8 @@ class FKPINN(L.LightningModule):
             raise ConfigError(f"model.init_args: {err}") from None
         self.labels = None  # (points, values), from the data module
         self.label_weights = None
-        self.data_signature = None
 
-    def check_data(self, datamodule) -> None:
-        require_problem(self, datamodule)
-
-    def setup(self, stage=None):
-        datamodule = attached_datamodule(self)
-        if datamodule is None:
-            return
+    def take_data(self, datamodule):
         problem = datamodule.problem
         if problem.dim != self.hparams.dim:
             raise ConfigError(f"model.init_args.dim {self.hparams.dim} does not match problem {problem.name} "
@@ -126,7 +121,6 @@ class FKPINN(L.LightningModule):
         with torch.no_grad():  # the input map follows the problem's box
             self.network.lo.copy_(torch.tensor([b[0] for b in problem.bounds], dtype=torch.float64))
             self.network.hi.copy_(torch.tensor([b[1] for b in problem.bounds], dtype=torch.float64))
-        self.data_signature = datamodule.signature()
         labels = getattr(datamodule, "label_arrays", None)
         if self.hparams.label_weight > 0 and labels is None:
             raise ConfigError("model.init_args.label_weight > 0 needs Feynman–Kac labels: set data.init_args.labels "
@@ -138,9 +132,6 @@ class FKPINN(L.LightningModule):
                 variance = stderr.pow(2).clamp_min(1e-30)
                 self.label_weights = variance.mean() / variance
 
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
-
     def _points(self, step: int):
         generator = torch.Generator().manual_seed(int(self.hparams.seed) * 2**32 + step)
         domain = self.problem.domain
@@ -148,7 +139,7 @@ class FKPINN(L.LightningModule):
         boundary = domain.sample_boundary(self.hparams.boundary_points, generator)
         return interior.to(self.device), boundary.to(self.device)
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         interior, boundary = self._points(self.global_step)
         labels = None
         if self.labels is not None and self.hparams.label_weight > 0:
@@ -157,11 +148,7 @@ class FKPINN(L.LightningModule):
                                                     None if self.label_weights is None else self.label_weights.to(self.device))
         h = self.hparams
         loss = residual + h.boundary_weight * boundary_error + h.label_weight * data
-        if not torch.isfinite(loss):
-            raise NonFiniteError("the FK-PINN loss became non-finite; lower lr")
-        self.log_dict({"train/loss": loss, "train/residual": residual, "train/boundary": boundary_error,
-                       "train/data": data}, prog_bar=False, batch_size=1)
-        return loss
+        return {"loss": loss, "residual": residual, "boundary": boundary_error, "data": data}
 
     @torch.no_grad()
     def relative_error(self, points: int | None = None) -> float:
@@ -174,9 +161,6 @@ class FKPINN(L.LightningModule):
     def on_train_epoch_end(self):
         if self.problem.exact is not None:
             self.log("train/rel_l2", self.relative_error(), prog_bar=True)
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """u at points ``x`` (n, dim)."""

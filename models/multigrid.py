@@ -32,16 +32,16 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import layers
+
 from pdekit import stencils
-from pdekit.data import batch_grids
-from pdekit.errors import ConfigError, NonFiniteError
+from pdekit.errors import ConfigError
 from pdekit.operators import DiffusionOperator
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record, require_files
+from pdekit.learning.task import Task, check_learning_rate
 
 OMEGA_MAX = 2.0  # l1-Jacobi is an A-norm contraction for any 0 < ω < 2
 
@@ -53,8 +53,7 @@ def _block_sum(x: torch.Tensor, dim: int) -> torch.Tensor:
         pad += [0, n % 2]
     lead = x.shape[:-dim]
     x = F.pad(x, pad).reshape(-1, 1, *[n + n % 2 for n in x.shape[-dim:]])
-    pool = F.avg_pool2d if dim == 2 else F.avg_pool3d
-    out = pool(x, 2) * 2**dim
+    out = layers.avg_pool(dim)(x, 2) * 2**dim
     return out.reshape(*lead, *out.shape[2:])
 
 
@@ -116,7 +115,7 @@ class KernelNet(nn.Module):
 
     def __init__(self, dim: int = 2, width: int = 16, omega: float = 1.6):
         super().__init__()
-        conv = nn.Conv2d if dim == 2 else nn.Conv3d
+        conv = layers.conv(dim)
         self.dim = dim
         self.body = nn.Sequential(conv(3 + 2 * dim, width, 3, padding=1), nn.GELU(),
                                   conv(width, width, 3, padding=1), nn.GELU())
@@ -245,7 +244,7 @@ def convergence_loss(op: DiffusionOperator, levels: list[Level], probes: torch.T
     return torch.log(norm).mean()
 
 
-class NeuralMultigrid(L.LightningModule):
+class NeuralMultigrid(Task):
     """Trains :class:`KernelNet` (the multigrid kernels of :func:`build_hierarchy`) without labels on
     the operators of pdekit Poisson files or saved pressure systems (``data.init_args.system:
     true``): each batch rebuilds its samples' operators, draws random errors and minimises the
@@ -261,10 +260,13 @@ class NeuralMultigrid(L.LightningModule):
     trained_on_residuals = True  # trained as a preconditioner (datagen --pressure-precond accepts it)
 
     linear_preconditioner = True  # a fixed linear SPD map for a fixed operator: plain PCG is valid
+    data_pde = "poisson"  # Poisson files or saved pressure systems
+    data_system = True
 
     def __init__(self, width: int = 16, sweeps: int = 2, omega: float = 1.6, power_steps: int = 8,
-                 max_coarse: int = 64, lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2):
-        super().__init__()
+                 max_coarse: int = 64, lr: float = 1e-3, in_channels: int = 1, out_channels: int = 1, dim: int = 2,
+                 optimizer: dict | None = None, lr_scheduler: dict | str | None = None):
+        super().__init__(optimizer, lr_scheduler)
         check_learning_rate(lr)
         # upper bounds: every training step runs sweeps x power_steps V-cycles; beyond these a
         # step takes hours (a typo such as 1e9 hangs instead of failing)
@@ -279,55 +281,16 @@ class NeuralMultigrid(L.LightningModule):
             raise ConfigError(f"NeuralMultigrid works on 2-D and 3-D grids, the data are {dim}-D")
         self.save_hyperparameters()
         self.net = KernelNet(dim, width, float(omega))
-        self.grid = None
-        self.data_signature = None
-
-    def setup(self, stage=None):
-        datamodule = attached_datamodule(self)
-        if datamodule is not None:
-            self.grid = datamodule.grid()
-            self.data_signature = datamodule.signature()
-
-    def check_data(self, datamodule) -> None:
-        require_files(self, datamodule)
-        if datamodule.timeseries or datamodule.pde != "poisson":
-            raise ConfigError("NeuralMultigrid learns from Poisson operators (Poisson files or saved pressure "
-                              f"systems); the data module holds pde={datamodule.pde!r} files")
-        if not datamodule.system:
-            raise ConfigError("NeuralMultigrid reads each sample's operator: set data.init_args.system: true")
-
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
 
     def hierarchy(self, op: DiffusionOperator, dtype=torch.float64) -> list[Level]:
         return build_hierarchy(op, self.net, max_coarse=self.hparams.max_coarse, dtype=dtype, device=self.device)
 
-    def _loss(self, batch):
-        if "bc_type" not in batch:
-            raise ValueError("NeuralMultigrid needs each sample's system: set data.init_args.system: true")
-        op = DiffusionOperator.from_arrays(batch_grids(batch, self.grid), batch["a"], batch["bc_type"],
-                                           batch["bc_value"])
+    def training_loss(self, batch):
+        op = self.batch_operator(batch)
         levels = self.hierarchy(op, torch.float32)
         mask = torch.as_tensor(op.mask, device=self.device, dtype=torch.float32)
         probes = torch.randn(mask.shape, device=self.device) * mask
-        loss = convergence_loss(op, levels, probes, self.hparams.power_steps, self.hparams.sweeps)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"non-finite multigrid loss on samples {batch['index'][:3].tolist()}")
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["a"].shape[0])
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self._loss(batch), prog_bar=True, batch_size=batch["a"].shape[0], sync_dist=True)
-
-    def test_step(self, batch, batch_idx):
-        self.log("test/loss", self._loss(batch), batch_size=batch["a"].shape[0], sync_dist=True)
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return convergence_loss(op, levels, probes, self.hparams.power_steps, self.hparams.sweeps)
 
     def preconditioner_module(self, op: DiffusionOperator) -> nn.Module:
         """One V-cycle for ``op`` (float64, kernels computed once here) as a module on

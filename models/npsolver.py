@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 
-import lightning as L
 import torch
 from torch import nn
 
@@ -30,8 +29,8 @@ from pdekit.krylov import pcg
 from pdekit.metrics import relative_l2
 from pdekit.operators import DiffusionOperator
 from pdekit.precond import AMG, Jacobi
-from pdekit.tasks import (attached_datamodule, build_network, check_learning_rate, checkpoint_record, require_files,
-                          log_per_level)
+from pdekit.learning.task import Task, check_learning_rate
+from pdekit.tasks import build_network
 
 LOSSES = ("pcg", "residual", "mixed", "supervised")
 INNER_PRECONDITIONERS = ("jacobi", "amg", "none")
@@ -132,7 +131,7 @@ class _PerSystem:
         return torch.stack([m(r[i]) for i, m in enumerate(self.parts)])
 
 
-class NPSolver(L.LightningModule):
+class NPSolver(Task):
     """Label-free neural Poisson solver (BA-Transolver + PCG supervision).
 
     Args:
@@ -148,16 +147,21 @@ class NPSolver(L.LightningModule):
             built every step on CPU) or ``none`` (CG).
         lr, weight_decay, pct_start: AdamW with a one-cycle schedule over the run (the reference:
             Adam, OneCycle, pct_start 0.1); clip gradients with ``trainer.gradient_clip_val: 1.0``.
+            ``optimizer`` / ``lr_scheduler`` choose others (:mod:`pdekit.learning.task`).
 
     Errors in the losses are in units of each sample's data scale ``s`` (see the module doc); the
     residual term is the finite-volume residual ``(b − A p) h²/s`` (``h²`` the mean squared spacing).
     """
 
+    data_pde = "poisson"
+    data_system = True
+
     def __init__(self, network: str = "models.transolver.BATransolver", network_kwargs: dict | None = None,
                  loss: str = "pcg", stop_gradient: bool = True, pcg_steps: int = 40, pcg_tol: float = 1e-10,
                  inner: str = "jacobi", omega: float = 0.1, lr: float = 1e-3, weight_decay: float = 0.0,
-                 pct_start: float = 0.1, dim: int = 2, in_channels: int | None = None, out_channels: int | None = None):
-        super().__init__()
+                 pct_start: float = 0.1, dim: int = 2, in_channels: int | None = None, out_channels: int | None = None,
+                 optimizer: dict | None = None, lr_scheduler: dict | str | None = None):
+        super().__init__(optimizer, lr_scheduler)
         check_learning_rate(lr, weight_decay)
         if loss not in LOSSES:
             raise ConfigError(f"model.init_args.loss must be one of {list(LOSSES)}, got {loss!r}")
@@ -177,9 +181,6 @@ class NPSolver(L.LightningModule):
         kwargs.setdefault("interior_features", dim + 2)
         kwargs.setdefault("boundary_features", dim + 3)
         self.net = build_network(network, kwargs, dim + 2, 1)
-        self.grid: Grid | None = None
-        self.data_signature: dict | None = None
-        self.levels: list[str] = []
 
     # -- the solver ------------------------------------------------------------------------
     def solve(self, grid: Grid, a, f, bc_type, bc_value) -> torch.Tensor:
@@ -204,27 +205,6 @@ class NPSolver(L.LightningModule):
                           batch["bc_value"]).unsqueeze(1)
 
     # -- training --------------------------------------------------------------------------
-    def setup(self, stage=None):
-        datamodule = attached_datamodule(self)
-        if datamodule is None:
-            return
-        self.check_data(datamodule)
-        self.data_signature = datamodule.signature()
-        self.levels = datamodule.levels
-        self.grid = datamodule.grid()
-
-    def check_data(self, datamodule) -> None:
-        require_files(self, datamodule)
-        if datamodule.timeseries or datamodule.pde != "poisson":
-            raise ConfigError(f"NPSolver learns Poisson problems; the data module holds pde={datamodule.pde!r} files")
-        if not datamodule.system:
-            raise ConfigError("NPSolver reads each sample's system: set data.init_args.system: true")
-        if datamodule.dim != self.hparams.dim:
-            raise ConfigError(f"model.init_args.dim is {self.hparams.dim} but the data is {datamodule.dim}-D")
-
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
-
     def _inner(self, op: DiffusionOperator):
         if self.hparams.inner == "jacobi":
             return Jacobi(op)
@@ -244,8 +224,7 @@ class NPSolver(L.LightningModule):
         return result.x
 
     def _system(self, batch):
-        op = DiffusionOperator.from_arrays(batch_grids(batch, self.grid), batch["a"], batch["bc_type"],
-                                           batch["bc_value"])
+        op = self.batch_operator(batch)
         b = op.rhs(batch["f"].to(self.device, torch.float64))
         if not torch.isfinite(b).all():
             raise NonFiniteError(f"NaN/Inf in the right-hand sides of samples {batch['index'][:3].tolist()}")
@@ -282,42 +261,33 @@ class NPSolver(L.LightningModule):
             return (terms["pcg"] + self.hparams.omega * terms["residual"]).mean()
         return terms[kind].mean()
 
-    def training_step(self, batch, batch_idx):
-        terms = self.losses(batch)
-        loss = self._loss(terms)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(f"the training loss became {float(loss)} at step {self.global_step} "
-                                 f"(loss: {self.hparams.loss}, stop_gradient: {self.hparams.stop_gradient}); "
-                                 "lower model.init_args.lr or set trainer.gradient_clip_val")
-        size = batch["f"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        return loss
+    def training_loss(self, batch):
+        return self._loss(self.losses(batch))
 
-    def _evaluate(self, batch, prefix):
+    def non_finite_hint(self) -> str:
+        return (f"loss: {self.hparams.loss}, stop_gradient: {self.hparams.stop_gradient}; lower model.init_args.lr "
+                "or set trainer.gradient_clip_val")
+
+    def evaluate(self, batch, prefix):
         op, b = self._system(batch)
         prediction = self.solve(op.grids, batch["a"], batch["f"], batch["bc_type"], batch["bc_value"])
         size = batch["f"].shape[0]
         per_sample = {"rel_l2": relative_l2(prediction.unsqueeze(1), batch["y"].to(prediction)),
                       "rel_residual": op.relative_residual(prediction.to(torch.float64), b).to(prediction)}
-        log_per_level(self, prefix, per_sample, batch["level"], size)
-
-    def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test")
+        self.log_per_level(prefix, per_sample, batch["level"], size)
 
     def predict_step(self, batch, batch_idx):
         return self.predict_fields(batch, self.grid)
 
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = int(self.trainer.estimated_stepping_batches)
+    default_optimizer = "AdamW"
+
+    def default_lr_scheduler(self, optimizer):
+        total = self.run_length("step")
         if total * self.hparams.pct_start < 2:  # too short a run for a warm-up phase
-            return optimizer
+            return None
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=total,
                                                         pct_start=self.hparams.pct_start)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"scheduler": scheduler, "interval": "step"}
 
     # -- use in numerical code -------------------------------------------------------------
     def preconditioner_module(self, op: DiffusionOperator) -> nn.Module:

@@ -18,14 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import layers
+
 DOWNSAMPLINGS = 4
 
 
 def _layers(dim: int):
     if dim not in (2, 3):
         raise ValueError(f"dim must be 2 or 3, got {dim}")
-    return (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, "bilinear") if dim == 2 else \
-        (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, "trilinear")
+    return layers.conv(dim), layers.batch_norm(dim), layers.max_pool(dim), layers.linear_mode(dim)
 
 
 class DoubleConv(nn.Module):
@@ -51,12 +52,6 @@ class Up(nn.Module):
     def forward(self, coarse, skip):
         coarse = F.interpolate(coarse, size=skip.shape[2:], mode=self.mode, align_corners=True)
         return self.conv(torch.cat([skip, coarse], dim=1))
-
-
-def grid_coordinates(shape, like: torch.Tensor) -> torch.Tensor:
-    """``(1, dim, *shape)`` node coordinates in [0, 1] along each axis."""
-    axes = [torch.linspace(0, 1, n, device=like.device, dtype=like.dtype) for n in shape]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"))[None]
 
 
 MAX_PATCH = 32
@@ -93,7 +88,7 @@ class UNet(nn.Module):
         self.up = nn.ModuleList([Up(dim, 16 * w, 4 * w), Up(dim, 8 * w, 2 * w), Up(dim, 4 * w, w), Up(dim, 2 * w, w)])
         conv = _layers(dim)[0]
         self.outc = conv(w, w, 1)
-        self.head = nn.Sequential(nn.Linear(w, head_width), nn.GELU(), nn.Linear(head_width, out_channels))
+        self.head = layers.mlp(w, head_width, out_channels)
         self.skip_widths = widths
 
     def _skip_blocks(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -103,7 +98,7 @@ class UNet(nn.Module):
         shape = x.shape[2:]
         if len(shape) != self.dim:
             raise ValueError(f"{type(self).__name__} is {self.dim}-D; got input of shape {tuple(x.shape)}")
-        x = torch.cat([x, grid_coordinates(shape, x).expand(x.shape[0], -1, *shape)], dim=1)
+        x = torch.cat([x, layers.grid_coordinates(shape, x).expand(x.shape[0], -1, *shape)], dim=1)
         h = self.lift(x.movedim(1, -1)).movedim(-1, 1)
         multiple = 2 ** DOWNSAMPLINGS * self.patch
         pad = [(-n) % multiple for n in shape]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import inspect
 import math
-import time
 
-import lightning as L
 import torch
 from torch import nn
 
 from pdekit.data import batch_grids
 from pdekit.errors import ConfigError, NonFiniteError
-from pdekit.grid import Grid
+from pdekit.learning.task import Task, attached_datamodule, check_learning_rate
 from pdekit.metrics import poisson_relative_residual, relative_l2
 from pdekit.registry import check_plain, load_class
 
@@ -80,52 +78,6 @@ def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int, 
             from None
 
 
-def require_files(task, datamodule) -> None:
-    """Tasks that learn from dataset files refuse an analytic-problem data module (and back)."""
-    if hasattr(datamodule, "problem") and not hasattr(datamodule, "timeseries"):
-        raise ConfigError(f"{type(task).__name__} learns from dataset files (pdekit.datamodule.FieldDataModule); "
-                          f"the data module holds the analytic problem {datamodule.problem.name!r} (for it use "
-                          "models.fkpinn.FKPINN or models.gp_hm.task.GPHM)")
-
-
-def require_problem(task, datamodule) -> None:
-    if not hasattr(datamodule, "problem"):
-        raise ConfigError(f"{type(task).__name__} learns an analytic problem: use "
-                          "pdekit.problem_data.ProblemDataModule (data.init_args.problem), not dataset files")
-
-
-def check_learning_rate(lr, weight_decay=0.0) -> None:
-    """Refuse a learning rate (or weight decay) that cannot train: negative, zero, NaN or infinite."""
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"model.init_args.lr must be a positive finite number, got {lr}")
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ConfigError(f"model.init_args.weight_decay must be a non-negative finite number, got {weight_decay}")
-
-
-def attached_datamodule(module: L.LightningModule):
-    """The data module of the trainer ``module`` is attached to, or None."""
-    return getattr(module.trainer, "datamodule", None) if module._trainer is not None else None
-
-
-def checkpoint_record(module: L.LightningModule, data_signature: dict | None, **extra) -> dict:
-    """What pdekit adds to every checkpoint (read back by :func:`pdekit.checkpoints.load_task`):
-    the task's class path, its hyperparameters and the data it was trained on."""
-    cls = type(module)
-    return {"task": f"{cls.__module__}.{cls.__qualname__}", "hparams": dict(module.hparams),
-            "data": data_signature, **extra}
-
-
-def log_per_level(module: L.LightningModule, prefix: str, per_sample: dict, levels: torch.Tensor, size: int) -> None:
-    """Log each per-sample metric's batch mean, overall and per difficulty level (``module.levels``
-    names the codes)."""
-    for name, values in per_sample.items():
-        module.log(f"{prefix}/{name}", values.mean(), batch_size=size, sync_dist=True, prog_bar=name == "rel_l2")
-        for code in levels.unique().tolist():
-            chosen = levels == code
-            module.log(f"{prefix}/{name}/{module.levels[code]}", values[chosen].mean(),
-                       batch_size=int(chosen.sum()), sync_dist=True)
-
-
 class Normalizer(nn.Module):
     """Per-channel mean/std of inputs and targets of the training split, kept as buffers so they
     travel in the checkpoint."""
@@ -153,7 +105,7 @@ class Normalizer(nn.Module):
         return y * self._shape(self.y_std, y) + self._shape(self.y_mean, y)
 
 
-class OperatorLearning(L.LightningModule):
+class OperatorLearning(Task):
     """Supervised operator learning: input fields → target fields.
 
     Args:
@@ -163,23 +115,23 @@ class OperatorLearning(L.LightningModule):
         in_channels, out_channels, dim: filled in from the data module by ``pdekit fit``.
         loss: ``l2`` (relative L2, neuraloperator ``LpLoss``) or ``h1`` (relative H1, ``H1Loss``
             with non-periodic differences).
-        lr, weight_decay: AdamW; the learning rate follows a cosine schedule over ``max_epochs``.
+        lr, weight_decay: AdamW; the learning rate follows a cosine schedule over ``max_epochs``
+            (``optimizer`` / ``lr_scheduler`` choose others: :mod:`pdekit.learning.task`).
     """
 
-    expects_timeseries = False
+    data_timeseries = False
+    default_optimizer = "AdamW"
 
     def __init__(self, network: str = "neuralop.models.FNO", network_kwargs: dict | None = None,
                  in_channels: int = 3, out_channels: int = 1, dim: int = 2, loss: str = "l2",
-                 lr: float = 1e-3, weight_decay: float = 1e-4):
-        super().__init__()
+                 lr: float = 1e-3, weight_decay: float = 1e-4, optimizer: dict | None = None,
+                 lr_scheduler: dict | str | None = None):
+        super().__init__(optimizer, lr_scheduler)
         check_learning_rate(lr, weight_decay)
         self.save_hyperparameters()
         self.net = build_network(network, network_kwargs, in_channels, out_channels, dim, field_to_field=True)
         self.normalizer = Normalizer(in_channels, out_channels)
         self.loss_fn = self._loss(loss, dim)
-        self.data_signature: dict | None = None
-        self.grid: Grid | None = None
-        self._last_batch_start = None
 
     @staticmethod
     def _loss(name: str, dim: int):
@@ -203,31 +155,14 @@ class OperatorLearning(L.LightningModule):
         return state
 
     # -- data hand-over --------------------------------------------------------------------
-    def setup(self, stage=None):
-        datamodule = attached_datamodule(self)
-        if datamodule is None:
-            return
+    def take_data(self, datamodule):
         if not bool(self.normalizer.fitted) and datamodule.stats is not None:
             self.normalizer.set(datamodule.stats)
-        self.check_data(datamodule)
-        self.data_signature = datamodule.signature()
-        self.levels = datamodule.levels
-        self.grid = datamodule.grid()
 
-    def check_data(self, datamodule) -> None:
-        """Refuse data this task cannot learn from (called by ``pdekit fit`` before any file is
-        written, and again at setup)."""
-        require_files(self, datamodule)
-        if bool(datamodule.timeseries) != self.expects_timeseries:
-            want = "time-series" if self.expects_timeseries else "static (Poisson)"
-            other = "pdekit.tasks.OperatorLearning" if self.expects_timeseries else "pdekit.tasks.Autoregressive"
-            raise ConfigError(f"{type(self).__name__} needs {want} data; the data module holds "
-                              f"pde={datamodule.pde!r} files (use {other})")
-
-    def on_save_checkpoint(self, checkpoint):
+    def checkpoint_extra(self) -> dict:
         grid = None if self.grid is None else {"shape": list(self.grid.shape), "spacing": list(self.grid.spacing),
                                                 "origin": list(self.grid.origin)}
-        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature, grid=grid)
+        return {"grid": grid}
 
     # -- steps -----------------------------------------------------------------------------
     def _check_finite(self, batch):
@@ -240,25 +175,11 @@ class OperatorLearning(L.LightningModule):
                 raise NonFiniteError(f"NaN/Inf in {'inputs' if key == 'x' else 'targets'} of sample(s) "
                                      f"{where[:3]} (file, index)")
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         self._check_finite(batch)
-        prediction = self(batch["x"], batch["mask"])
-        loss = self.loss_fn(prediction, batch["y"])
-        size = batch["x"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self._log_throughput(size)
-        return loss
+        return self.loss_fn(self(batch["x"], batch["mask"]), batch["y"])
 
-    def _log_throughput(self, size):
-        now = time.perf_counter()
-        if self._last_batch_start is not None:
-            self.log("train/samples_per_s", size / (now - self._last_batch_start), batch_size=size)
-        self._last_batch_start = now
-
-    def on_train_epoch_start(self):
-        self._last_batch_start = None
-
-    def _evaluate(self, batch, prefix):
+    def evaluate(self, batch, prefix):
         self._check_finite(batch)
         prediction = self(batch["x"], batch["mask"])
         size = batch["x"].shape[0]
@@ -268,17 +189,7 @@ class OperatorLearning(L.LightningModule):
             per_sample["rel_residual"] = poisson_relative_residual(
                 prediction[:, 0], batch_grids(batch, self.grid), batch["a"], batch["f"], batch["bc_type"],
                 batch["bc_value"]).to(prediction)
-        self._log_per_level(prefix, per_sample, batch["level"], size)
-        return prediction
-
-    def _log_per_level(self, prefix, per_sample, levels, size):
-        log_per_level(self, prefix, per_sample, levels, size)
-
-    def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._evaluate(batch, "test")
+        self.log_per_level(prefix, per_sample, batch["level"], size)
 
     def predict_step(self, batch, batch_idx):
         return self(batch["x"], batch["mask"])
@@ -293,15 +204,13 @@ class OperatorLearning(L.LightningModule):
         residual takes the place of the source ``f`` (scaled to max |r| = 1 and the answer scaled
         back, so the map is positively homogeneous); ``a`` and ``mask`` come from ``op``."""
         inputs = (self.data_signature or {}).get("inputs", ["a", "f", "mask"])
-        if self.expects_timeseries or not set(inputs) <= {"a", "f", "mask"} or "f" not in inputs:
+        if self.data_timeseries or not set(inputs) <= {"a", "f", "mask"} or "f" not in inputs:
             raise ConfigError(f"{type(self).__name__} with inputs {inputs} cannot act as a Poisson preconditioner")
         return _SourceToSolution(self, op, inputs, (self.data_signature or {}).get("log_inputs", ["a"]))
 
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 100
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def default_lr_scheduler(self, optimizer):
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.run_length("epoch"))
+        return {"scheduler": scheduler, "interval": "epoch"}
 
 
 class Autoregressive(OperatorLearning):
@@ -329,14 +238,16 @@ class Autoregressive(OperatorLearning):
         pushforward: train on one step after ``k`` gradient-free steps instead of all unrolled steps.
     """
 
-    expects_timeseries = True
+    data_timeseries = True
     REGULARIZERS = ("none", "jacobian", "jaws")
 
     def __init__(self, network: str = "neuralop.models.FNO", network_kwargs: dict | None = None,
                  in_channels: int = 3, out_channels: int = 1, dim: int = 2, loss: str = "l2",
                  lr: float = 1e-3, weight_decay: float = 1e-4, regularizer: str = "none",
-                 jacobian_weight: float = 0.1, pushforward: bool = False):
-        super().__init__(network, network_kwargs, in_channels, out_channels, dim, loss, lr, weight_decay)
+                 jacobian_weight: float = 0.1, pushforward: bool = False, optimizer: dict | None = None,
+                 lr_scheduler: dict | str | None = None):
+        super().__init__(network, network_kwargs, in_channels, out_channels, dim, loss, lr, weight_decay,
+                         optimizer, lr_scheduler)
         if regularizer not in self.REGULARIZERS:
             raise ConfigError(f"unknown regularizer {regularizer!r}; choose from {', '.join(self.REGULARIZERS)}")
         if not (isinstance(jacobian_weight, (int, float)) and math.isfinite(jacobian_weight) and jacobian_weight >= 0):
@@ -402,7 +313,7 @@ class Autoregressive(OperatorLearning):
             data = (residual.pow(2) / (2 * sigma.pow(2)) + torch.log(sigma)).mean()
         return data + self.rollout_regularization(x, mask, sigma), prediction
 
-    def training_step(self, batch, batch_idx):
+    def training_loss(self, batch):
         self._check_finite(batch)
         x, mask, y = batch["x"], batch["mask"], batch["y"]
         if self.hparams.pushforward:  # k gradient-free steps, then one trained step
@@ -421,18 +332,15 @@ class Autoregressive(OperatorLearning):
                 losses.append(loss)
                 x = self.advance(x, prediction)  # the step just computed, not a second forward pass
             loss = torch.stack(losses).mean()
-        size = x.shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self._log_throughput(size)
         return loss
 
-    def _evaluate(self, batch, prefix):
+    def evaluate(self, batch, prefix):
         self._check_finite(batch)
         predictions = self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])
         size = batch["x"].shape[0]
         errors = torch.stack([relative_l2(predictions[:, k], batch["y"][:, k]) for k in range(predictions.shape[1])], 1)
         self.log(f"{prefix}/loss", errors.mean(), batch_size=size, sync_dist=True)
-        self._log_per_level(prefix, {"rel_l2": errors.mean(1), "rel_l2_last_step": errors[:, -1]}, batch["level"], size)
+        self.log_per_level(prefix, {"rel_l2": errors.mean(1), "rel_l2_last_step": errors[:, -1]}, batch["level"], size)
 
     def predict_step(self, batch, batch_idx):
         return self.rollout(batch["x"], batch["mask"], batch["y"].shape[1])

@@ -79,7 +79,7 @@ def ritz_file(shared_dir) -> Path:
 
 def save_task_checkpoint(task, path: Path, data_signature: dict | None) -> Path:
     """A checkpoint as `pdekit fit` writes it (weights + pdekit record), without training."""
-    from pdekit.tasks import checkpoint_record
+    from pdekit.learning.task import checkpoint_record
 
     torch.save({"state_dict": task.state_dict(), "pdekit": checkpoint_record(task, data_signature)}, path)
     return path

@@ -3,16 +3,15 @@ it: the problem comes from :class:`pdekit.problem_data.ProblemDataModule` (or ``
 each training step is one Adam step on the negative log joint of :class:`GridGP` (float64)."""
 from __future__ import annotations
 
-import lightning as L
 import torch
 
 from models.gp_hm.solver import GridGP
-from pdekit.errors import ConfigError, NonFiniteError
+from pdekit.errors import ConfigError
 from pdekit.problems import get
-from pdekit.tasks import attached_datamodule, check_learning_rate, checkpoint_record, require_problem
+from pdekit.learning.task import Task, check_learning_rate
 
 
-class GPHM(L.LightningModule):
+class GPHM(Task):
     """Args:
         problem: filled in from the data module (a registered problem name).
         points: collocation points per axis (an int, or one per axis).
@@ -25,16 +24,17 @@ class GPHM(L.LightningModule):
         in_channels, out_channels, dim: linked by ``pdekit fit``; unused.
     """
 
+    data_source = "problem"
+
     def __init__(self, problem: str | None = None, points: int | list[int] = 200, kernel: str = "stm",
                  components: int = 30, max_frequency: float = 20.0, boundary_weight: float = 200.0,
                  jitter: float = 1e-6, lr: float = 0.01, test_points: int = 300, in_channels: int = 1,
-                 out_channels: int = 1, dim: int = 1):
-        super().__init__()
+                 out_channels: int = 1, dim: int = 1, optimizer: dict | None = None,
+                 lr_scheduler: dict | str | None = None):
+        super().__init__(optimizer, lr_scheduler)
         check_learning_rate(lr)
         self.save_hyperparameters()
         self.gp = self._build(problem) if problem is not None else None
-        self.data_signature = None
-        self.automatic_optimization = True
 
     def _build(self, name: str) -> GridGP:
         h = self.hparams
@@ -46,7 +46,7 @@ class GPHM(L.LightningModule):
     def check_data(self, datamodule) -> None:
         """The problem comes from the data: the GP is built (and its settings checked) here, before
         ``pdekit fit`` writes anything."""
-        require_problem(self, datamodule)
+        super().check_data(datamodule)
         if self.hparams.problem not in (None, datamodule.problem.name):
             raise ConfigError(f"model.init_args.problem is {self.hparams.problem!r} but the data module holds "
                               f"{datamodule.problem.name!r}; give the problem once")
@@ -54,29 +54,15 @@ class GPHM(L.LightningModule):
             self.gp = self._build(datamodule.problem.name)
             self.hparams.problem = datamodule.problem.name  # saved with the checkpoint
 
-    def setup(self, stage=None):
-        datamodule = attached_datamodule(self)
-        if datamodule is not None:
-            self.check_data(datamodule)
-            self.data_signature = datamodule.signature()
+    def training_loss(self, batch):
+        return self.gp.loss()
 
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint["pdekit"] = checkpoint_record(self, self.data_signature)
-
-    def training_step(self, batch, batch_idx):
-        terms = self.gp.loss()
-        if not torch.isfinite(terms["loss"]):
-            raise NonFiniteError("the GP objective became non-finite; lower lr or raise jitter")
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, prog_bar=name == "loss", batch_size=1)
-        return terms["loss"]
+    def non_finite_hint(self) -> str:
+        return "lower lr or raise jitter"
 
     def on_train_epoch_end(self):
         if self.gp.problem.exact is not None:
             self.log("train/rel_l2", self.gp.relative_error(self.hparams.test_points), prog_bar=True)
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The solution at points ``x`` (n, dim)."""
