@@ -330,7 +330,7 @@ def _pressure_precond(value: str) -> str:
     if not Path(value).is_file():
         raise UsageError(f"--pressure-precond must be one of {', '.join(PRECONDITIONERS)} or a checkpoint file, "
                          f"got {value!r}")
-    from pdekit.checkpoints import load_task
+    from pdekit.learning.checkpoints import load_task
     from pdekit.errors import PdekitError
 
     try:  # refused here, before any work, if it is not a loadable pdekit checkpoint
@@ -411,7 +411,7 @@ def _time_series_levels() -> None:
 
 def _merge(args) -> int:
     from datagen.runner import merge
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
 
     out = Path(args.out)
     _check_out(out, args.overwrite)
@@ -430,7 +430,7 @@ def _merge(args) -> int:
 
 def _cost(args) -> int:
     from datagen.cost import cost_by_level
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
 
     try:
         rows = cost_by_level(args.files)
@@ -450,7 +450,7 @@ def _cost(args) -> int:
 
 def _plot(args) -> int:
     from datagen.plot import plot
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
 
     if args.samples < 1 or args.trajectory < 0:
         raise UsageError(f"need --samples >= 1 and --trajectory >= 0, got {args.samples} and {args.trajectory}")
@@ -476,7 +476,7 @@ def _system(text: str):
 
 def _ritz(args) -> int:
     from datagen.ritz import GENERATOR_VERSION, generate_ritz
-    from pdekit.data import DatasetFormatError, write_poisson
+    from pdekit.files.dataset import DatasetFormatError, write_poisson
 
     system = _system(args.system) if args.system else None
     level = None if system else _level(args)
@@ -511,7 +511,7 @@ SPLIT_DEFAULT = "0.8,0.1,0.1"
 
 def _export(args) -> int:
     from datagen.export import export
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
 
     if args.samples < 1 or args.trajectory < 0:
         raise UsageError(f"need --samples >= 1 and --trajectory >= 0, got {args.samples} and {args.trajectory}")
@@ -568,7 +568,7 @@ def _time_series(p, batch: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pdekit.cli import OneLineArgumentParser
+    from pdekit.learning.cli import OneLineArgumentParser
 
     parser = OneLineArgumentParser(prog="datagen", description="Generate PDE datasets with classical solvers.")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pdekit.data import level_names, open_dataset
+from pdekit.files.dataset import level_names, open_dataset
 
 COST_FIELDS = ("solve_seconds", "wall_seconds", "seconds")
 

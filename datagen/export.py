@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pdekit import Grid
-from pdekit.data import LABELS_PDE, grid_of, is_timeseries, open_dataset, open_poisson
+from pdekit.files.dataset import LABELS_PDE, grid_of, is_timeseries, open_dataset, open_poisson
 
 FORMATS = ("xdmf", "vtu")
 

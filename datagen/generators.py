@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pdekit.data import write_poisson, write_timeseries
+from pdekit.files.dataset import write_poisson, write_timeseries
 
 VERSIONS = {"poisson": "poisson-3", "navier_stokes_periodic": "ns-periodic-1", "navier_stokes_obstacles": "ns-channel-2",
             "burgers": "burgers-2", "feynman_kac": "feynman-kac-1"}
@@ -173,7 +173,7 @@ def estimate_bytes(config: dict, samples: int) -> tuple[int, int]:
 def _chooser_before(config, k: int, parts):
     """The ω chooser as it was after this run's previous sample (stored in that sample's part, so
     a resumed run learns exactly as an uninterrupted one): a fresh one for the first sample."""
-    from pdekit.tuning import TsallisINF, from_state_dict
+    from pdekit.relaxation import TsallisINF, from_state_dict
 
     count = int(config.get("shard", "0/1").split("/")[1])
     previous = k - count  # samples run in index order; a shard takes every count-th
@@ -215,7 +215,7 @@ def write(out: Path, samples: list[dict], config: dict) -> list[Path]:
                     origin=tuple(_shared(samples, "origin")))
         return [write_poisson(out, arrays, grid=grid, config=config, generator_version=version)]
     if kind == "feynman_kac":
-        from pdekit.data import write_labels
+        from pdekit.files.dataset import write_labels
 
         arrays = {key: _stack(samples, key) for key in samples[0]}
         return [write_labels(out, arrays, config=config, generator_version=version)]

@@ -65,7 +65,7 @@ def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
 
 def make_preconditioner(spec, op: DiffusionOperator, device=None):
     """``spec``: ``"amg"``, ``"jacobi"``, ``"ilu"``, ``"none"``, a path to a trained pdekit
-    checkpoint (loaded with :func:`pdekit.precond.load`), or any object with ``__call__`` (a
+    checkpoint (loaded with :func:`pdekit.learning.solvers.load`), or any object with ``__call__`` (a
     pdekit Preconditioner).  Returns ``(M, flexible)``: a network needs flexible CG (a neural
     multigrid checkpoint does not: it is linear and SPD, so plain PCG runs with it)."""
     from pdekit import precond
@@ -82,7 +82,9 @@ def make_preconditioner(spec, op: DiffusionOperator, device=None):
         return precond.ILU(op), False
     if spec == "ssor":  # the relaxation is chosen per solve (ChannelFlow.omega)
         return None, False
-    M = precond.load(spec, op, device=device)  # the network runs where the flow does
+    from pdekit.learning.solvers import load
+
+    M = load(spec, op, device=device)  # the network runs where the flow does
     return M, not M.linear  # a network needs flexible CG; the neural multigrid is a fixed SPD map
 
 
@@ -127,11 +129,11 @@ class ChannelFlow:
         except SingularOperatorError:
             raise ValueError("the obstacles enclose fluid cut off from the outlet") from None
         self.M, self.flexible = make_preconditioner(pressure_precond, self.op, self.device)
-        # SSOR: a fixed omega, or one an online bandit learns from solve to solve (pdekit.tuning)
+        # SSOR: a fixed omega, or one an online bandit learns from solve to solve (pdekit.relaxation)
         self.omega = omega if pressure_precond == "ssor" else None
         self.omega_chooser = None
         if self.omega == "auto":
-            from pdekit.tuning import TsallisINF
+            from pdekit.relaxation import TsallisINF
 
             self.omega_chooser = TsallisINF(seed=seed)
         self._ssor: dict = {}
@@ -491,7 +493,7 @@ class ChannelFlow:
 
     def save_state(self, path) -> None:
         """:meth:`state` to ``path`` atomically (a ``torch.save`` file of tensors and numbers)."""
-        from pdekit.atomic import atomic_path
+        from pdekit.files.atomic import atomic_path
 
         with atomic_path(path) as tmp:
             torch.save(self.state(), tmp)

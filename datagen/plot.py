@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pdekit.atomic import atomic_path
-from pdekit.data import LABELS_PDE, is_timeseries, level_names, open_dataset, open_poisson
+from pdekit.files.atomic import atomic_path
+from pdekit.files.dataset import LABELS_PDE, is_timeseries, level_names, open_dataset, open_poisson
+from pdekit.files.figures import pyplot, save_figure
 
 
 def plot_poisson(path, out=None, samples: int = 4) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     path = Path(path)
     out = Path(out) if out else path.with_suffix(".png")
@@ -48,19 +46,14 @@ def plot_poisson(path, out=None, samples: int = 4) -> Path:
                 ax.set_yticks([])
                 fig.colorbar(im, ax=ax, fraction=0.046)
         fig.tight_layout()
-        with atomic_path(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=80)
-        plt.close(fig)
+        save_figure(fig, out, dpi=80)
     return out
 
 
 def plot_labels(path, out=None) -> Path:
     """Feynman–Kac labels: label against the exact value with ±2 standard errors, and the
     standardised error (label − exact)/stderr at the points (the first two coordinates)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     path = Path(path)
     out = Path(out) if out else path.with_suffix(".png")
@@ -87,9 +80,7 @@ def plot_labels(path, out=None) -> Path:
         axes[0].set(xlabel="standard error", ylabel="labels")
     axes[1].set(xlabel="x₁", ylabel="x₂" if points.shape[1] > 1 else "label", aspect="equal" if points.shape[1] > 1 else "auto")
     fig.suptitle(title)
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+    save_figure(fig, out, dpi=80)
     return out
 
 
@@ -127,10 +118,7 @@ def _image(ax, data, title, limit):
 
 
 def plot_timeseries(path, out=None, samples: int = 4, *, animate: bool = True, trajectory: int = 0) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     path = Path(path)
     out = Path(out) if out else path.with_suffix(".png")
@@ -168,9 +156,7 @@ def plot_timeseries(path, out=None, samples: int = 4, *, animate: bool = True, t
             for ax, j in zip(axes[i], columns):
                 im = _image(ax, frames[j], f"{name}, sample {i} ({levels[i]}), t = {t[j]:.3g}", limit)
             fig.colorbar(im, ax=axes[i].tolist(), fraction=0.046 if not wide else 0.02)
-        with atomic_path(out, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=80)
-        plt.close(fig)
+        save_figure(fig, out, dpi=80)
         written.append(out)
         if "drag" in h5:
             written.append(_plot_forces(h5, out.with_name(out.stem + "-forces.png"), trajectory))
@@ -199,9 +185,7 @@ def _plot_forces(h5, out: Path, i: int) -> Path:
     if int(h5["n_obstacles"][i]):
         axes[0].legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(out, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+    save_figure(fig, out, dpi=80)
     return out
 
 

@@ -72,7 +72,7 @@ def generate_ritz(level, resolution: int, dim: int, count: int, steps: int, seed
     if system is not None:
         import h5py
 
-        from pdekit.data import load_system
+        from pdekit.files.dataset import load_system
 
         path, index = system
         op, _, _ = load_system(path, index)

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datagen import generators
-from pdekit.atomic import atomic_path
+from pdekit.files.atomic import atomic_path
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -242,8 +242,8 @@ def merge(paths, out: Path) -> Path:
     the others (``t``, ``t_force``) must agree."""
     import h5py
 
-    from pdekit.atomic import atomic_path
-    from pdekit.data import open_dataset
+    from pdekit.files.atomic import atomic_path
+    from pdekit.files.dataset import open_dataset
 
     configs, files = [], []
     for path in paths:

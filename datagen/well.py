@@ -37,8 +37,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pdekit.atomic import atomic_path
-from pdekit.data import is_timeseries, level_names, open_dataset
+from pdekit.files.atomic import atomic_path
+from pdekit.files.dataset import is_timeseries, level_names, open_dataset
 
 AXES = ("x", "y", "z")
 PHYSICAL_PARAMETERS = ("viscosity", "reynolds")  # exported as scalars; other per-sample numbers are diagnostics

@@ -17,6 +17,7 @@ from results_io import print_table, save_figure, write_json  # experiments/ is o
 
 from models.gp_hm.solver import GridGP
 from pdekit.problems import get
+from pdekit.files.figures import pyplot
 
 
 def dense_prior(gp: GridGP):
@@ -89,10 +90,7 @@ def main():
     if args.out:
         write_json(args.out, rows)
     if args.plot:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(5, 3.8), layout="constrained")
         for dim in (2, 3):

@@ -8,7 +8,7 @@ hard levels at 64², 128², 256², with the network trained at 64² applied unch
 * **speed-up at matched accuracy**: the time AMG-PCG needs to reach the network's own error
   (fewest iterations k with error ≤ the network's; setup + k iterations) over one forward pass;
 * **warm start**: CG and AMG-PCG iterations and seconds to 1e-6 and 1e-8 from zero and from the
-  network's guess (:func:`pdekit.warmstart.initial_guess`, energy-scaled; forward time included).
+  network's guess (:func:`pdekit.learning.solvers.initial_guess`, energy-scaled; forward time included).
 
     python experiments/bench_npsolver.py --ckpt runs/npsolver_study/pcg/checkpoints/last.ckpt [--samples 3]
         [--sizes 64,128,256] [--levels medium,hard] [--device cpu] [--out results.json]
@@ -27,10 +27,10 @@ from results_io import print_table, write_json
 
 from datagen.poisson import sample_problem
 from pdekit import DiffusionOperator
-from pdekit.checkpoints import load_task
+from pdekit.learning.checkpoints import load_task
 from pdekit.krylov import pcg
 from pdekit.precond import AMG
-from pdekit.warmstart import initial_guess
+from pdekit.learning.solvers import initial_guess
 
 
 def timed(fn, device="cpu"):

@@ -39,10 +39,12 @@ from datagen.poisson import LEVELS, sample_problem
 from datagen.ritz import generate_ritz
 from models.dcdm import DCDM
 from pdekit import DiffusionOperator
-from pdekit.data import write_poisson
-from pdekit.datamodule import FieldDataModule
+from pdekit.files.dataset import write_poisson
+from pdekit.learning.datamodules import FieldDataModule
 from pdekit.krylov import conjugate_directions, fcg, pcg
-from pdekit.precond import AMG, ILU, ModulePreconditioner, load
+from pdekit.learning.solvers import load
+from pdekit.precond import AMG, ILU, ModulePreconditioner
+from pdekit.files.figures import pyplot, save_figure
 
 CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000,
         "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000, "PCG-gmg": 1000, "PCG-nmg": 1000}
@@ -114,7 +116,7 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
         else:
             if method in ("DCDM", "FCG-net"):
                 M = load(ckpt, op, device=device)
-            else:  # "+J2": two Jacobi sweeps after the network (pdekit.precond.load(..., smoothing=2))
+            else:  # "+J2": two Jacobi sweeps after the network (pdekit.learning.solvers.load(..., smoothing=2))
                 name, _, smooth = method[4:].partition("+J")
                 M = load(others[name], op, device=device, smoothing=int(smooth or 0))
             solve = conjugate_directions if method == "DCDM" else fcg
@@ -174,7 +176,7 @@ def sequence(args):
 
 def check_arguments(args) -> None:
     """Bad values stop the run before any training or solving, in one line."""
-    from pdekit.checkpoints import load_task
+    from pdekit.learning.checkpoints import load_task
     from pdekit.errors import PdekitError
 
     if args.sequence < 0:
@@ -313,10 +315,7 @@ def run(args, folder):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cases = [k for k in dict.fromkeys((r["grid"], r["level"]) for r in results if r["tol"] == 1e-8)]
     cases = ([c for c in cases if c[1] in ("easy", "hard", "ns-pressure")] or cases)[-4:]
@@ -331,10 +330,7 @@ def plot(results, path):
         ax.set_xscale("symlog", linthresh=10)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

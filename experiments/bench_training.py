@@ -32,8 +32,8 @@ from results_io import print_table, write_json  # experiments/ is on sys.path wh
 
 from datagen import runner
 from datagen.generators import config_for
-from pdekit.datamodule import FieldDataModule
-from pdekit.tasks import OperatorLearning
+from pdekit.learning.datamodules import FieldDataModule
+from pdekit.learning.tasks import OperatorLearning
 
 
 class EpochTimer(L.Callback):

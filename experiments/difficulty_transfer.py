@@ -32,6 +32,8 @@ curve) divided by the mix's budget, per seed.
 """
 from __future__ import annotations
 
+from pdekit.files.figures import pyplot
+
 import argparse
 import math
 import shutil
@@ -109,12 +111,12 @@ def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: s
 
 
 def train_and_test(study: Study, paths, counts, seed: int, steps: int, run: Path, out: Path) -> float:
-    import pdekit.cli
-    from pdekit.evaluate import evaluate
+    import pdekit.learning.cli
+    from pdekit.learning.evaluation.fields import evaluate
 
     shutil.rmtree(run, ignore_errors=True)
     sys.argv = ["pdekit"]
-    code = pdekit.cli.main(["fit", "--config", str(study.config), "--seed_everything", str(seed),
+    code = pdekit.learning.cli.main(["fit", "--config", str(study.config), "--seed_everything", str(seed),
                             "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run),
                             "--trainer.logger.init_args.save_dir", str(run),
                             "--trainer.callbacks.init_args.dirpath", str(run / "checkpoints"),
@@ -229,10 +231,7 @@ def main():
 
 
 def _figure(rows, mixes, path, args, what):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4.3), layout="constrained")
     for mix in mixes:

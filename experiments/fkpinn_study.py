@@ -23,6 +23,7 @@ import torch
 from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
 
 from pdekit.problems import get
+from pdekit.files.figures import pyplot
 
 
 def make_labels(problem, count: int, paths: int, path: Path) -> float:
@@ -45,7 +46,7 @@ def train(problem, labels_path, label_weight: float, max_labels: int, steps: int
     import lightning as L
 
     from models.fkpinn import FKPINN
-    from pdekit.problem_data import ProblemDataModule
+    from pdekit.learning.datamodules import ProblemDataModule
 
     class Curve(L.Callback):
         def __init__(self):
@@ -215,10 +216,7 @@ def conditioning(problem, labels_path, weights):
 
 
 def _figures(curves, spectra, out):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     problems = list(spectra)
     fig, axes = plt.subplots(2, len(problems), figsize=(4.6 * len(problems), 7.2), squeeze=False, layout="constrained")

@@ -28,6 +28,7 @@ from results_io import print_table, save_figure, write_json  # experiments/ is o
 
 from models.gp_hm.solver import GridGP, fit
 from pdekit.problems import get
+from pdekit.files.figures import pyplot
 
 
 # the reference's per-problem settings (its config/*.yaml): μ initialised on 0 … freq_scale, N points per axis
@@ -94,7 +95,7 @@ def pinn(problem, n: int, seconds: float, seed: int = 0):
     """A tanh MLP (64-64-64) on the same grid points, residual by autograd, boundary weight 200,
     Adam 1e-3, for ``seconds`` of wall-clock time."""
     from models.fkpinn import TanhMLP
-    from pdekit.autodiff import gradient_and_laplacian
+    from pdekit.problems.autodiff import gradient_and_laplacian
 
     torch.manual_seed(seed)
     x = test_grid(problem, n)
@@ -175,10 +176,7 @@ TRUE_FREQUENCIES = {"poisson-1d-sin100": (100 / (2 * math.pi),), "allen-cahn-1d-
 
 
 def _figure(learned, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(learned), figsize=(4.2 * len(learned), 3.4), squeeze=False, layout="constrained")
     for ax, (label, (frequency, weight)) in zip(axes[0], learned.items()):

@@ -12,7 +12,7 @@ Sequences:
 For every system and every ω of the grid (20 values in [1, 1.95]) the solve is run once and its
 iterations and seconds stored (the cost table); since a solve's cost is a deterministic function
 of (system, ω), each strategy is then a replay on that table:
-  fixed ω = 1, the best fixed ω in hindsight, Tsallis-INF (pdekit.tuning.TsallisINF, 5 seeds),
+  fixed ω = 1, the best fixed ω in hindsight, Tsallis-INF (pdekit.relaxation.TsallisINF, 5 seeds),
   the contextual variant (ContextualTsallisINF; features: log10 of the coefficient contrast and
   the Dirichlet share of the boundary, or the shift c_t binned in 6 for `paper`; none for the
   channel, whose matrix is fixed), the
@@ -21,6 +21,8 @@ of (system, ω), each strategy is then a replay on that table:
     python experiments/learning_to_relax.py [--systems 500] [--resolution 24] [--out folder]
 """
 from __future__ import annotations
+
+from pdekit.files.figures import pyplot
 
 import argparse
 import multiprocessing as mp
@@ -162,7 +164,7 @@ def replay(table, chooser_factory, contextual=False, seeds=5) -> tuple[np.ndarra
 
 
 def strategies(name, table) -> dict:
-    from pdekit.tuning import ContextualTsallisINF, TsallisINF
+    from pdekit.relaxation import ContextualTsallisINF, TsallisINF
 
     its, secs = table["iterations"], table["seconds"]
     best = int(np.argmin(its.sum(0)))
@@ -227,10 +229,7 @@ def main():
 
 
 def figure(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.4), squeeze=False, layout="constrained")
     for ax, (name, result) in zip(axes[0], results.items()):

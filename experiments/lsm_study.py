@@ -30,9 +30,9 @@ PAPER = {"lsm": 0.0065, "unet": 0.0080, "fno": 0.0108, "tfno": float("nan")}  # 
 
 def main():
     import datagen.cli
-    import pdekit.cli
-    from pdekit.checkpoints import load_task
-    from pdekit.evaluate import evaluate
+    import pdekit.learning.cli
+    from pdekit.learning.checkpoints import load_task
+    from pdekit.learning.evaluation.fields import evaluate
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=500)
@@ -56,7 +56,7 @@ def main():
         shutil.rmtree(run / "checkpoints", ignore_errors=True)
         sys.argv = ["pdekit"]
         start = time.perf_counter()
-        code = pdekit.cli.main(["fit", "--config", str(ROOT / f"experiments/configs/{name}.yaml"),
+        code = pdekit.learning.cli.main(["fit", "--config", str(ROOT / f"experiments/configs/{name}.yaml"),
                                 "--trainer.max_epochs", str(args.epochs), "--trainer.enable_progress_bar", "false"])
         seconds = time.perf_counter() - start
         if code != 0:

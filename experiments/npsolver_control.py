@@ -34,6 +34,7 @@ from pdekit.grid import Grid
 from pdekit.krylov import pcg
 from pdekit.operators import DiffusionOperator
 from pdekit.precond import AMG
+from pdekit.files.figures import pyplot
 
 MODES = 6
 
@@ -187,10 +188,7 @@ def main():
 
 
 def figure(grid, f, true, claimed, c_surrogate, c_exact, u_max, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     y = grid.axis_coordinates(1)
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")

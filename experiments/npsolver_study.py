@@ -22,6 +22,8 @@ Writes results.json, learning_curves.png (validation relative L2 vs step) under 
 """
 from __future__ import annotations
 
+from pdekit.files.figures import pyplot
+
 import argparse
 import csv
 import math
@@ -70,14 +72,14 @@ def arm_config(name: str, overrides: dict, files: list[Path], steps: int, run: P
 
 
 def train(name, overrides, files, steps, run: Path) -> dict:
-    import pdekit.cli
+    import pdekit.learning.cli
 
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     config = arm_config(name, overrides, files, steps, run)
     sys.argv = ["pdekit"]
     start = time.perf_counter()
-    code = pdekit.cli.main(["fit", "--config", str(config)])
+    code = pdekit.learning.cli.main(["fit", "--config", str(config)])
     seconds = time.perf_counter() - start
     curve = []
     metrics = run / "logs/version_0/metrics.csv"
@@ -94,7 +96,7 @@ def train(name, overrides, files, steps, run: Path) -> dict:
 
 
 def evaluate_files(ckpt: Path, files: list[Path], out: Path) -> dict:
-    from pdekit.evaluate import evaluate
+    from pdekit.learning.evaluation.fields import evaluate
 
     metrics = evaluate(ckpt, files, out, figures=4)
     return metrics["per_level"]
@@ -168,10 +170,7 @@ def merged(path: Path, steps: int, rows, rows_3d, curves):
 
 
 def learning_curves(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     for name, curve in curves.items():

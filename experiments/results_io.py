@@ -4,7 +4,8 @@ import os
 import sys
 from pathlib import Path
 
-from pdekit.atomic import atomic_path
+from pdekit.files.atomic import atomic_path
+from pdekit.files.figures import save_figure  # noqa: F401 (the scripts take it from here)
 
 
 def refuse(message: str):
@@ -16,7 +17,7 @@ def refuse(message: str):
 def run_script(main) -> None:
     """A script's entry point: pdekit's own errors (bad names, missing or foreign files, refused
     settings) and a missing file end in one line with exit status 2, Ctrl-C with 130."""
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
     from pdekit.errors import PdekitError
 
     try:
@@ -58,11 +59,3 @@ def print_table(title, rows) -> None:
         cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
         print("| " + " | ".join(cells) + " |")
 
-
-def save_figure(fig, path) -> None:
-    """A matplotlib figure as a PNG, written atomically, then closed."""
-    import matplotlib.pyplot as plt
-
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)

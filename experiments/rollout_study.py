@@ -25,6 +25,8 @@ horizons are 1–4 steps; every test trajectory is rolled out over its whole sto
 """
 from __future__ import annotations
 
+from pdekit.files.figures import pyplot
+
 import argparse
 import os
 import shutil
@@ -105,7 +107,7 @@ def main():
 
 
 def study(name, dataset: Dataset, methods, args, out):
-    from pdekit.evaluate import evaluate
+    from pdekit.learning.evaluation.fields import evaluate
 
     work = Path("runs").resolve() / name
     work.mkdir(parents=True, exist_ok=True)
@@ -190,11 +192,11 @@ def _config(config_name, dataset_name, dataset: Dataset, work: Path, jacobian_we
 
 
 def _fit(config: Path, epochs: int) -> float:
-    import pdekit.cli
+    import pdekit.learning.cli
 
     t0 = time.perf_counter()
     sys.argv = ["pdekit"]
-    code = pdekit.cli.main(["fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
+    code = pdekit.learning.cli.main(["fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
                             "--trainer.enable_progress_bar", "false"])
     if code != 0:
         raise SystemExit(f"{config}: pdekit fit failed")
@@ -203,10 +205,10 @@ def _fit(config: Path, epochs: int) -> float:
 
 def _late_spectrum(ckpt, test_file):
     """Truth and prediction spectra of test trajectory 0 at the last stored step."""
-    from pdekit import rollout_metrics as rm
-    from pdekit.checkpoints import load_task
-    from pdekit.datamodule import TimeSeriesWindows
-    from pdekit.rollout_eval import roll_out
+    from pdekit.learning.evaluation import rollout_metrics as rm
+    from pdekit.learning.checkpoints import load_task
+    from pdekit.learning.datamodules import TimeSeriesWindows
+    from pdekit.learning.evaluation.rollout import roll_out
 
     task, info = load_task(ckpt)
     windows = TimeSeriesWindows(test_file, info["data"]["inputs"], 1, 1)
@@ -218,10 +220,7 @@ def _late_spectrum(ckpt, test_file):
 
 
 def _figure(name, curves, spectra, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     stems = list(dict.fromkeys(stem for _, stem in curves))
     fig, axes = plt.subplots(1, len(stems) + 1, figsize=(5 * (len(stems) + 1), 3.8), layout="constrained")

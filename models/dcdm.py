@@ -21,7 +21,7 @@ from models import layers
 from pdekit.errors import NonFiniteError
 from pdekit.operators import DiffusionOperator
 from pdekit.learning.task import Task, check_learning_rate
-from pdekit.tasks import build_network
+from pdekit.learning.tasks import build_network
 
 
 class DCDMNet(nn.Module):

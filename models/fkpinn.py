@@ -18,9 +18,9 @@ import math
 import torch
 from torch import nn
 
-from pdekit.autodiff import gradient_and_laplacian
+from pdekit.problems.autodiff import gradient_and_laplacian
 from pdekit.errors import ConfigError
-from pdekit.problem_eval import TEST_SEED
+from pdekit.learning.evaluation.problems import TEST_SEED
 from pdekit.problems import Problem, get
 from pdekit.learning.task import Task, check_learning_rate
 

@@ -23,14 +23,14 @@ from torch import nn
 
 from pdekit.boundary import DIRICHLET, NEUMANN
 from pdekit.errors import ConfigError, NonFiniteError
-from pdekit.data import batch_grids
+from pdekit.files.dataset import batch_grids
 from pdekit.grid import Grid
 from pdekit.krylov import pcg
-from pdekit.metrics import relative_l2
+from pdekit.learning.evaluation.metrics import relative_l2
 from pdekit.operators import DiffusionOperator
 from pdekit.precond import AMG, Jacobi
 from pdekit.learning.task import Task, check_learning_rate
-from pdekit.tasks import build_network
+from pdekit.learning.tasks import build_network
 
 LOSSES = ("pcg", "residual", "mixed", "supervised")
 INNER_PRECONDITIONERS = ("jacobi", "amg", "none")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import layers
+from models.layers import mlp
 
 
 
@@ -72,7 +72,7 @@ class TransolverBlock(nn.Module):
         self.attention = PhysicsAttention(width, heads, width // heads, slices, dropout)
         self.norm_mlp = nn.LayerNorm(width)
         hidden = max(1, int(width * mlp_ratio))
-        self.mlp = layers.mlp(width, hidden, width)
+        self.mlp = mlp(width, hidden, width)
 
     def forward(self, interior, interior_mask, boundary, boundary_mask):
         interior = interior + self.attention(self.norm_interior(interior), interior_mask,
@@ -97,8 +97,8 @@ class BATransolver(nn.Module):
             raise ValueError(f"slices must be [interior, boundary] counts >= 1, got {slices}")
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
-        self.embed_interior = layers.mlp(interior_features, 2 * width, width)
-        self.embed_boundary = layers.mlp(boundary_features, 2 * width, width)
+        self.embed_interior = mlp(interior_features, 2 * width, width)
+        self.embed_boundary = mlp(boundary_features, 2 * width, width)
         self.blocks = nn.ModuleList(TransolverBlock(width, heads, tuple(slices), mlp_ratio, dropout)
                                     for _ in range(layers))
         self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, out_channels))

@@ -223,7 +223,7 @@ class SSOR(_SciPyBacked):
     """Symmetric successive over-relaxation as an SPD preconditioner (valid in ``pcg``):
     ``M = (D + ωL) D⁻¹ (D + ωU) / (ω(2 − ω))`` with ``U = Lᵀ``, for ``0 < ω < 2``; ``ω = 1`` is
     symmetric Gauss–Seidel.  Applied on CPU by a forward and a backward sweep (natural ordering
-    of the active unknowns).  ``omega`` is what :mod:`pdekit.tuning` learns across a sequence."""
+    of the active unknowns).  ``omega`` is what :mod:`pdekit.relaxation` learns across a sequence."""
 
     def __init__(self, A, omega: float = 1.0, *, index: int | None = None):
         matrix, layout, grid = _system(A, index)
@@ -324,40 +324,13 @@ class ModulePreconditioner(_Base):
         return out
 
 
-def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditioner:
-    """A trained solver from a pdekit checkpoint (read with ``weights_only=True``) as a
-    preconditioner for operator ``A`` (a :class:`DiffusionOperator`).  The result follows the
-    Preconditioner protocol: ``M(r)`` in pdekit's solvers, ``M.as_linear_operator()`` in
-    ``scipy.sparse.linalg``.  A network is not a fixed linear map (``M.linear`` is False): use it
-    with :func:`pdekit.krylov.fcg` or :func:`pdekit.krylov.conjugate_directions`, not plain PCG.
-    The neural multigrid (:class:`models.multigrid.NeuralMultigrid`) is: linear, symmetric and
-    positive definite for its operator (``M.linear`` is True), so plain PCG and
-    ``scipy.sparse.linalg.cg`` are valid with it.
-    ``smoothing``: Jacobi sweeps after the network (see :class:`ModulePreconditioner`)."""
-    from pdekit.checkpoints import load_task
+def __getattr__(name):
+    # pdekit.precond.load moved to the learning layer (the core does not read checkpoints)
+    if name == "load":
+        import warnings
 
-    if not isinstance(A, DiffusionOperator):
-        raise TypeError("load() needs the DiffusionOperator whose residuals the model will see")
-    from pdekit.checkpoints import CheckpointError
+        warnings.warn("pdekit.precond.load moved to pdekit.learning.solvers.load", DeprecationWarning, stacklevel=2)
+        from pdekit.learning.solvers import load
 
-    if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and
-                                    np.array_equal(A.bc_type[0], A.bc_type[i]) for i in range(1, A.batch_size)):
-        # the learned modules are built from one system's coefficient, geometry and boundary types
-        raise ValueError(f"the operator holds {A.batch_size} different systems; a learned preconditioner is "
-                         "built for one: load it for each system's operator (a batch of right-hand sides of one "
-                         "system is fine)")
-    if device is not None:
-        from pdekit.resources import check_device
-
-        device = check_device(device)
-    task, info = load_task(checkpoint)
-    trained_dim = (info.get("data") or {}).get("dim", info.get("hparams", {}).get("dim"))
-    if trained_dim is not None and int(trained_dim) != A.grid.ndim:
-        raise CheckpointError(f"{checkpoint} holds a {trained_dim}-D model; the operator is {A.grid.ndim}-D")
-    if not hasattr(task, "preconditioner_module"):
-        raise CheckpointError(f"{checkpoint} holds a {info['task']}, which cannot act as a preconditioner")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    module = task.preconditioner_module(A).to(device).eval()
-    # a task whose preconditioner is a fixed linear SPD map (the neural multigrid) says so
-    linear = bool(getattr(task, "linear_preconditioner", False)) and not smoothing
-    return ModulePreconditioner(module, A, linear=linear, smoothing=smoothing)
+        return load
+    raise AttributeError(f"module 'pdekit.precond' has no attribute {name!r}")

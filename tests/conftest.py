@@ -27,6 +27,19 @@ def device(request):
 # ------------------------------------------------------------------ session-scoped data and models
 # Built once per test process (xdist worker) and shared: small files, untrained but real models.
 
+@pytest.fixture
+def run_cli():
+    """Run one of the installed console scripts (``pdekit``, ``datagen``): ``run_cli([name, *args])``."""
+    import subprocess
+    import sys
+
+    def run(argv, timeout=300):
+        exe = Path(sys.executable).parent / argv[0]
+        return subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def shared_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("shared")
@@ -93,7 +106,7 @@ def poisson_signature(dim: int = 2) -> dict:
 @pytest.fixture(scope="session")
 def fno_checkpoint(shared_dir) -> Path:
     """An (untrained) FNO operator-learning checkpoint for 2-D Poisson data."""
-    from pdekit.tasks import OperatorLearning
+    from pdekit.learning.tasks import OperatorLearning
 
     torch.manual_seed(0)
     task = OperatorLearning(network_kwargs={"n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2})
@@ -116,7 +129,7 @@ def pickled_checkpoint(shared_dir) -> Path:
     import argparse
 
     path = shared_dir / "pickled.ckpt"
-    torch.save({"state_dict": {}, "pdekit": {"task": "pdekit.tasks.OperatorLearning"},
+    torch.save({"state_dict": {}, "pdekit": {"task": "pdekit.learning.tasks.OperatorLearning"},
                 "hyper_parameters": argparse.Namespace(evil=True)}, path)
     return path
 
@@ -132,7 +145,7 @@ def truncated_checkpoint(fno_checkpoint, shared_dir) -> Path:
 @pytest.fixture(scope="session")
 def autoregressive_checkpoint(shared_dir) -> Path:
     """An (untrained) next-step FNO checkpoint for 1-D Burgers data."""
-    from pdekit.tasks import Autoregressive
+    from pdekit.learning.tasks import Autoregressive
 
     torch.manual_seed(0)
     task = Autoregressive(network_kwargs={"n_modes": [4], "hidden_channels": 4, "n_layers": 1}, in_channels=1,

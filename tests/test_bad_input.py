@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import datagen.cli
-import pdekit.cli
+import pdekit.learning.cli
 
 # ------------------------------------------------------------------------------------- datagen
 GENERATORS = {
@@ -227,7 +227,7 @@ def files(workdir, poisson_file, burgers_file):
         h5["u"] = np.zeros((2, 4, 4))
     (workdir / "text.h5").write_text("not hdf5")
     (workdir / "link.xdmf").symlink_to(workdir / "existing.h5")
-    from pdekit.data import write_labels
+    from pdekit.files.dataset import write_labels
 
     write_labels(workdir / "labels.h5", {"points": np.zeros((2, 2)), "value": np.zeros(2), "stderr": np.ones(2),
                                          "steps": np.ones(2), "seconds": np.ones(2), "exact": np.zeros(2),
@@ -333,10 +333,10 @@ def fit_config(folder: Path, data_file: Path, **changes) -> dict:
            "trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "default_root_dir": str(folder / "run"),
                        "enable_progress_bar": False, "enable_model_summary": False, "logger": False,
                        "enable_checkpointing": False},
-           "model": {"class_path": "pdekit.tasks.OperatorLearning",
+           "model": {"class_path": "pdekit.learning.tasks.OperatorLearning",
                      "init_args": {"network": "neuralop.models.FNO",
                                    "network_kwargs": {"n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2}}},
-           "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+           "data": {"class_path": "pdekit.learning.datamodules.FieldDataModule",
                     "init_args": {"files": [str(data_file)], "batch_size": 8}}}
     for dotted, value in changes.items():
         node = cfg
@@ -350,7 +350,7 @@ def fit_config(folder: Path, data_file: Path, **changes) -> dict:
     return cfg
 
 
-PROBLEM_DATA = {"class_path": "pdekit.problem_data.ProblemDataModule",
+PROBLEM_DATA = {"class_path": "pdekit.learning.datamodules.ProblemDataModule",
                 "init_args": {"problem": "poisson-1d-sin100", "steps_per_epoch": 2}}
 FIT_CASES = [  # (config changes, extra argv, message)
     ({"model.init_args.lr": -1.0}, [], "lr must be a positive finite number"),
@@ -380,9 +380,9 @@ FIT_CASES = [  # (config changes, extra argv, message)
     ({"model.init_args.network_kwargs": {"n_modes": [4, 4], "hidden_channels": 8, "n_modez": 3}}, [], "n_modez"),
     ({"model.init_args.network_kwargs": {"hidden_channels": 8}}, [], "needs ['n_modes']"),
     ({"model.init_args.loss": "bogus"}, [], "unknown loss 'bogus'"),
-    ({"model.class_path": "pdekit.tasks.Autoregressive", "model.init_args.regularizer": "bogus",
+    ({"model.class_path": "pdekit.learning.tasks.Autoregressive", "model.init_args.regularizer": "bogus",
       "data.init_args.files": ["BURGERS"]}, [], "unknown regularizer 'bogus'"),
-    ({"model.class_path": "pdekit.tasks.Autoregressive", "model.init_args.jacobian_weight": -1.0,
+    ({"model.class_path": "pdekit.learning.tasks.Autoregressive", "model.init_args.jacobian_weight": -1.0,
       "data.init_args.files": ["BURGERS"]}, [], "jacobian_weight must be a finite number >= 0"),
     ({"model.class_path": "models.npsolver.NPSolver", "model.init_args": {"loss": "bogus"},
       "data.init_args.system": True}, [], "loss must be one of"),
@@ -471,7 +471,7 @@ def test_pdekit_fit(fit_files, capsys, monkeypatch, changes, extra, message):
     cfg = fit_config(fit_files, fit_files / "p.h5", **changes)
     (fit_files / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     argv = ["fit", "--config", "cfg.yaml", *[_substitute(a, fit_files) for a in extra]]
-    expect_one_line_error(pdekit.cli.main, argv, message, fit_files, capsys, "pdekit")
+    expect_one_line_error(pdekit.learning.cli.main, argv, message, fit_files, capsys, "pdekit")
 
 
 CONFIG_FILE_CASES = [
@@ -487,7 +487,7 @@ CONFIG_FILE_CASES = [
     (s, c, m) for s, (c, m) in itertools.product(("fit", "validate", "test", "predict"), CONFIG_FILE_CASES)])
 def test_pdekit_config_files(files, capsys, monkeypatch, subcommand, config, message):
     monkeypatch.setattr("sys.argv", ["pdekit"])
-    expect_one_line_error(pdekit.cli.main, [subcommand, "--config", config], message, files, capsys, "pdekit")
+    expect_one_line_error(pdekit.learning.cli.main, [subcommand, "--config", config], message, files, capsys, "pdekit")
 
 
 PDEKIT_CASES = [
@@ -529,7 +529,7 @@ def test_pdekit_commands(fit_files, fno_checkpoint, autoregressive_checkpoint, g
     shutil.copy(gp_checkpoint, fit_files / "gp.ckpt")
     argv = [{"FNO": "fno.ckpt", "DCDM": "dcdm.ckpt", "PICKLED": "pickled.ckpt", "TRUNCATED": "truncated.ckpt",
              "AUTOREG": "autoregressive.ckpt", "GP": "gp.ckpt"}.get(a, a) for a in argv]
-    expect_one_line_error(pdekit.cli.main, argv, message, fit_files, capsys, "pdekit")
+    expect_one_line_error(pdekit.learning.cli.main, argv, message, fit_files, capsys, "pdekit")
 
 
 def test_the_suite_is_large_enough():
@@ -566,5 +566,5 @@ def test_bad_thread_variables_are_one_line(workdir, capsys, monkeypatch, variabl
     if variable != "PDEKIT_THREADS":
         monkeypatch.delenv("PDEKIT_THREADS")
     monkeypatch.setenv(variable, value)
-    expect_one_line_error(pdekit.cli.main, command, f"{variable} must be a positive integer", workdir, capsys,
+    expect_one_line_error(pdekit.learning.cli.main, command, f"{variable} must be a positive integer", workdir, capsys,
                           "pdekit")

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import yaml
 
-import pdekit.cli
+import pdekit.learning.cli
 
 BIN = Path(sys.executable).parent
 
@@ -31,7 +31,7 @@ def test_pdekit_info_and_datagen_help():
 
 def test_pdekit_help_lists_every_command(capsys):
     try:
-        pdekit.cli.main(["--help"])
+        pdekit.learning.cli.main(["--help"])
     except SystemExit as done:
         assert done.code == 0
     text = capsys.readouterr().out
@@ -58,15 +58,15 @@ def test_predict_writes_an_hdf5_file_in_the_dataset_layout(tmp_path, monkeypatch
                        "default_root_dir": str(tmp_path), "enable_model_summary": False,
                        "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                       "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}]},
-           "model": {"class_path": "pdekit.tasks.OperatorLearning",
+           "model": {"class_path": "pdekit.learning.tasks.OperatorLearning",
                      "init_args": {"network_kwargs": {"n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2}}},
-           "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+           "data": {"class_path": "pdekit.learning.datamodules.FieldDataModule",
                     "init_args": {"files": [str(poisson_file)], "batch_size": 8, "split": [0.5, 0.25, 0.25]}}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.setattr("sys.argv", ["pdekit"])
-    assert pdekit.cli.main(["fit", "--config", str(tmp_path / "cfg.yaml")]) == 0
+    assert pdekit.learning.cli.main(["fit", "--config", str(tmp_path / "cfg.yaml")]) == 0
     out = tmp_path / "pred.h5"
-    assert pdekit.cli.main(["predict", "--config", str(tmp_path / "cfg.yaml"), "--ckpt_path",
+    assert pdekit.learning.cli.main(["predict", "--config", str(tmp_path / "cfg.yaml"), "--ckpt_path",
                             str(tmp_path / "ckpt" / "last.ckpt"), "--predictions", str(out)]) == 0
     assert f"wrote {out} (6 predictions)" in capsys.readouterr().out
     with h5py.File(out) as h5, h5py.File(poisson_file) as src:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pdekit import BoundaryConditions, DiffusionOperator, Dirichlet, Grid, Neumann
-from pdekit.data import DatasetFormatError, PoissonDataset, load_system, open_poisson, write_poisson
+from pdekit.files.dataset import DatasetFormatError, PoissonDataset, load_system, open_poisson, write_poisson
 from pdekit.krylov import pcg
 from pdekit.precond import AMG
 
@@ -87,7 +87,7 @@ def test_no_partial_file_left_on_failure(tmp_path):
 def test_counts_pick_exact_training_samples_per_file_and_constant_channels_are_only_centred(poisson_file, tmp_path):
     """`counts` (a generation budget split across levels) takes exactly that many training samples
     of each file; the easy level's a = 1 is constant, so its channel is centred, not divided by ~0."""
-    from pdekit.datamodule import FieldDataModule
+    from pdekit.learning.datamodules import FieldDataModule
     from pdekit.errors import ConfigError
 
     data = FieldDataModule([str(poisson_file), str(poisson_file)], counts=[5, 2], split=[1.0, 0.0, 0.0])

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pdekit.data import load_system
+from pdekit.files.dataset import load_system
 
 DATAGEN = str(Path(sys.executable).parent / "datagen")
 FIELDS = ("a", "f", "u", "mask", "bc_type", "bc_value", "seed", "sample_index")

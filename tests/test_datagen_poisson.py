@@ -5,7 +5,7 @@ import pytest
 
 from datagen.poisson import DIFFICULTY_LADDER, sample_problem, solve_sample
 from pdekit import DiffusionOperator
-from pdekit.data import load_system, write_poisson
+from pdekit.files.dataset import load_system, write_poisson
 from pdekit.krylov import cg, pcg
 from pdekit.precond import AMG
 

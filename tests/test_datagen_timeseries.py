@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from pdekit.data import load_system, open_dataset
+from pdekit.files.dataset import load_system, open_dataset
 from test_datagen_cli import datagen, kill_after_parts
 
 SPECS = {  # tiny versions of real levels

@@ -14,10 +14,10 @@ from datagen.poisson import sample_problem
 from datagen.ritz import lanczos, ritz_vectors
 from models.dcdm import DCDM, DCDMNet, scaled_residual_loss
 from pdekit import DiffusionOperator, Grid
-from pdekit.data import load_system
-from pdekit.datamodule import FieldDataModule
+from pdekit.files.dataset import load_system
+from pdekit.learning.datamodules import FieldDataModule
 from pdekit.krylov import cg, conjugate_directions, fcg
-from pdekit.precond import load
+from pdekit.learning.solvers import load
 
 DATAGEN = str(Path(sys.executable).parent / "datagen")
 

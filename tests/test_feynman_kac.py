@@ -85,7 +85,7 @@ def test_lshape_distance_is_exact_inside():
 
 
 def test_autograd_laplacian_is_exact_and_explicit_sources_match_the_exact_solutions():
-    from pdekit.autodiff import gradient_and_laplacian
+    from pdekit.problems.autodiff import gradient_and_laplacian
 
     x = _points("poisson-ball-10d", 8).requires_grad_(True)
     u = (x**3).sum(-1) * torch.exp(x[:, 0])
@@ -113,7 +113,7 @@ def test_bad_label_requests_are_one_line_errors():
 
 def test_datagen_feynman_kac_writes_a_resumable_self_describing_file(tmp_path, capsys):
     from datagen.cli import main
-    from pdekit.data import open_dataset
+    from pdekit.files.dataset import open_dataset
 
     out = tmp_path / "labels.h5"
     args = ["feynman-kac", "--problem", "exit-time-ball-5d", "--n", "6", "--paths", "200", "--batch", "4",
@@ -141,7 +141,7 @@ def square_labels(tmp_path_factory):
     points = problem.domain.sample_interior(64, torch.Generator().manual_seed(1))
     out = fk_labels(problem, points, "walk-on-spheres", 300, seeds=range(64))
     path = tmp_path_factory.mktemp("fk") / "square.h5"
-    from pdekit.data import write_labels
+    from pdekit.files.dataset import write_labels
 
     n = len(points)
     write_labels(path, {"points": points.numpy(), "value": out["value"], "stderr": out["stderr"],
@@ -157,7 +157,7 @@ def _train(labels_path, label_weight, steps):
     import lightning as L
 
     from models.fkpinn import FKPINN
-    from pdekit.problem_data import ProblemDataModule
+    from pdekit.learning.datamodules import ProblemDataModule
 
     torch.manual_seed(0)
     data = ProblemDataModule("poisson-square-sin4", steps_per_epoch=steps, labels=str(labels_path))
@@ -178,7 +178,7 @@ def test_short_fk_pinn_training_beats_the_same_pinn_without_labels(square_labels
 
 def test_fk_pinn_config_errors_are_one_line(square_labels, tmp_path):
     from models.fkpinn import FKPINN
-    from pdekit.problem_data import ProblemDataModule
+    from pdekit.learning.datamodules import ProblemDataModule
 
     with pytest.raises(ConfigError, match="labels problem 'poisson-square-sin4', not 'poisson-ball-2d'"):
         ProblemDataModule("poisson-ball-2d", labels=str(square_labels))
@@ -191,8 +191,8 @@ def test_fk_pinn_config_errors_are_one_line(square_labels, tmp_path):
 def test_reference_finite_differences_converge_on_a_manufactured_drift_problem():
     """The committor's reference solver on a problem with the same domain, drift and reflecting faces
     and a known solution (zero normal derivative on the box): the error falls with h."""
-    from pdekit.problems import COMMITTOR_BETA, Problem, _double_well_drift
-    from pdekit.reference_fd import GridInterpolant, solve_box_with_holes
+    from pdekit.problems.registry import COMMITTOR_BETA, Problem, _double_well_drift
+    from pdekit.problems.reference import GridInterpolant, solve_box_with_holes
 
     committor = get("committor-double-well-2d")
     exact = lambda x: torch.cos(math.pi * (x[:, 0] + 1.8) / 3.6) * torch.cos(math.pi * (x[:, 1] + 1.2) / 2.4) + 1  # noqa: E731
@@ -218,10 +218,10 @@ def test_committor_labels_match_the_reference_and_respect_the_symmetry():
 
 
 def test_pdekit_problems_lists_every_problem(capsys):
-    import pdekit.cli
+    import pdekit.learning.cli
     from pdekit.problems import PROBLEMS
 
-    assert pdekit.cli.main(["problems"]) == 0
+    assert pdekit.learning.cli.main(["problems"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in PROBLEMS)
 
@@ -229,16 +229,16 @@ def test_pdekit_problems_lists_every_problem(capsys):
 def test_trained_fk_pinn_checkpoint_evaluates_against_the_exact_solution(square_labels, tmp_path):
     """pdekit evaluate on an FK-PINN checkpoint: no --data, the error at the held-out points the
     task logs, the residual by autograd, and the figure; --data is refused in one line."""
-    import pdekit.cli
+    import pdekit.learning.cli
 
     model = _train(square_labels, 100.0, 20)
     ckpt = tmp_path / "fk.ckpt"
     model.trainer.save_checkpoint(ckpt)
-    assert pdekit.cli.main(["evaluate", "--ckpt", ckpt, "--out", tmp_path / "eval"]) == 0
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", ckpt, "--out", tmp_path / "eval"]) == 0
     import json
 
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["problem"] == "poisson-square-sin4" and metrics["residual_rms"] > 0
     assert metrics["rel_l2"] == pytest.approx(model.relative_error(4096), rel=1e-9)
     assert (tmp_path / "eval" / "solution.png").stat().st_size > 0
-    assert pdekit.cli.main(["evaluate", "--ckpt", ckpt, "--data", square_labels]) == 2
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", ckpt, "--data", square_labels]) == 2

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.image import imread
 
 from datagen.plot import plot
-from pdekit.evaluate import evaluate, sample_panels
+from pdekit.learning.evaluation.fields import evaluate, sample_panels
 
 
 def test_truth_and_prediction_share_a_scale_and_the_error_is_centred():

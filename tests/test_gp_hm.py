@@ -167,9 +167,9 @@ def test_gp_checkpoint_trains_through_lightning_and_evaluates_without_data(tmp_p
 
     import lightning as L
 
-    import pdekit.cli
+    import pdekit.learning.cli
     from models.gp_hm.task import GPHM
-    from pdekit.problem_data import ProblemDataModule
+    from pdekit.learning.datamodules import ProblemDataModule
 
     model = GPHM(points=60, components=5, max_frequency=2.0, test_points=50)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", precision="64-true", logger=False, enable_checkpointing=False,
@@ -177,7 +177,7 @@ def test_gp_checkpoint_trains_through_lightning_and_evaluates_without_data(tmp_p
     trainer.fit(model, datamodule=ProblemDataModule("poisson-square-sin1", steps_per_epoch=5))
     ckpt = tmp_path / "gp.ckpt"
     trainer.save_checkpoint(ckpt)
-    assert pdekit.cli.main(["evaluate", "--ckpt", ckpt, "--out", tmp_path / "eval"]) == 0
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", ckpt, "--out", tmp_path / "eval"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     x = get("poisson-square-sin1").domain.sample_interior(4096, torch.Generator().manual_seed(2**40))
     exact = get("poisson-square-sin1").solution(x)

@@ -65,7 +65,7 @@ def test_spectral_block_patches_are_independent():
 
 def test_width_must_split_into_heads():
     from pdekit.errors import ConfigError
-    from pdekit.tasks import OperatorLearning
+    from pdekit.learning.tasks import OperatorLearning
 
     with pytest.raises(ConfigError, match="multiple"):
         OperatorLearning(network="models.lsm.LSM", network_kwargs={"width": 12}, in_channels=1)
@@ -99,9 +99,9 @@ def test_short_training_on_darcy_beats_the_mean_predictor(darcy_file, tmp_path):
     import h5py
     import lightning as L
 
-    from pdekit.checkpoints import load_task
-    from pdekit.datamodule import FieldDataModule
-    from pdekit.tasks import OperatorLearning
+    from pdekit.learning.checkpoints import load_task
+    from pdekit.learning.datamodules import FieldDataModule
+    from pdekit.learning.tasks import OperatorLearning
 
     torch.manual_seed(0)
     dm = FieldDataModule([str(darcy_file)], inputs=["a"], target=["u"], log_inputs=[], split=[0.9, 0.0, 0.1],
@@ -137,7 +137,7 @@ def _train_dcdm(data, network, kwargs, folder, **trainer_args):
     import lightning as L
 
     from models.dcdm import DCDM
-    from pdekit.datamodule import FieldDataModule
+    from pdekit.learning.datamodules import FieldDataModule
 
     torch.manual_seed(0)
     dm = FieldDataModule([str(data)], system=True, batch_size=16, split=[0.9, 0.1, 0.0])
@@ -161,7 +161,7 @@ def _held_out_system(resolution):
 def test_unet_as_a_preconditioner_is_odd_scale_blind_and_masked(ritz_file, tmp_path):
     """The direction of a network with biases and BatchNorm is made odd, f(−r) = −f(r), and blind
     to the residual's scale (normalised inside), so FCG sees a preconditioner-like map."""
-    from pdekit.precond import load
+    from pdekit.learning.solvers import load
 
     path = _train_dcdm(ritz_file, "models.unet.UNet", {"width": 8}, tmp_path, max_steps=3, limit_val_batches=0)
     op, b = _held_out_system(16)
@@ -175,9 +175,9 @@ def test_unet_as_a_preconditioner_is_odd_scale_blind_and_masked(ritz_file, tmp_p
 
 def test_lsm_trained_with_the_dcdm_loss_beats_cg(ritz_file, tmp_path):
     """~40 s: an LSM (width 8) trained for 8 epochs on 600 Ritz vectors at 16² with the DCDM loss,
-    loaded by pdekit.precond.load: FCG needs fewer iterations than CG on a held-out system."""
+    loaded by pdekit.learning.solvers.load: FCG needs fewer iterations than CG on a held-out system."""
     from pdekit.krylov import cg, fcg
-    from pdekit.precond import load
+    from pdekit.learning.solvers import load
 
     path = _train_dcdm(ritz_file, "models.lsm.LSM", {"width": 8, "patch": 1}, tmp_path, max_epochs=8)
     op, b = _held_out_system(16)
@@ -192,7 +192,7 @@ def test_jacobian_penalties_work_through_batchnorm(network):
     """JAWS's forward-mode JVP runs through BatchNorm (running statistics are updated on copies
     inside the transform): the loss is finite, the gradient reaches the weights, and the running
     statistics advance once per step (the data term's forward), not twice."""
-    from pdekit.tasks import Autoregressive
+    from pdekit.learning.tasks import Autoregressive
 
     torch.manual_seed(0)
     task = Autoregressive(network=network, network_kwargs={"width": 8, "patch": 1} if "lsm" in network else {"width": 8},

@@ -3,9 +3,9 @@ boundary half a cell) rebuild every sample's own system."""
 import pytest
 import torch
 
-from pdekit.data import batch_grids, grid_of, open_poisson
-from pdekit.datamodule import FieldDataModule
-from pdekit.metrics import poisson_relative_residual
+from pdekit.files.dataset import batch_grids, grid_of, open_poisson
+from pdekit.learning.datamodules import FieldDataModule
+from pdekit.learning.evaluation.metrics import poisson_relative_residual
 
 
 @pytest.fixture(scope="module")

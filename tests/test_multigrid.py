@@ -12,7 +12,8 @@ from models.multigrid import NeuralMultigrid, _block_sum, _each_system, build_hi
 from pdekit import stencils
 from pdekit.krylov import fcg, pcg
 from pdekit.operators import DiffusionOperator
-from pdekit.precond import Jacobi, load
+from pdekit.learning.solvers import load
+from pdekit.precond import Jacobi
 
 
 def _system(level, n, dim=2, seed=0):
@@ -143,7 +144,7 @@ def test_three_dimensional_hierarchy_converges_in_few_iterations():
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory):
     """A kernel network trained for 30 steps on mixed medium/hard/extreme 16² operators."""
-    from pdekit.data import grid_of, open_poisson
+    from pdekit.files.dataset import grid_of, open_poisson
 
     folder = tmp_path_factory.mktemp("mg")
     torch.manual_seed(0)
@@ -199,7 +200,7 @@ def test_fit_trains_from_a_config(tmp_path, poisson_file):
     """`pdekit fit` with the NeuralMultigrid task (two steps) writes a loadable checkpoint."""
     import yaml
 
-    from pdekit.cli import main
+    from pdekit.learning.cli import main
 
     config = {"seed_everything": 0,
               "trainer": {"max_steps": 2, "logger": False, "enable_progress_bar": False,
@@ -207,7 +208,7 @@ def test_fit_trains_from_a_config(tmp_path, poisson_file):
                           "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                          "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}}]},
               "model": {"class_path": "models.multigrid.NeuralMultigrid", "init_args": {"power_steps": 2}},
-              "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+              "data": {"class_path": "pdekit.learning.datamodules.FieldDataModule",
                        "init_args": {"files": [str(poisson_file)], "system": True, "batch_size": 4,
                                      "split": [0.8, 0.2, 0.0]}}}
     path = tmp_path / "mg.yaml"

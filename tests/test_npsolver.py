@@ -11,14 +11,15 @@ from torch.utils.data import DataLoader
 
 from conftest import poisson_signature, save_task_checkpoint
 from models.npsolver import NPSolver, problem_tokens
-from pdekit.checkpoints import load_task
-from pdekit.data import grid_of, open_poisson
-from pdekit.datamodule import FieldSamples
+from pdekit.learning.checkpoints import load_task
+from pdekit.files.dataset import grid_of, open_poisson
+from pdekit.learning.datamodules import FieldSamples
 from pdekit.krylov import fcg, pcg
-from pdekit.metrics import relative_l2
+from pdekit.learning.evaluation.metrics import relative_l2
 from pdekit.operators import DiffusionOperator
-from pdekit.precond import Jacobi, load
-from pdekit.warmstart import initial_guess
+from pdekit.learning.solvers import load
+from pdekit.precond import Jacobi
+from pdekit.learning.solvers import initial_guess
 
 SMALL = {"layers": 2, "width": 32, "heads": 4, "slices": [8, 4]}
 
@@ -211,7 +212,7 @@ def test_loss_variants_and_inner_preconditioners(medium_file):
 
 
 def test_checkpoint_round_trip_evaluate_precondition_and_warm_start(trained, medium_file, tmp_path):
-    from pdekit.evaluate import evaluate
+    from pdekit.learning.evaluation.fields import evaluate
 
     ckpt = save_task_checkpoint(trained, tmp_path / "npsolver.ckpt", trained.data_signature)
     task, _ = load_task(ckpt)  # weights_only=True

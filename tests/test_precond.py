@@ -123,8 +123,8 @@ def test_batched_operator_needs_an_index():
 
 @pytest.mark.parametrize("shape", [(16,), (8, 8, 8)])
 def test_load_refuses_a_model_of_another_dimension(fno_checkpoint, shape):
-    from pdekit.checkpoints import CheckpointError
-    from pdekit.precond import load
+    from pdekit.learning.checkpoints import CheckpointError
+    from pdekit.learning.solvers import load
 
     with pytest.raises(CheckpointError, match=f"holds a 2-D model; the operator is {len(shape)}-D"):
         load(fno_checkpoint, DiffusionOperator(Grid.box(shape)))
@@ -139,8 +139,8 @@ def test_learned_preconditioner_and_initial_guess_refuse_what_they_cannot_serve(
     import torch
 
     from pdekit import DiffusionOperator, Grid
-    from pdekit.precond import load
-    from pdekit.warmstart import initial_guess
+    from pdekit.learning.solvers import load
+    from pdekit.learning.solvers import initial_guess
 
     op = DiffusionOperator(Grid.box((16, 16)))
     with pytest.raises(ValueError, match="not a torch device"):

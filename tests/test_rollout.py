@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import pdekit.cli
-from pdekit import rollout_metrics as rm
-from pdekit.rollout_eval import evaluate_rollout_suite
-from pdekit.tasks import Autoregressive
+import pdekit.learning.cli
+from pdekit.learning.evaluation import rollout_metrics as rm
+from pdekit.learning.evaluation.rollout import evaluate_rollout_suite
+from pdekit.learning.tasks import Autoregressive
 
 x1 = 2 * np.pi * np.arange(64) / 64
 
@@ -116,7 +116,7 @@ def test_evaluate_rollout_writes_json_and_figures(tmp_path, burgers_file, capsys
     signature = {"pde": "burgers", "dim": 1, "timeseries": True, "inputs": ["u"], "target": ["u"], "log_inputs": [],
                  "history": 1, "unroll": 1, "levels": ["easy"]}
     ckpt = save_task_checkpoint(task, tmp_path / "ar.ckpt", signature)
-    assert pdekit.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(burgers_file), "--rollout",
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(burgers_file), "--rollout",
                             "--steps", "150", "--out", str(tmp_path / "ev")]) == 0
     assert "time until corr < 0.9" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
@@ -127,4 +127,4 @@ def test_evaluate_rollout_writes_json_and_figures(tmp_path, burgers_file, capsys
         assert key in row, key
     for name in ("rollout_curves.png", "spectra.png", "strips.png"):
         assert (tmp_path / "ev" / name).read_bytes()[:4] == b"\x89PNG"
-    assert pdekit.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(burgers_file), "--steps", "5"]) == 2
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(burgers_file), "--steps", "5"]) == 2

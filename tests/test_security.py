@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import datagen.cli
-import pdekit.cli
+import pdekit.learning.cli
 from pdekit import DiffusionOperator, Grid
-from pdekit.checkpoints import CheckpointError, load_task
-from pdekit.registry import NotAllowedError, allowed
+from pdekit.learning.checkpoints import CheckpointError, load_task
+from pdekit.learning.registry import NotAllowedError, allowed
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def records(trap):
     log = {"filename": str(trap["victim"]), "filemode": "w"}
     touch = {"command": f"touch {trap['marker']}"}
     source = {"source": f"open({str(trap['marker'])!r}, 'w')"}
-    as_network = lambda path, kwargs: ("pdekit.tasks.OperatorLearning",  # noqa: E731
+    as_network = lambda path, kwargs: ("pdekit.learning.tasks.OperatorLearning",  # noqa: E731
                                        {"network": path, "network_kwargs": kwargs})
     return {
         "task=torch.hub.load": ("torch.hub.load", hub),
@@ -67,13 +67,13 @@ def test_crafted_record_is_refused_everywhere(tmp_path, trap, case, capsys, monk
     named = hparams.get("network", task)
     # the Python entry point
     with pytest.raises(NotAllowedError, match=f"refusing to build (task|network) '{named}'"):
-        from pdekit.precond import load
+        from pdekit.learning.solvers import load
 
         load(ckpt, DiffusionOperator(Grid.box((16, 16))))
     assert untouched(trap)
     # pdekit evaluate
     monkeypatch.chdir(tmp_path)
-    assert pdekit.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(poisson_file), "--out", "ev"]) == 2
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", str(ckpt), "--data", str(poisson_file), "--out", "ev"]) == 2
     err = capsys.readouterr().err
     assert f"'{named}'" in err and "allow-list" in err and len(err.strip().splitlines()) == 1
     assert untouched(trap) and not (tmp_path / "ev").exists()
@@ -93,14 +93,14 @@ def test_resume_checkpoint_supplies_weights_not_hyperparameters(tmp_path, trap, 
     ckpt = write_record(tmp_path / "evil.ckpt", task, hparams)
     cfg = {"trainer": {"max_epochs": 1, "logger": False, "enable_checkpointing": False,
                        "default_root_dir": str(tmp_path / "run")},
-           "model": {"class_path": "pdekit.tasks.OperatorLearning",
+           "model": {"class_path": "pdekit.learning.tasks.OperatorLearning",
                      "init_args": {"network_kwargs": {"n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2}}},
-           "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+           "data": {"class_path": "pdekit.learning.datamodules.FieldDataModule",
                     "init_args": {"files": [str(poisson_file)], "batch_size": 8}}}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.setattr("sys.argv", ["pdekit"])
     monkeypatch.chdir(tmp_path)
-    assert pdekit.cli.main(["fit", "--config", "cfg.yaml", "--ckpt_path", str(ckpt)]) == 2
+    assert pdekit.learning.cli.main(["fit", "--config", "cfg.yaml", "--ckpt_path", str(ckpt)]) == 2
     err = capsys.readouterr().err
     assert "do not fit the configured model" in err and "Traceback" not in err
     assert untouched(trap)
@@ -115,14 +115,14 @@ def test_pickled_checkpoint_refused_without_advice_to_unpickle(pickled_checkpoin
 
 
 def test_non_plain_hyperparameters_are_refused(tmp_path):
-    ckpt = write_record(tmp_path / "t.ckpt", "pdekit.tasks.OperatorLearning", {"lr": torch.tensor(1e-3)})
+    ckpt = write_record(tmp_path / "t.ckpt", "pdekit.learning.tasks.OperatorLearning", {"lr": torch.tensor(1e-3)})
     with pytest.raises(NotAllowedError, match="holds a Tensor"):
         load_task(ckpt)
 
 
 def test_the_allow_list_is_extended_only_deliberately(tmp_path, monkeypatch, fno_checkpoint):
-    from pdekit.registry import allow
-    from pdekit.tasks import OperatorLearning, build_network
+    from pdekit.learning.registry import allow
+    from pdekit.learning.tasks import OperatorLearning, build_network
 
     assert "neuralop.models.FNO" in allowed() and "models.dcdm.DCDM" in allowed()
     monkeypatch.delenv("PDEKIT_ALLOW", raising=False)
@@ -132,12 +132,12 @@ def test_the_allow_list_is_extended_only_deliberately(tmp_path, monkeypatch, fno
     assert isinstance(build_network("torch.nn.Identity", {}, 1, 1), torch.nn.Identity)
     monkeypatch.delenv("PDEKIT_ALLOW")
     assert "torch.nn.Identity" not in allowed()
-    monkeypatch.setattr("pdekit.registry._added", set())  # allow() lasts for the process: undo after the test
+    monkeypatch.setattr("pdekit.learning.registry._added", set())  # allow() lasts for the process: undo after the test
     allow("torch.nn.Identity")
     assert isinstance(build_network("torch.nn.Identity", {}, 1, 1), torch.nn.Identity)
     # a checkpoint that names an allowed class still loads
     task, info = load_task(fno_checkpoint)
-    assert isinstance(task, OperatorLearning) and info["task"] == "pdekit.tasks.OperatorLearning"
+    assert isinstance(task, OperatorLearning) and info["task"] == "pdekit.learning.tasks.OperatorLearning"
 
 
 def test_checkpoints_that_would_drive_memory_or_hold_nan_are_refused(tmp_path, fno_checkpoint):
@@ -145,7 +145,7 @@ def test_checkpoints_that_would_drive_memory_or_hold_nan_are_refused(tmp_path, f
     built on the meta device first); NaN weights and compressed archive entries are refused."""
     import zipfile
 
-    from pdekit.checkpoints import CheckpointError, load_task
+    from pdekit.learning.checkpoints import CheckpointError, load_task
 
     checkpoint = torch.load(fno_checkpoint, weights_only=True)
     huge = dict(checkpoint)
@@ -198,7 +198,7 @@ def test_tampered_records_are_one_line_refusals(tmp_path, fno_checkpoint, gp_che
     finally:
         sys.setrecursionlimit(limit)
     data = [] if tamper == "other-dimension" else ["--data", str(tmp_path / "absent.h5")]
-    assert pdekit.cli.main(["evaluate", "--ckpt", str(tmp_path / "tampered.ckpt"), *data,
+    assert pdekit.learning.cli.main(["evaluate", "--ckpt", str(tmp_path / "tampered.ckpt"), *data,
                             "--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and message in err, err[-1000:]

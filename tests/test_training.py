@@ -15,9 +15,9 @@ import yaml
 
 from datagen import runner
 from datagen.generators import config_for
-from pdekit.data import load_system
-from pdekit.datamodule import FieldDataModule, mix_counts
-from pdekit.metrics import poisson_relative_residual
+from pdekit.files.dataset import load_system
+from pdekit.learning.datamodules import FieldDataModule, mix_counts
+from pdekit.learning.evaluation.metrics import poisson_relative_residual
 
 PDEKIT = str(Path(sys.executable).parent / "pdekit")
 TESTS = str(Path(__file__).parent)
@@ -35,7 +35,7 @@ def data(tmp_path_factory):
     return {level: make_data(folder, level, n) for level, n in (("easy", 40), ("medium", 24))}
 
 
-def config(tmp_path, files, task="pdekit.tasks.OperatorLearning", n_modes=(6, 6), data=None, **trainer):
+def config(tmp_path, files, task="pdekit.learning.tasks.OperatorLearning", n_modes=(6, 6), data=None, **trainer):
     cfg = {"seed_everything": 0,
            "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "default_root_dir": str(tmp_path),
                        "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
@@ -48,7 +48,7 @@ def config(tmp_path, files, task="pdekit.tasks.OperatorLearning", n_modes=(6, 6)
            "model": {"class_path": task,
                      "init_args": {"network": "neuralop.models.FNO",
                                    "network_kwargs": {"n_modes": list(n_modes), "hidden_channels": 8, "n_layers": 2}}},
-           "data": {"class_path": "pdekit.datamodule.FieldDataModule",
+           "data": {"class_path": "pdekit.learning.datamodules.FieldDataModule",
                     "init_args": {"files": [str(f) for f in files], "batch_size": 8, "seed": 0, **(data or {})}}}
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -161,7 +161,7 @@ def test_evaluate_writes_metrics_and_figures_and_refuses_mismatch(tmp_path, data
     assert not_ckpt.returncode == 2 and "not a torch checkpoint" in not_ckpt.stderr
     # the same trained FNO as a (nonlinear) preconditioner of a held-out system, in flexible CG
     from pdekit.krylov import fcg
-    from pdekit.precond import load
+    from pdekit.learning.solvers import load
 
     op, b, u = load_system(data["medium"], 0)
     M = load(ckpt, op)
@@ -244,14 +244,14 @@ def test_residual_metric_on_known_answers(data):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "experiments/configs").glob("*.yaml")))
 def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
-    import pdekit.cli
+    import pdekit.learning.cli
 
     cfg = Path(__file__).parents[1] / "experiments/configs" / name
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["pdekit"])
-    assert pdekit.cli.main(["fit", "--config", str(cfg), "--print_config"]) == 0, capsys.readouterr().err[-2000:]
+    assert pdekit.learning.cli.main(["fit", "--config", str(cfg), "--print_config"]) == 0, capsys.readouterr().err[-2000:]
     resolved = yaml.safe_load(capsys.readouterr().out)
-    assert resolved["model"]["class_path"] in ("pdekit.tasks.OperatorLearning", "pdekit.tasks.Autoregressive",
+    assert resolved["model"]["class_path"] in ("pdekit.learning.tasks.OperatorLearning", "pdekit.learning.tasks.Autoregressive",
                                                "models.dcdm.DCDM", "models.gp_hm.task.GPHM", "models.fkpinn.FKPINN",
                                                "models.npsolver.NPSolver", "models.multigrid.NeuralMultigrid")
     assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
@@ -260,7 +260,7 @@ def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
 def test_tfno_baseline_trains_in_process(tmp_path, data):
     import lightning as L
 
-    from pdekit.tasks import OperatorLearning
+    from pdekit.learning.tasks import OperatorLearning
 
     dm = FieldDataModule([str(data["easy"])], batch_size=8)
     task = OperatorLearning(network="neuralop.models.TFNO", in_channels=dm.in_channels, out_channels=1, dim=2,
@@ -276,7 +276,7 @@ def test_tfno_baseline_trains_in_process(tmp_path, data):
 def heat_file(path, samples=12, steps=16, n=32, nu=0.05, dt=0.1):
     from training_helpers import heat_trajectories
 
-    from pdekit.data import write_timeseries
+    from pdekit.files.dataset import write_timeseries
 
     t, u = heat_trajectories(samples, steps, n, nu, dt)
     levels = np.array(["smooth"] * (samples // 2) + ["rough"] * (samples - samples // 2))
@@ -285,8 +285,8 @@ def heat_file(path, samples=12, steps=16, n=32, nu=0.05, dt=0.1):
 
 
 def test_rollout_of_the_exact_propagator_is_exact(tmp_path, monkeypatch):
-    from pdekit.evaluate import evaluate_rollouts
-    from pdekit.tasks import Autoregressive
+    from pdekit.learning.evaluation.fields import evaluate_rollouts
+    from pdekit.learning.tasks import Autoregressive
 
     monkeypatch.setenv("PDEKIT_ALLOW", "training_helpers.PeriodicHeatPropagator")  # a test's own network
 
@@ -308,7 +308,7 @@ def test_rollout_of_the_exact_propagator_is_exact(tmp_path, monkeypatch):
 
 def test_autoregressive_training_and_rollout_evaluation(tmp_path):
     path = heat_file(tmp_path / "heat.h5", samples=16)
-    cfg = config(tmp_path, [path], task="pdekit.tasks.Autoregressive", n_modes=[8], data={"unroll": 2})
+    cfg = config(tmp_path, [path], task="pdekit.learning.tasks.Autoregressive", n_modes=[8], data={"unroll": 2})
     fit = pdekit("fit", "--config", cfg, cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr[-3000:]
     out = pdekit("evaluate", "--ckpt", tmp_path / "ckpt" / "last.ckpt", "--data", path, "--out", tmp_path / "ev",
@@ -320,4 +320,4 @@ def test_autoregressive_training_and_rollout_evaluation(tmp_path):
     # a static-data task on time-series data is refused with a pointer to the right task
     wrong = config(tmp_path, [path], n_modes=[8])
     refused = pdekit("fit", "--config", wrong, cwd=tmp_path)
-    assert refused.returncode == 2 and "use pdekit.tasks.Autoregressive" in refused.stderr, refused.stderr[-2000:]
+    assert refused.returncode == 2 and "use pdekit.learning.tasks.Autoregressive" in refused.stderr, refused.stderr[-2000:]

@@ -14,7 +14,7 @@ from pdekit import DiffusionOperator, Grid
 from pdekit.errors import ConfigError
 from pdekit.krylov import cg, pcg, sor
 from pdekit.precond import SSOR
-from pdekit.tuning import DEFAULT_ARMS, ContextualTsallisINF, TsallisINF, load
+from pdekit.relaxation import DEFAULT_ARMS, ContextualTsallisINF, TsallisINF, load
 
 
 def masked_variable_operator():
@@ -146,7 +146,7 @@ def test_datagen_omega_auto_resumes_exactly(tmp_path, monkeypatch):
 def test_channel_pressure_solves_learn_omega(tmp_path, monkeypatch):
     """`--pressure-precond ssor --omega auto`: every pressure solve is SSOR-PCG with the bandit's
     omega, the flow still meets its divergence tolerance, and the omega of each snapshot is stored."""
-    from pdekit.tuning import DEFAULT_ARMS
+    from pdekit.relaxation import DEFAULT_ARMS
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "short.yaml").write_text("base: easy\nt_end: 0.8\ninterval: 0.2\nwarmup: 0.2\n")

@@ -1,5 +1,5 @@
 """GP-HM as a Lightning task, so ``pdekit fit --config experiments/configs/gp_hm_*.yaml`` trains
-it: the problem comes from :class:`pdekit.problem_data.ProblemDataModule` (or ``problem``),
+it: the problem comes from :class:`pdekit.learning.datamodules.ProblemDataModule` (or ``problem``),
 each training step is one Adam step on the negative log joint of :class:`GridGP` (float64)."""
 from __future__ import annotations
 

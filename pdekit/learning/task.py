@@ -28,7 +28,7 @@ import lightning as L
 import torch
 
 from pdekit.errors import ConfigError, NonFiniteError
-from pdekit.registry import check_plain
+from pdekit.learning.registry import check_plain
 
 
 def attached_datamodule(module: L.LightningModule):
@@ -121,13 +121,13 @@ class Task(L.LightningModule):
         name = type(self).__name__
         holds_problem = hasattr(datamodule, "problem") and not hasattr(datamodule, "timeseries")
         if self.data_source == "files" and holds_problem:
-            raise ConfigError(f"{name} learns from dataset files (pdekit.learning.data.FieldDataModule); the data "
+            raise ConfigError(f"{name} learns from dataset files (pdekit.learning.datamodules.FieldDataModule); the data "
                               f"module holds the analytic problem {datamodule.problem.name!r} (for it use "
                               "models.fkpinn.FKPINN or models.gp_hm.task.GPHM)")
         if self.data_source == "problem":
             if not hasattr(datamodule, "problem"):
                 raise ConfigError(f"{name} learns an analytic problem: use "
-                                  "pdekit.learning.data.ProblemDataModule (data.init_args.problem), not dataset files")
+                                  "pdekit.learning.datamodules.ProblemDataModule (data.init_args.problem), not dataset files")
             return
         if self.data_timeseries is not None and bool(datamodule.timeseries) != self.data_timeseries:
             want = "time-series" if self.data_timeseries else "static (Poisson)"
@@ -161,7 +161,7 @@ class Task(L.LightningModule):
     def batch_operator(self, batch):
         """The :class:`~pdekit.operators.DiffusionOperator` of a batch read with
         ``data.init_args.system: true``, each sample on its own grid."""
-        from pdekit.data import batch_grids
+        from pdekit.files.dataset import batch_grids
         from pdekit.operators import DiffusionOperator
 
         if "bc_type" not in batch:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from pdekit.atomic import atomic_path
+from pdekit.files.atomic import atomic_path
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -61,7 +61,7 @@ class PredictionWriter(BasePredictionWriter):
 
 def _channels(path, signature) -> dict:
     """field -> (first channel, last channel + 1, is a vector) of the model's output."""
-    from pdekit.data import open_dataset
+    from pdekit.files.dataset import open_dataset
 
     out, start = {}, 0
     with open_dataset(path) as h5:

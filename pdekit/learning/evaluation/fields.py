@@ -10,11 +10,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pdekit.atomic import atomic_path
-from pdekit.checkpoints import CheckpointError, load_task
-from pdekit.data import grid_of, levels_in, open_dataset, open_poisson
-from pdekit.datamodule import FieldSamples, TimeSeriesWindows
-from pdekit.metrics import poisson_relative_residual, relative_l2
+from pdekit.files.atomic import atomic_path
+from pdekit.learning.checkpoints import CheckpointError, load_task
+from pdekit.files.dataset import grid_of, levels_in, open_dataset, open_poisson
+from pdekit.learning.datamodules import FieldSamples, TimeSeriesWindows
+from pdekit.learning.evaluation.metrics import poisson_relative_residual, relative_l2
+from pdekit.files.figures import pyplot, save_figure
 
 
 def check_data(info: dict, path) -> None:
@@ -47,14 +48,14 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
         if rollout or steps is not None:
             raise CheckpointError(f"--rollout evaluates autoregressive models on time-series files; {ckpt} solves "
                                   f"the analytic problem {info['data']['problem']!r}")
-        from pdekit.problem_eval import evaluate_problem_solver
+        from pdekit.learning.evaluation.problems import evaluate_problem_solver
 
         return evaluate_problem_solver(task, dict(info, path=str(ckpt)), out, device=device)
     if not files:
         raise CheckpointError(f"{ckpt} holds a {info['task']}: give the dataset files to evaluate it on with --data")
     if not hasattr(task, "predict_fields"):  # operator-learning, autoregressive and NPSolver tasks
         raise CheckpointError(f"{ckpt} holds a {info['task']}, which does not predict solutions: pdekit evaluate takes "
-                              "operator-learning and autoregressive checkpoints (use pdekit.precond.load for a "
+                              "operator-learning and autoregressive checkpoints (use pdekit.learning.solvers.load for a "
                               "learned preconditioner)")
     for path in files:
         check_data(info, path)
@@ -65,7 +66,7 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
             check_rollout_steps(files, steps)
         metrics, shown = evaluate_rollouts(task, info["data"], files, device=device, figures=figures)
         if rollout:
-            from pdekit.rollout_eval import evaluate_rollout_suite
+            from pdekit.learning.evaluation.rollout import evaluate_rollout_suite
 
             suite, suite_figure = evaluate_rollout_suite(task, info["data"], files, device=device, steps=steps)
             metrics["rollout_suite"] = suite
@@ -82,7 +83,7 @@ def evaluate(ckpt, data, out, *, batch_size: int = 16, device: str = "cpu", figu
         tmp.write_text(json.dumps(metrics, indent=2))
     _figures(out, shown, metrics)
     if suite is not None:
-        from pdekit.rollout_eval import rollout_figures
+        from pdekit.learning.evaluation.rollout import rollout_figures
 
         rollout_figures(out, suite, suite_figure, _save)
     return metrics
@@ -176,10 +177,7 @@ def _evaluate_static(task, signature, files, batch_size, device, figures):
 
 
 def _figures(out: Path, shown, metrics):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(len(shown), 3, figsize=(10, 3 * len(shown)), squeeze=False)
     for row, (label, truth, prediction, mask) in zip(axes, shown):
@@ -246,15 +244,12 @@ def sample_panels(label: str, truth, prediction, mask) -> list[dict]:
 
 
 def _save(fig, path: Path):
-    import matplotlib.pyplot as plt
 
     if fig.axes[0].get_legend_handles_labels()[0] and fig.axes[0].get_legend() is None:
         fig.axes[0].legend(fontsize=8)
     if fig.get_layout_engine() is None:
         fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)
 
 
 def main(args) -> int:

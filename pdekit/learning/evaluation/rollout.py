@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdekit import rollout_metrics as rm
-from pdekit.data import levels_in, open_dataset
-from pdekit.datamodule import TimeSeriesWindows
+from pdekit.learning.evaluation import rollout_metrics as rm
+from pdekit.files.dataset import levels_in, open_dataset
+from pdekit.learning.datamodules import TimeSeriesWindows
+from pdekit.files.figures import pyplot
 
 THRESHOLDS = (0.8, 0.9, 0.95)
 BOUND_FACTOR = 100.0
@@ -126,10 +127,7 @@ def _summarise(rows, levels) -> dict:
 
 
 def rollout_figures(out: Path, suite: dict, figure: dict, save) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     for name, row in suite["per_level"].items():

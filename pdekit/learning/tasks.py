@@ -14,11 +14,11 @@ import math
 import torch
 from torch import nn
 
-from pdekit.data import batch_grids
+from pdekit.files.dataset import batch_grids
 from pdekit.errors import ConfigError, NonFiniteError
 from pdekit.learning.task import Task, attached_datamodule, check_learning_rate
-from pdekit.metrics import poisson_relative_residual, relative_l2
-from pdekit.registry import check_plain, load_class
+from pdekit.learning.evaluation.metrics import poisson_relative_residual, relative_l2
+from pdekit.learning.registry import check_plain, load_class
 
 
 # network arguments that are sizes (channels, modes, layers, heads, ...): each value must be > 0;
@@ -48,7 +48,7 @@ def check_sizes(kwargs: dict, where: str = "model.network_kwargs") -> None:
 
 def build_network(path: str, kwargs: dict, in_channels: int, out_channels: int, dim: int | None = None,
                   field_to_field: bool = False) -> nn.Module:
-    """Instantiate the allow-listed network ``path`` (:mod:`pdekit.registry`) with ``kwargs`` (plain
+    """Instantiate the allow-listed network ``path`` (:mod:`pdekit.learning.registry`) with ``kwargs`` (plain
     values only) plus the channel counts the data defines, and its dimension where the class takes
     a ``dim`` argument that ``kwargs`` does not set.  ``field_to_field``: the task calls it on one
     field tensor, so a network whose forward needs more (a token model) is refused up front."""
@@ -196,7 +196,7 @@ class OperatorLearning(Task):
 
     def predict_fields(self, batch: dict, grid=None) -> torch.Tensor:
         """Predictions ``(B, C_out, *grid)`` for a batch of file samples (how ``pdekit evaluate`` and
-        :func:`pdekit.warmstart.initial_guess` call every static solver)."""
+        :func:`pdekit.learning.solvers.initial_guess` call every static solver)."""
         return self(batch["x"].to(self.device), batch["mask"].to(self.device))
 
     def preconditioner_module(self, op) -> nn.Module:

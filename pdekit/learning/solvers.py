@@ -1,4 +1,7 @@
-"""A trained solver's prediction as the initial guess of a Krylov solve (pdekit's or scipy's ``x0``).
+"""Trained solvers in numerical code: :func:`load` a checkpoint as a preconditioner, or use its
+prediction as an initial guess (:func:`initial_guess`).
+
+A trained solver's prediction as the initial guess of a Krylov solve (pdekit's or scipy's ``x0``).
 
 Any checkpoint that predicts ``u`` from a Poisson problem works: NPSolver, and operator-learning
 models (FNO, TFNO, U-Net, LSM) trained on ``[a, f, mask] → u``.  The guess costs one forward pass;
@@ -21,6 +24,7 @@ import torch
 
 from pdekit.errors import ConfigError
 from pdekit.operators import DiffusionOperator
+from pdekit.precond import ModulePreconditioner
 
 
 def problem_batch(op: DiffusionOperator, f, signature: dict | None = None) -> dict:
@@ -56,7 +60,7 @@ def initial_guess(solver, op: DiffusionOperator, f, *, device=None, energy_scali
     the guess is then never worse than the zero guess in that norm.  A network's error has
     high-frequency parts, so its residual can exceed ``‖b‖`` even when its error is small."""
     if isinstance(solver, (str, Path)):
-        from pdekit.checkpoints import load_task
+        from pdekit.learning.checkpoints import load_task
 
         solver, _ = load_task(solver)
     if not hasattr(solver, "predict_fields"):
@@ -90,3 +94,40 @@ def initial_guess(solver, op: DiffusionOperator, f, *, device=None, energy_scali
         alpha = torch.where(gag > 0, gb / torch.where(gag > 0, gag, torch.ones_like(gag)), torch.zeros_like(gag))
         u = u * alpha.view((-1,) + (1,) * op.ndim)
     return u[0] if single else u
+
+
+def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditioner:
+    """A trained solver from a pdekit checkpoint (read with ``weights_only=True``) as a
+    preconditioner for operator ``A`` (a :class:`DiffusionOperator`).  The result follows the
+    Preconditioner protocol: ``M(r)`` in pdekit's solvers, ``M.as_linear_operator()`` in
+    ``scipy.sparse.linalg``.  A network is not a fixed linear map (``M.linear`` is False): use it
+    with :func:`pdekit.krylov.fcg` or :func:`pdekit.krylov.conjugate_directions`, not plain PCG.
+    The neural multigrid (:class:`models.multigrid.NeuralMultigrid`) is: linear, symmetric and
+    positive definite for its operator (``M.linear`` is True), so plain PCG and
+    ``scipy.sparse.linalg.cg`` are valid with it.
+    ``smoothing``: Jacobi sweeps after the network (see :class:`ModulePreconditioner`)."""
+    from pdekit.learning.checkpoints import CheckpointError, load_task
+
+    if not isinstance(A, DiffusionOperator):
+        raise TypeError("load() needs the DiffusionOperator whose residuals the model will see")
+    if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and
+                                    np.array_equal(A.bc_type[0], A.bc_type[i]) for i in range(1, A.batch_size)):
+        # the learned modules are built from one system's coefficient, geometry and boundary types
+        raise ValueError(f"the operator holds {A.batch_size} different systems; a learned preconditioner is "
+                         "built for one: load it for each system's operator (a batch of right-hand sides of one "
+                         "system is fine)")
+    if device is not None:
+        from pdekit.resources import check_device
+
+        device = check_device(device)
+    task, info = load_task(checkpoint)
+    trained_dim = (info.get("data") or {}).get("dim", info.get("hparams", {}).get("dim"))
+    if trained_dim is not None and int(trained_dim) != A.grid.ndim:
+        raise CheckpointError(f"{checkpoint} holds a {trained_dim}-D model; the operator is {A.grid.ndim}-D")
+    if not hasattr(task, "preconditioner_module"):
+        raise CheckpointError(f"{checkpoint} holds a {info['task']}, which cannot act as a preconditioner")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    module = task.preconditioner_module(A).to(device).eval()
+    # a task whose preconditioner is a fixed linear SPD map (the neural multigrid) says so
+    linear = bool(getattr(task, "linear_preconditioner", False)) and not smoothing
+    return ModulePreconditioner(module, A, linear=linear, smoothing=smoothing)

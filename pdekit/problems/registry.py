@@ -11,7 +11,7 @@ motion), a drift field b (``drift``, for exit-time and committor problems), cons
 (``reaction``: Schrödinger-type problems) and c (``allen_cahn``; the Allen–Cahn problems use c = −1,
 i.e. u_xx + u(u² − 1) = −f).  With an exact solution u*, f is derived from it (derivatives by
 automatic differentiation in float64, exact up to rounding) and g = u*; problems without one give
-f and g directly.  The domain (:mod:`pdekit.domains`) is a box (``bounds``) unless ``domain`` says
+f and g directly.  The domain (:mod:`pdekit.problems.domains`) is a box (``bounds``) unless ``domain`` says
 otherwise: a ball, an L-shape, a box with holes.
 
 ``get(name)`` returns a registered problem; ``PROBLEMS`` lists them (``pdekit problems`` prints them).
@@ -24,8 +24,8 @@ from typing import Callable
 
 import torch
 
-from pdekit.autodiff import gradient_and_laplacian
-from pdekit.domains import Ball, Box, BoxWithHoles, Domain, LShape
+from pdekit.problems.autodiff import gradient_and_laplacian
+from pdekit.problems.domains import Ball, Box, BoxWithHoles, Domain, LShape
 from pdekit.errors import ConfigError
 
 Tensor = torch.Tensor
@@ -192,7 +192,7 @@ register(Problem("schrodinger-ball-5d", 5, ((-1.0, 1.0),) * 5,
 # The committor of a 2-D double well: X moves by dX = −∇U dt + √(2/β) dW, U = (x² − 1)² + 2y²;
 # q(x) = P(X reaches B (a ball around the right minimum) before A (around the left one)), i.e.
 # −β⁻¹Δq + ∇U·∇q = 0 in the box minus A and B, q = 0 on A, 1 on B, reflecting box faces.
-# No closed form: "exact" values come from a fine finite-difference solve (pdekit.reference_fd).
+# No closed form: "exact" values come from a fine finite-difference solve (pdekit.problems.reference).
 COMMITTOR_BETA, COMMITTOR_SPACING = 3.0, 0.005
 
 
@@ -205,7 +205,7 @@ _committor_cache = {}
 
 def _committor_reference(x: Tensor) -> Tensor:
     if "interpolant" not in _committor_cache:  # computed once per process (a few seconds)
-        from pdekit.reference_fd import GridInterpolant, solve_box_with_holes
+        from pdekit.problems.reference import GridInterpolant, solve_box_with_holes
 
         _committor_cache["interpolant"] = GridInterpolant(*solve_box_with_holes(PROBLEMS["committor-double-well-2d"],
                                                                                 COMMITTOR_SPACING))
@@ -219,7 +219,7 @@ register(Problem("committor-double-well-2d", 2, ((-1.8, 1.8), (-1.2, 1.2)), _com
                  boundary_fn=lambda x: (x[:, 0] > 0).to(x.dtype),
                  domain=BoxWithHoles(((-1.8, 1.8), (-1.2, 1.2)), [((-1.0, 0.0), 0.3), ((1.0, 0.0), 0.3)],
                                      box_faces_reflect=True),
-                 reference=f"finite differences, h = {COMMITTOR_SPACING:g} (pdekit.reference_fd)"))
+                 reference=f"finite differences, h = {COMMITTOR_SPACING:g} (pdekit.problems.reference)"))
 
 def get(name: str) -> Problem:
     """The registered problem ``name``; a one-line error naming the choices otherwise."""

@@ -8,7 +8,7 @@ types (None, bool, int, float, str and lists/dicts of them).
 
 A user extends the list deliberately, never through a file pdekit reads:
 
-* in Python: ``pdekit.registry.allow("my_package.MyNet")``;
+* in Python: ``pdekit.learning.registry.allow("my_package.MyNet")``;
 * for the command line: ``PDEKIT_ALLOW="my_package.MyNet,my_package.MyTask"`` in the environment.
 
 Model families add their task and network classes to :data:`LOADABLE` when they land.
@@ -23,16 +23,16 @@ from pdekit.errors import PdekitError
 
 LOADABLE = frozenset({
     # tasks (LightningModules)
-    "pdekit.tasks.OperatorLearning",
-    "pdekit.tasks.Autoregressive",
+    "pdekit.learning.tasks.OperatorLearning",
+    "pdekit.learning.tasks.Autoregressive",
     "models.dcdm.DCDM",
     "models.gp_hm.task.GPHM",
     "models.fkpinn.FKPINN",
     "models.npsolver.NPSolver",
     "models.multigrid.NeuralMultigrid",
     # data modules
-    "pdekit.datamodule.FieldDataModule",
-    "pdekit.problem_data.ProblemDataModule",
+    "pdekit.learning.datamodules.FieldDataModule",
+    "pdekit.learning.datamodules.ProblemDataModule",
     # networks
     "models.dcdm.DCDMNet",
     "models.unet.UNet",
@@ -62,6 +62,20 @@ def allowed() -> frozenset[str]:
     """Every class path pdekit may build now: its own, ``allow()``-ed and ``$PDEKIT_ALLOW``."""
     extra = {p.strip() for p in os.environ.get(ENVIRONMENT_VARIABLE, "").split(",") if p.strip()}
     return LOADABLE | _added | extra
+
+
+def resolve_moved(path: str) -> str:
+    """A class path written before pdekit was grouped by layer (``pdekit.tasks.OperatorLearning`` in an
+    old checkpoint or config) → its current path, with a warning naming it; other paths unchanged."""
+    from pdekit._moved import new_path
+
+    moved = new_path(path) if isinstance(path, str) else None
+    if moved is None:
+        return path
+    import warnings
+
+    warnings.warn(f"{path} moved to {moved}: write the new path in configs", FutureWarning, stacklevel=3)
+    return moved
 
 
 MAX_NESTING = 32  # a constructor argument nested deeper than this is not a setting but a tampered file
@@ -96,11 +110,12 @@ def load_class(path, base: type, what: str):
     for a path outside the list."""
     if not isinstance(path, str):
         raise NotAllowedError(f"{what} class path must be a string, got {type(path).__name__}")
+    path = resolve_moved(path)
     if path not in allowed():
         raise NotAllowedError(
             f"refusing to build {what} {path!r}: not in pdekit's allow-list of loadable classes "
             f"(to use a class of your own, allow it deliberately: {ENVIRONMENT_VARIABLE}={path} or "
-            f"pdekit.registry.allow({path!r}))")
+            f"pdekit.learning.registry.allow({path!r}))")
     module, _, name = path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)

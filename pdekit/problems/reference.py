@@ -15,7 +15,7 @@ import torch
 
 def solve_box_with_holes(problem, spacing: float):
     """(axes, values on the node grid) for a 2-D ``problem`` whose domain is a
-    :class:`pdekit.domains.BoxWithHoles` with reflecting box faces."""
+    :class:`pdekit.problems.domains.BoxWithHoles` with reflecting box faces."""
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 

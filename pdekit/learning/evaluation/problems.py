@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from pdekit.atomic import atomic_path
-from pdekit.autodiff import gradient_and_laplacian
+from pdekit.files.atomic import atomic_path
+from pdekit.problems.autodiff import gradient_and_laplacian
 from pdekit.problems import get
+from pdekit.files.figures import pyplot, save_figure
 
 TEST_SEED = 2**40  # held-out points: a stream no training step uses (FK-PINN logs train/rel_l2 on it too)
 
@@ -46,10 +47,7 @@ def evaluate_problem_solver(task, info: dict, out, *, device: str = "cpu", point
 
 
 def _figure(task, problem, x, prediction, exact, path, device):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if problem.dim == 1:
         (lo, hi), = problem.bounds
@@ -79,6 +77,4 @@ def _figure(task, problem, x, prediction, exact, path, device):
         ax.plot([float(exact.min()), float(exact.max())], [float(exact.min()), float(exact.max())], "k:", lw=0.8)
         ax.set(xlabel="exact", ylabel="prediction", title=f"{problem.name} (d = {problem.dim}): held-out points")
     fig.suptitle(f"{problem.name}: {problem.description}", fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=80)

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import torch
 
-from pdekit.atomic import atomic_path
+from pdekit.files.atomic import atomic_path
 from pdekit.grid import Grid
 from pdekit.operators import DiffusionOperator
 

@@ -10,7 +10,7 @@ One small interface, usable around any solve::
         omega = chooser.choose()                # or chooser.choose(context) for the contextual one
         cost = pcg(A, b, SSOR(A, omega)).iterations
         chooser.update(omega, cost)
-    chooser.save("omega.json")                  # and pdekit.tuning.load("omega.json") to go on
+    chooser.save("omega.json")                  # and pdekit.relaxation.load("omega.json") to go on
 
 :class:`TsallisINF` is the paper's bandit (Tsallis-INF, Zimmert & Seldin 2021, α = 1/2, with
 the reference's cost scaling); :class:`ContextualTsallisINF` keeps one per cell of a grid over
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pdekit.atomic import atomic_path
+from pdekit.files.atomic import atomic_path
 from pdekit.errors import ConfigError
 
 DEFAULT_ARMS = tuple(float(w) for w in np.round(np.linspace(1.0, 1.95, 20), 4))

@@ -85,9 +85,9 @@ def _lightning(argv) -> int:
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
     from pdekit.errors import PdekitError, os_error_message
-    from pdekit.fit import TrainingInterrupted, parser_error_line, run
+    from pdekit.learning.fit import TrainingInterrupted, parser_error_line, run
 
     named = (FileNotFoundError, DatasetFormatError, PdekitError, MisconfigurationException)
     try:
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from pdekit.quiet import quiet_third_party
+    from pdekit.learning.quiet import quiet_third_party
     from pdekit.resources import limit_threads
 
     from pdekit.errors import ConfigError
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
             return _fail(err)
         return _lightning(argv)
     args = build_parser().parse_args(argv)
-    from pdekit.data import DatasetFormatError
+    from pdekit.files.dataset import DatasetFormatError
     from pdekit.errors import PdekitError, os_error_message
 
     try:
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
 
 def _evaluate(args) -> int:
     from pdekit.errors import ConfigError
-    from pdekit.evaluate import main
+    from pdekit.learning.evaluation.fields import main
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")

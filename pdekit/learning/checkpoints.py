@@ -1,5 +1,5 @@
 """Trained checkpoints: rebuild the task they hold, reading them with ``weights_only=True`` and
-building only allow-listed classes (:mod:`pdekit.registry`) from plain-typed arguments."""
+building only allow-listed classes (:mod:`pdekit.learning.registry`) from plain-typed arguments."""
 from __future__ import annotations
 
 import re
@@ -10,7 +10,7 @@ import lightning as L
 import torch
 
 from pdekit.errors import PdekitError
-from pdekit.registry import check_plain, load_class
+from pdekit.learning.registry import check_plain, load_class
 
 
 class CheckpointError(PdekitError, ValueError):

@@ -5,8 +5,8 @@ any key can be overridden on the command line.
 pdekit's changes to LightningCLI: a checkpoint given by ``--ckpt_path`` supplies weights only
 (LightningCLI would also take the model's hyperparameters, class path included, from it) and is
 checked before training starts; the model's class path must be allow-listed
-(:mod:`pdekit.registry`); a parse error is one line naming the bad key; ``predict`` writes an
-HDF5 file (:mod:`pdekit.predict`).
+(:mod:`pdekit.learning.registry`); a parse error is one line naming the bad key; ``predict`` writes an
+HDF5 file (:mod:`pdekit.learning.predict`).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class PdekitCLI(LightningCLI):
         a checkpoint must never decide what code runs, so the config alone defines the model."""
 
     def before_instantiate_classes(self):
-        from pdekit.registry import load_class
+        from pdekit.learning.registry import load_class
 
         config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
         load_class(config.model.class_path, L.LightningModule, "model")
@@ -64,7 +64,7 @@ class PdekitCLI(LightningCLI):
         if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # Lightning's default writer
             self.trainer.strategy.checkpoint_io = umask_checkpoint_io()
         if subcommand == "predict":
-            from pdekit.predict import PredictionWriter
+            from pdekit.learning.predict import PredictionWriter
 
             path = self.config_init[subcommand].get("predictions") or \
                 Path(self.trainer.default_root_dir) / "predictions.h5"
@@ -109,7 +109,7 @@ def umask_checkpoint_io():
                 return super().save_checkpoint(checkpoint, path, storage_options)
             import torch
 
-            from pdekit.atomic import atomic_path
+            from pdekit.files.atomic import atomic_path
 
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path) as tmp:
@@ -208,7 +208,8 @@ def resume_command(argv: list[str]) -> str:
 def check_resume_checkpoint(path, model) -> None:
     """Refuse, in one line and before any work, a ``--ckpt_path`` that is missing, pickled,
     truncated, or holds another model's weights."""
-    from pdekit.checkpoints import CheckpointError, read_weights_only, weights_mismatch
+    from pdekit.learning.checkpoints import CheckpointError, read_weights_only, weights_mismatch
+    from pdekit.learning.registry import resolve_moved
 
     checkpoint = read_weights_only(path)
     state = checkpoint.get("state_dict")
@@ -217,7 +218,7 @@ def check_resume_checkpoint(path, model) -> None:
     record = checkpoint.get("pdekit") if isinstance(checkpoint.get("pdekit"), dict) else {}
     cls = type(model)
     name = f"{cls.__module__}.{cls.__qualname__}"
-    if record.get("task") not in (None, name):
+    if record.get("task") is not None and resolve_moved(record["task"]) != name:
         raise CheckpointError(f"{path} holds a {record['task']} model; the config builds a {name}")
     what = weights_mismatch(model.state_dict(), state)
     if what:
