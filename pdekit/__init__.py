@@ -8,13 +8,34 @@ subpackages: :mod:`pdekit.files` (HDF5 schemas and readers, atomic writes, figur
 numerical code).  The core imports none of the layers above it, nor ``models`` or ``datagen``.
 """
 from pdekit import _moved
-from pdekit.boundary import (ACTIVE, DIRICHLET, NEUMANN, BoundaryCondition, BoundaryConditions,
-                             Dirichlet, Neumann)
-from pdekit.errors import (GridMismatchError, IncompatibleRHSError, InvalidCoefficientError,
-                           NonFiniteError, PdekitError, SingularOperatorError)
-from pdekit.grid import Grid
-from pdekit.layout import Layout
-from pdekit.operators import DiffusionOperator
+
+# the public names, imported on first use: `pdekit --help` and `datagen --help` must not wait for torch
+_PUBLIC = {
+    "pdekit.boundary": ("ACTIVE", "DIRICHLET", "NEUMANN", "BoundaryCondition", "BoundaryConditions", "Dirichlet",
+                        "Neumann"),
+    "pdekit.errors": ("GridMismatchError", "IncompatibleRHSError", "InvalidCoefficientError", "NonFiniteError",
+                      "PdekitError", "SingularOperatorError"),
+    "pdekit.grid": ("Grid",),
+    "pdekit.layout": ("Layout",),
+    "pdekit.operators": ("DiffusionOperator",),
+}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        import importlib
+
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pdekit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))
+
 
 __version__ = "0.1.0"
 

@@ -5,6 +5,10 @@ class PdekitError(Exception):
     """Base class of pdekit's own errors."""
 
 
+class DatasetFormatError(ValueError):
+    """A file that is not a valid pdekit dataset (foreign, truncated, wrong version)."""
+
+
 class GridMismatchError(PdekitError, ValueError):
     """An array's shape does not fit the grid (or a tensor's shape the operator)."""
 

@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 import torch
 
+from pdekit.errors import DatasetFormatError  # noqa: F401 (raised here; imported from here by callers)
 from pdekit.files.atomic import atomic_path
 from pdekit.grid import Grid
 from pdekit.operators import DiffusionOperator
@@ -38,10 +39,6 @@ SCHEMA_VERSION = 1
 POISSON_FIELDS = ("a", "f", "u", "mask", "bc_type", "bc_value")
 POISSON_PER_SAMPLE = ("level", "seed", "solver_iterations", "solver_residual", "solve_seconds")
 POISSON_ATTRS = ("pde", "dim", "resolution", "spacing", "origin", "schema_version", "generator_version", "config")
-
-
-class DatasetFormatError(ValueError):
-    """A file that is not a valid pdekit dataset (foreign, truncated, wrong version)."""
 
 
 def validate_poisson(h5: h5py.File, name: str = "file") -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 def _info(_args) -> int:
@@ -39,6 +40,9 @@ def _check(args) -> int:
     from pdekit.krylov import pcg
     from pdekit.precond import AMG
 
+    from pdekit.resources import limit_threads
+
+    limit_threads()
     if args.resolution < 3:
         raise ConfigError(f"--resolution must be >= 3 (nodes per axis, boundary included), got {args.resolution}")
     if args.resolution > 4096:
@@ -82,6 +86,7 @@ LIGHTNING_COMMANDS = {
 def _lightning(argv) -> int:
     """``pdekit fit|validate|test|predict``: LightningCLI, with every error as one line."""
     import argparse as _argparse
+
 
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -168,30 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from pdekit.errors import ConfigError, quiet_hdf5_destructors
     from pdekit.learning.quiet import quiet_third_party
     from pdekit.resources import limit_threads
-
-    from pdekit.errors import ConfigError
-
-    from pdekit.errors import quiet_hdf5_destructors
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     quiet_third_party()
     quiet_hdf5_destructors()
     if argv and argv[0] in LIGHTNING_COMMANDS:
+        from pdekit.learning.configs import check_config_files
+
         try:
+            check_config_files(argv)  # before torch and Lightning load: a missing or broken config answers at once
             limit_threads()
-        except ConfigError as err:  # PDEKIT_THREADS / OMP_NUM_THREADS not a positive integer
+        except ConfigError as err:  # a bad config file, or PDEKIT_THREADS / OMP_NUM_THREADS not a positive integer
             return _fail(err)
         return _lightning(argv)
     args = build_parser().parse_args(argv)
-    from pdekit.files.dataset import DatasetFormatError
-    from pdekit.errors import PdekitError, os_error_message
+    from pdekit.errors import DatasetFormatError, PdekitError, os_error_message
 
     try:
-        if args.command in ("evaluate", "check"):
-            limit_threads()
-        return args.run(args)
+        return args.run(args)  # evaluate and check set torch's threads once their arguments are checked
     except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
         return _fail(err)
     except OSError as err:
@@ -200,12 +202,20 @@ def main(argv=None) -> int:
 
 def _evaluate(args) -> int:
     from pdekit.errors import ConfigError
-    from pdekit.learning.evaluation.fields import main
 
+    if not Path(args.ckpt).exists():  # before torch loads: a wrong path answers at once
+        raise FileNotFoundError(f"no such checkpoint: {args.ckpt}")
+    for path in args.data:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no such dataset: {path}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.steps is not None and (args.steps < 1 or not args.rollout):
         raise ConfigError(f"--steps needs --rollout and a value >= 1, got {args.steps}")
+    from pdekit.learning.evaluation.fields import main
+    from pdekit.resources import limit_threads
+
+    limit_threads()
     args.device = _check_device(args.device)
     return main(args)
 

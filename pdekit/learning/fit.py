@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
 
 from pdekit.errors import ConfigError
+from pdekit.learning.configs import check_config_files
 
 # where Lightning itself resolves a checkpoint; anything else names a file
 LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
@@ -223,32 +224,6 @@ def check_resume_checkpoint(path, model) -> None:
     what = weights_mismatch(model.state_dict(), state)
     if what:
         raise CheckpointError(f"{path}: its weights do not fit the configured model ({what})")
-
-
-def check_config_files(argv: list[str]) -> None:
-    """Read every ``--config``/``-c`` file with a safe YAML loader first, so a missing file or a
-    syntax error is reported in one line naming the file and line (jsonargparse would bury it
-    under the full usage text)."""
-    import yaml
-
-    from pdekit.errors import yaml_problem
-
-    paths = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--config", "-c")]
-    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-    for path in paths:
-        if Path(path).is_dir():
-            raise ConfigError(f"config {path} is a folder, not a YAML file")
-        try:
-            with open(path) as handle:
-                content = yaml.safe_load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"no such config file: {path}") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise ConfigError(f"cannot read config {path}: {getattr(err, 'strerror', None) or err}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
-        if content is not None and not isinstance(content, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings, not a {type(content).__name__}")
 
 
 _NOISE = ("Does not validate", "Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>")
