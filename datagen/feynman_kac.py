@@ -214,7 +214,7 @@ def label_samples(config: dict, indices, seeds, device: str = "cpu") -> list[dic
     in the domain from seed + k, with its label from ``paths`` walks."""
     from pdekit.problems import get
 
-    problem = get(config["problem"])
+    problem = get(config["problem"], deliberate=True)  # the run's own command named it
     points = torch.cat([problem.domain.sample_interior(1, torch.Generator().manual_seed(int(s))) for s in seeds])
     out = labels(problem, points.to(device), config["sampler"], int(config["paths"]),
                  [int(s) + WALK_SEED_OFFSET for s in seeds], epsilon=float(config["epsilon"]), dt=float(config["dt"]))

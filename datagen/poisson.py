@@ -11,13 +11,8 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse.linalg as spla
-import torch
 
 from datagen import levelspec
-from pdekit import BoundaryConditions, DiffusionOperator, Dirichlet, Grid, Neumann
-from pdekit.krylov import pcg
-from pdekit.precond import AMG, SSOR
 
 
 @dataclass(frozen=True)
@@ -174,6 +169,8 @@ def _mask(level, rng, coords, shape):
 def sample_problem(level, resolution: int, dim: int, seed: int):
     """(grid, coefficient, mask, bc, f) of one sample (``level``: a name or a :class:`Level`);
     deterministic in its arguments."""
+    from pdekit import BoundaryConditions, DiffusionOperator, Dirichlet, Grid, Neumann  # here: level errors answer fast
+
     level = resolve_level(level)
     rng = np.random.default_rng([seed, resolution, dim, zlib.crc32(level.name.encode())])
     shape = (resolution,) * dim
@@ -219,6 +216,13 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     ``omega`` (recorded in the sample), or always ``cg`` (unpreconditioned) or ``amg-pcg`` — the
     iterative ones make the recorded cost grow with difficulty, as in the usual data pipelines (a
     CG or SSOR-PCG solve that stalls above ``tol`` is finished by AMG-PCG, its time included)."""
+    import scipy.sparse.linalg as spla
+    import torch
+
+    from pdekit import DiffusionOperator
+    from pdekit.krylov import pcg
+    from pdekit.precond import AMG, SSOR
+
     level = resolve_level(level)
     t0 = time.perf_counter()
     grid, a, mask, bc, f = sample_problem(level, resolution, dim, seed)

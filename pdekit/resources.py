@@ -35,8 +35,9 @@ def _busy_elsewhere(samples: int = 5, pause: float = 0.02) -> int:
     return max(0, max(counts))
 
 
-def default_threads() -> int:
-    """``$PDEKIT_THREADS`` if set, else ``$OMP_NUM_THREADS`` if set, else the idle cores (>= 1)."""
+def thread_variable() -> int | None:
+    """``$PDEKIT_THREADS`` if set, else ``$OMP_NUM_THREADS`` if set, else None; a value that is not
+    a positive integer is a one-line ConfigError."""
     from pdekit.errors import ConfigError
 
     for name in (THREADS_VARIABLE, "OMP_NUM_THREADS"):
@@ -45,6 +46,14 @@ def default_threads() -> int:
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
             return int(value)
+    return None
+
+
+def default_threads() -> int:
+    """``$PDEKIT_THREADS`` if set, else ``$OMP_NUM_THREADS`` if set, else the idle cores (>= 1)."""
+    chosen = thread_variable()
+    if chosen is not None:
+        return chosen
     cpus = available_cpus()
     return max(1, min(cpus, cpus - _busy_elsewhere()))
 

@@ -33,9 +33,9 @@ def run_cli():
     import subprocess
     import sys
 
-    def run(argv, timeout=300):
+    def run(argv, timeout=300, env=None):
         exe = Path(sys.executable).parent / argv[0]
-        return subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([str(exe), *argv[1:]], capture_output=True, text=True, timeout=timeout, env=env)
 
     return run
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import datagen.cli
+from datagen import kinds
 from datagen import generators, runner
 from datagen.generators import config_for
 
@@ -22,14 +23,14 @@ CONFIG = config_for("poisson", "medium", 6, 16, seed=3, dim=2)
 
 def stop_at(monkeypatch, index, error):
     """Make sample ``index`` raise ``error`` (the samples before it are saved)."""
-    original = generators._generate
+    original = kinds.get("poisson").generate
 
     def generate(config, indices, seeds, progress=None, parts=None):
         if index in indices:
             raise error
         return original(config, indices, seeds, progress, parts)
 
-    monkeypatch.setattr(generators, "_generate", generate)
+    monkeypatch.setattr(kinds.get("poisson"), "generate", generate)
 
 
 def same(p, q):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import datagen.cli
+from datagen import kinds
 from pdekit import DiffusionOperator, Grid
 from pdekit.errors import ConfigError
 from pdekit.krylov import cg, pcg, sor
@@ -121,21 +122,20 @@ def test_state_round_trips_and_learning_goes_on_identically(tmp_path):
 
 
 def test_datagen_omega_auto_resumes_exactly(tmp_path, monkeypatch):
-    from datagen import generators
 
     monkeypatch.chdir(tmp_path)
     argv = ["poisson", "--level", "medium", "--n", "12", "--resolution", "24", "--solver", "ssor-pcg", "--quiet"]
     assert datagen.cli.main([*argv, "--out", "whole.h5"]) == 0
-    original = generators._generate
+    original = kinds.get("poisson").generate
 
     def stop_at_seven(config, indices, seeds, progress=None, parts=None):
         if 7 in indices:
             raise KeyboardInterrupt
         return original(config, indices, seeds, progress, parts)
 
-    monkeypatch.setattr(generators, "_generate", stop_at_seven)
+    monkeypatch.setattr(kinds.get("poisson"), "generate", stop_at_seven)
     assert datagen.cli.main([*argv, "--out", "resumed.h5"]) == 130
-    monkeypatch.setattr(generators, "_generate", original)
+    monkeypatch.setattr(kinds.get("poisson"), "generate", original)
     assert datagen.cli.main([*argv, "--out", "resumed.h5", "--resume"]) == 0
     with h5py.File("whole.h5") as a, h5py.File("resumed.h5") as b:
         assert np.array_equal(a["omega"][()], b["omega"][()])

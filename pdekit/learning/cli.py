@@ -40,7 +40,7 @@ def _check(args) -> int:
     from pdekit.krylov import pcg
     from pdekit.precond import AMG
 
-    from pdekit.resources import limit_threads
+    from pdekit.resources import limit_threads, thread_variable
 
     limit_threads()
     if args.resolution < 3:
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from pdekit.errors import ConfigError, quiet_hdf5_destructors
     from pdekit.learning.quiet import quiet_third_party
-    from pdekit.resources import limit_threads
+    from pdekit.resources import limit_threads, thread_variable
 
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     quiet_third_party()
@@ -184,6 +184,7 @@ def main(argv=None) -> int:
         from pdekit.learning.configs import check_config_files
 
         try:
+            thread_variable()  # the environment first: it concerns every command
             check_config_files(argv)  # before torch and Lightning load: a missing or broken config answers at once
             limit_threads()
         except ConfigError as err:  # a bad config file, or PDEKIT_THREADS / OMP_NUM_THREADS not a positive integer
@@ -193,7 +194,9 @@ def main(argv=None) -> int:
     from pdekit.errors import DatasetFormatError, PdekitError, os_error_message
 
     try:
-        return args.run(args)  # evaluate and check set torch's threads once their arguments are checked
+        if args.command in ("evaluate", "check"):
+            thread_variable()  # evaluate and check set torch's threads once their arguments are checked
+        return args.run(args)
     except (FileNotFoundError, DatasetFormatError, PdekitError) as err:
         return _fail(err)
     except OSError as err:
@@ -205,9 +208,6 @@ def _evaluate(args) -> int:
 
     if not Path(args.ckpt).exists():  # before torch loads: a wrong path answers at once
         raise FileNotFoundError(f"no such checkpoint: {args.ckpt}")
-    for path in args.data:
-        if not Path(path).exists():
-            raise FileNotFoundError(f"no such dataset: {path}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.steps is not None and (args.steps < 1 or not args.rollout):

@@ -37,6 +37,30 @@ class PdekitCLI(LightningCLI):
                                   compute_fn=lambda data, a=attribute: getattr(data, a), apply_on="instantiate")
         parser.add_argument("--predictions", default=None,
                             help="predict: the HDF5 file to write (default: <trainer.default_root_dir>/predictions.h5)")
+        # one run folder: checkpoints in <trainer.default_root_dir>/checkpoints (last.ckpt always), logs in
+        # <trainer.default_root_dir>/logs, so `--trainer.default_root_dir runs/other` moves everything
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True})
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=checkpoint_folder)
+
+    def instantiate_trainer(self, **kwargs):
+        """The trainer with pdekit's run-folder defaults: the ``checkpoint`` callback (unless a config
+        lists a ModelCheckpoint of its own in ``trainer.callbacks``, as configs written before it did,
+        or turns checkpointing off)
+        and a CSV logger in ``<default_root_dir>/logs`` where ``trainer.logger`` is left at its default."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+        from lightning.pytorch.loggers import CSVLogger
+
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        own = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        extra = [] if own or config.get("enable_checkpointing") is False else [self._get(self.config_init, "checkpoint")]
+        if config.get("logger") in (None, True) and config.get("default_root_dir"):
+            config["logger"] = CSVLogger(save_dir=config["default_root_dir"], name="logs")
+        return self._instantiate_trainer(config, extra)
 
     def _parse_ckpt_path(self):
         """Lightning would take the model's hyperparameters (and class path) from the checkpoint:
@@ -71,6 +95,11 @@ class PdekitCLI(LightningCLI):
                 Path(self.trainer.default_root_dir) / "predictions.h5"
             self.trainer.callbacks.append(PredictionWriter(path))
         super()._run_subcommand(subcommand)
+
+
+def checkpoint_folder(root_dir) -> str | None:
+    """Where a run's checkpoints go: ``<trainer.default_root_dir>/checkpoints``."""
+    return None if root_dir is None else str(Path(root_dir) / "checkpoints")
 
 
 def _checkpoint_folders(trainer) -> list[Path]:

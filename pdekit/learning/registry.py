@@ -53,8 +53,8 @@ class NotAllowedError(PdekitError, ValueError):
 def allow(*paths: str) -> None:
     """Add class paths (``module.Class``) to the allow-list of this process."""
     for path in paths:
-        if not isinstance(path, str) or "." not in path:
-            raise ValueError(f"allow() takes class paths like 'package.module.Class', got {path!r}")
+        if not isinstance(path, str) or ("." not in path and ":" not in path):
+            raise ValueError(f"allow() takes class paths like 'package.module.Class' (or module:object), got {path!r}")
         _added.add(path)
 
 
@@ -103,6 +103,27 @@ def check_plain(value, where: str, depth: int = 0) -> None:
         return
     raise NotAllowedError(f"{where} holds a {type(value).__name__}; only plain values (numbers, strings, "
                           "lists, mappings) are accepted as constructor arguments")
+
+
+def import_object(spec: str, where: str):
+    """The object ``module:name`` (``my_package.problems:SQUARE``; ``name`` may be dotted) — how a user
+    names code of their own on a command line, in a config or in the environment, deliberately.  A
+    file pdekit reads (a checkpoint, a dataset) never gets to name one."""
+    if not isinstance(spec, str):
+        raise NotAllowedError(f"{where}: expected module:object, got {type(spec).__name__}")
+    module, sep, name = spec.partition(":")
+    if not sep or not module or not name:
+        raise NotAllowedError(f"{where}: {spec!r} must look like module:object (e.g. my_package.problems:SQUARE)")
+    try:
+        value = importlib.import_module(module)
+    except ImportError as err:
+        raise NotAllowedError(f"{where}: cannot import module {module!r} ({err})") from None
+    for part in name.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise NotAllowedError(f"{where}: module {module!r} has no {name!r}") from None
+    return value
 
 
 def load_class(path, base: type, what: str):

@@ -19,7 +19,7 @@ otherwise: a ball, an L-shape, a box with holes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -221,8 +221,26 @@ register(Problem("committor-double-well-2d", 2, ((-1.8, 1.8), (-1.2, 1.2)), _com
                                      box_faces_reflect=True),
                  reference=f"finite differences, h = {COMMITTOR_SPACING:g} (pdekit.problems.reference)"))
 
-def get(name: str) -> Problem:
-    """The registered problem ``name``; a one-line error naming the choices otherwise."""
-    if not isinstance(name, str) or name not in PROBLEMS:
-        raise ConfigError(f"unknown problem {name!r}; choose from {', '.join(sorted(PROBLEMS))}")
-    return PROBLEMS[name]
+def get(name: str, *, deliberate: bool = False) -> Problem:
+    """The registered problem ``name``, or a problem of your own named ``module:object`` (a
+    :class:`Problem` instance in your module; its name in files becomes ``module:object``, so
+    whatever reads it back finds it again).
+
+    Importing a module runs its code, so a ``module:object`` name is imported only when it was given
+    deliberately: ``deliberate=True`` (typed on a command line, passed in Python) or allow-listed
+    (``PDEKIT_ALLOW=module:object`` or :func:`pdekit.learning.registry.allow`), as for a network of
+    your own; a name read from a checkpoint or a config file is neither.  One-line errors otherwise."""
+    if isinstance(name, str) and name in PROBLEMS:
+        return PROBLEMS[name]
+    if not isinstance(name, str) or ":" not in name:
+        raise ConfigError(f"unknown problem {name!r}; choose from {', '.join(sorted(PROBLEMS))} or name your own "
+                          "as module:object")
+    from pdekit.learning.registry import ENVIRONMENT_VARIABLE, allowed, import_object
+
+    if not deliberate and name not in allowed():
+        raise ConfigError(f"refusing to import problem {name!r}: name your own problem deliberately "
+                          f"({ENVIRONMENT_VARIABLE}={name}, or pdekit.learning.registry.allow({name!r}))")
+    problem = import_object(name, "problem")
+    if not isinstance(problem, Problem):
+        raise ConfigError(f"problem {name!r} is a {type(problem).__name__}, not a pdekit.problems.Problem")
+    return problem if problem.name == name else replace(problem, name=name)
