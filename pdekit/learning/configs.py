@@ -1,5 +1,7 @@
 """Config files of ``pdekit fit``: read with a safe YAML loader before LightningCLI (and torch) load,
-so a missing file or a syntax error is one line, at once."""
+so a missing file or a syntax error is one line, at once; and composed: a config that says
+``include: trainer.yaml`` (a path relative to it) is read on top of that file, as if both were given
+with ``--config`` in that order."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +35,36 @@ def check_config_files(argv: list[str], _depth: int = 0) -> None:
             raise ConfigError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
         if content is not None and not isinstance(content, dict):
             raise ConfigError(f"{path} must hold a mapping of settings, not a {type(content).__name__}")
-        included = (content or {}).get("config")  # a config composed on a shared one (relative to this file)
+        if isinstance(content, dict) and "config" in content:
+            raise ConfigError(f"{path}: write `include: FILE` to build on another config (a `config:` key loses "
+                              "the included file's trainer settings)")
+        included = (content or {}).get("include")
         if included is not None:
             if not isinstance(included, str):
-                raise ConfigError(f"{path}: config must name one YAML file, got {included!r}")
+                raise ConfigError(f"{path}: include must name one YAML file, got {included!r}")
             check_config_files(["--config", str(Path(path).parent / included)], _depth + 1)
+
+
+def expand_includes(argv: list[str]) -> list[str]:
+    """``--config main.yaml`` with ``include: base.yaml`` in it → ``--config base.yaml --config main.yaml``
+    (recursively; later files override earlier ones key by key)."""
+    import yaml
+
+    def chain(path: Path, depth: int = 0) -> list[str]:
+        content = yaml.safe_load(path.read_text()) or {}
+        included = content.get("include") if isinstance(content, dict) else None
+        before = chain(path.parent / included, depth + 1) if included and depth < 8 else []
+        return [*before, "--config", str(path)]
+
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in ("--config", "-c") and i + 1 < len(argv):
+            out += chain(Path(argv[i + 1]))
+            i += 2
+        elif argv[i].startswith("--config="):
+            out += chain(Path(argv[i].split("=", 1)[1]))
+            i += 1
+        else:
+            out.append(argv[i])
+            i += 1
+    return out

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningCLI
 
 from pdekit.errors import ConfigError
-from pdekit.learning.configs import check_config_files
+from pdekit.learning.configs import check_config_files, expand_includes
 
 # where Lightning itself resolves a checkpoint; anything else names a file
 LIGHTNING_CKPT_ALIASES = ("last", "best", "hpc", "registry")
@@ -35,6 +35,8 @@ class PdekitCLI(LightningCLI):
         for attribute in ("in_channels", "out_channels", "dim"):
             parser.link_arguments("data", f"model.init_args.{attribute}",
                                   compute_fn=lambda data, a=attribute: getattr(data, a), apply_on="instantiate")
+        parser.add_argument("--include", default=None,
+                            help="in a config file: another config this one builds on (relative path; read first)")
         parser.add_argument("--predictions", default=None,
                             help="predict: the HDF5 file to write (default: <trainer.default_root_dir>/predictions.h5)")
         # one run folder: checkpoints in <trainer.default_root_dir>/checkpoints (last.ckpt always), logs in
@@ -70,6 +72,7 @@ class PdekitCLI(LightningCLI):
         from pdekit.learning.registry import load_class
 
         config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        config.include = None  # already read in; the run's saved config.yaml is complete without it
         load_class(config.model.class_path, L.LightningModule, "model")
         if config.get("data") is not None and getattr(config.data, "class_path", None):
             load_class(config.data.class_path, L.LightningDataModule, "data")
@@ -282,6 +285,10 @@ def parser_error_line(message: str) -> str:
 def run(argv: list[str]) -> None:
     user_argv = list(argv)
     check_config_files(argv)
+    if any(a.startswith("--checkpoint.dirpath") for a in argv):
+        raise ConfigError("checkpoint.dirpath follows trainer.default_root_dir (<root>/checkpoints): set "
+                          "--trainer.default_root_dir to move the run, checkpoints and logs together")
+    argv = expand_includes(argv)
     if not any(a.startswith("--weights_only") for a in argv):
         # checkpoints given by --ckpt_path are read with weights_only=True, explicitly
         argv = [argv[0], "--weights_only", "true", *argv[1:]]
