@@ -30,9 +30,9 @@ demo: $(STAMP)
 	@echo "demo done: metrics $(DEMO)/evaluation/metrics.json, figures $(DEMO)/evaluation/*.png, training log $(DEMO)/logs"
 
 bench: $(STAMP)
-	$(PY) experiments/bench_krylov.py --out experiments/results/bench_krylov.json
-	$(PY) experiments/bench_datagen.py --out experiments/results/bench_datagen.json
-	$(PY) experiments/bench_navier_stokes.py --out experiments/results/bench_navier_stokes.json
+	$(PY) -m experiments.benchmarks.bench_krylov --out experiments/results/bench_krylov.json
+	$(PY) -m experiments.benchmarks.bench_datagen --out experiments/results/bench_datagen.json
+	$(PY) -m experiments.benchmarks.bench_navier_stokes --out experiments/results/bench_navier_stokes.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache experiments/results

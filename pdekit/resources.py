@@ -2,7 +2,7 @@
 
 Threads: torch's default pool takes every core and spins while it waits, so beside another
 CPU-heavy process both slow down many times over (measured in
-``experiments/bench_training.py --contention``).  ``pdekit fit|validate|test|predict``,
+``experiments/benchmarks/bench_training.py --contention``).  ``pdekit fit|validate|test|predict``,
 ``evaluate`` and ``check`` therefore size the pool from the cores that are idle when they start:
 ``threads = cores - (other runnable threads)``, at least 1.  ``PDEKIT_THREADS=N`` sets it
 explicitly (``OMP_NUM_THREADS`` is respected as well).

@@ -1,12 +1,20 @@
 """The scripts under experiments/ are user-facing: a bad flag is one line naming it, exit status 2,
 no traceback, and nothing written (run as a user runs them, in a fresh working folder)."""
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-EXPERIMENTS = Path(__file__).parent.parent / "experiments"
+ROOT = Path(__file__).parent.parent
+
+
+def module_of(script: str) -> str:
+    """``bench_krylov.py`` → ``experiments.benchmarks.bench_krylov`` (how the scripts are run)."""
+    folder = "benchmarks" if script.startswith("bench_") else "studies"
+    assert (ROOT / "experiments" / folder / script).is_file(), script
+    return f"experiments.{folder}.{script[:-3]}"
 
 CASES = [
     ("bench_preconditioners.py", ["--grids", "bogus"], "--grids: unknown bogus"),
@@ -38,8 +46,9 @@ CASES = [
 def test_experiment_scripts_refuse_bad_flags_in_one_line(tmp_path, script, args, message):
     (tmp_path / "cfg.yaml").write_text("a: 1\n")
     before = sorted(p.name for p in tmp_path.iterdir())
-    done = subprocess.run([sys.executable, str(EXPERIMENTS / script), *args], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # as from the repository root, but writing nowhere near it
+    done = subprocess.run([sys.executable, "-m", module_of(script), *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, env=env)
     errors = [line for line in done.stderr.splitlines() if ": error:" in line]
     assert done.returncode == 2, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and len(errors) == 1, done.stderr[-2000:]

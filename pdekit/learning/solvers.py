@@ -6,7 +6,7 @@ A trained solver's prediction as the initial guess of a Krylov solve (pdekit's o
 Any checkpoint that predicts ``u`` from a Poisson problem works: NPSolver, and operator-learning
 models (FNO, TFNO, U-Net, LSM) trained on ``[a, f, mask] → u``.  The guess costs one forward pass;
 what it saves is the iterations from the zero guess down to the network's own error (measured in
-``experiments/bench_npsolver.py``)::
+``experiments/benchmarks/bench_npsolver.py``)::
 
     op = DiffusionOperator.from_arrays(grid, a, bc_type, bc_value)
     b = op.rhs(f)

@@ -11,11 +11,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pdekit.files.atomic import atomic_path
-from pdekit.learning.checkpoints import CheckpointError, load_task
 from pdekit.files.dataset import grid_of, levels_in, open_dataset, open_poisson
+from pdekit.files.figures import pyplot, save_figure
+from pdekit.learning.checkpoints import CheckpointError, load_task
 from pdekit.learning.datamodules import FieldSamples, TimeSeriesWindows
 from pdekit.learning.evaluation.metrics import poisson_relative_residual, relative_l2
-from pdekit.files.figures import pyplot, save_figure
 
 
 def check_data(info: dict, path) -> None:

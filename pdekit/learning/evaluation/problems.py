@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 
 from pdekit.files.atomic import atomic_path
-from pdekit.problems.autodiff import gradient_and_laplacian
-from pdekit.problems import get
 from pdekit.files.figures import pyplot, save_figure
+from pdekit.problems import get
+from pdekit.problems.autodiff import gradient_and_laplacian
 
 TEST_SEED = 2**40  # held-out points: a stream no training step uses (FK-PINN logs train/rel_l2 on it too)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pdekit.learning.evaluation import rollout_metrics as rm
 from pdekit.files.dataset import levels_in, open_dataset
-from pdekit.learning.datamodules import TimeSeriesWindows
 from pdekit.files.figures import pyplot
+from pdekit.learning.datamodules import TimeSeriesWindows
+from pdekit.learning.evaluation import rollout_metrics as rm
 
 THRESHOLDS = (0.8, 0.9, 0.95)
 BOUND_FACTOR = 100.0

@@ -2,7 +2,7 @@
 against the grid size, with the Kronecker algebra vs a dense GP on the same points (the dense
 prior factorises the full N×N covariance; run only while it fits), in 2-D and 3-D.
 
-    python experiments/bench_gp_hm.py [--sizes2d 25,50,100,200,400,800] [--sizes3d 10,20,40] [--dense-max 4096]
+    python -m experiments.benchmarks.bench_gp_hm [--sizes2d 25,50,100,200,400,800] [--sizes3d 10,20,40] [--dense-max 4096]
         [--out results.json] [--plot scaling.png]
 """
 from __future__ import annotations
@@ -13,11 +13,10 @@ import time
 
 import torch
 
-from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
-
+from experiments.common import print_table, save_figure, write_json
 from models.gp_hm.solver import GridGP
-from pdekit.problems import get
 from pdekit.files.figures import pyplot
+from pdekit.problems import get
 
 
 def dense_prior(gp: GridGP):
@@ -106,6 +105,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

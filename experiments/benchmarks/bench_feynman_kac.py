@@ -6,7 +6,7 @@ Columns: rms error = √mean (label − exact)² over the points; mean stderr = 
 Carlo standard error; z rms = √mean ((label − exact)/stderr)², which is ≈ 1 for an unbiased sampler
 and grows with the number of paths when a bias (Euler–Maruyama's exit overshoot) dominates.
 
-    python experiments/bench_feynman_kac.py [--dims 2,5,10] [--paths 100,400,1600] [--points 8]
+    python -m experiments.benchmarks.bench_feynman_kac [--dims 2,5,10] [--paths 100,400,1600] [--points 8]
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results_io import print_table, refuse, write_json  # experiments/ is on sys.path when run as a script
-
 from datagen.feynman_kac import labels
+from experiments.common import print_table, refuse, write_json
 from pdekit.problems import get
 
 
@@ -63,6 +62,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

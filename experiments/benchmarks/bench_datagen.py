@@ -5,7 +5,7 @@
    as shares of the summed time.
 2. Scaling: the same run with --workers 1 and --workers 2.
 
-    python experiments/bench_datagen.py [--small] [--out results.json]
+    python -m experiments.benchmarks.bench_datagen [--small] [--out results.json]
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ import platform
 import tempfile
 from pathlib import Path
 
-from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
-
-from datagen.poisson import LEVELS
 from datagen import generators, runner
+from datagen.poisson import LEVELS
+from experiments.common import print_table, write_json
 
 
 def config_for(level, n, resolution, dim, seed=0):
@@ -72,6 +71,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -11,8 +11,8 @@ sampler and batch size, lazy HDF5 reads) and number of steps; the Lightning run 
 `pdekit fit` has (CSV logger, per-step metrics and throughput logging, NaN check, an end-of-epoch
 checkpoint), validation off.  The first epoch is a warm-up and not timed.
 
-    python experiments/bench_training.py [--small] [--device cuda] [--out results.json]
-    python experiments/bench_training.py --contention [--out results.json]
+    python -m experiments.benchmarks.bench_training [--small] [--device cuda] [--out results.json]
+    python -m experiments.benchmarks.bench_training --contention [--out results.json]
 """
 from __future__ import annotations
 
@@ -28,10 +28,9 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from results_io import print_table, write_json  # experiments/ is on sys.path when run as a script
-
 from datagen import runner
 from datagen.generators import config_for
+from experiments.common import print_table, write_json
 from pdekit.learning.datamodules import FieldDataModule
 from pdekit.learning.tasks import OperatorLearning
 
@@ -108,9 +107,10 @@ def _measure(path, threads: str, competing: bool) -> float:
     rival = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if competing else None
     try:
         time.sleep(2 if competing else 0)  # let the rival's pool spin up
-        out = subprocess.run([sys.executable, __file__, "--worker", str(path),
+        out = subprocess.run([sys.executable, "-m", "experiments.benchmarks.bench_training", "--worker", str(path),
                               "--threads", "none" if threads == "torch default" else "pdekit"],
-                             env=env, capture_output=True, text=True, check=True)
+                             env=env, capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[2])  # the repository root: -m finds experiments
     finally:
         if rival is not None:
             rival.kill()
@@ -170,6 +170,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

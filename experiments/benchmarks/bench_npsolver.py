@@ -10,7 +10,7 @@ hard levels at 64², 128², 256², with the network trained at 64² applied unch
 * **warm start**: CG and AMG-PCG iterations and seconds to 1e-6 and 1e-8 from zero and from the
   network's guess (:func:`pdekit.learning.solvers.initial_guess`, energy-scaled; forward time included).
 
-    python experiments/bench_npsolver.py --ckpt runs/npsolver_study/pcg/checkpoints/last.ckpt [--samples 3]
+    python -m experiments.benchmarks.bench_npsolver --ckpt runs/npsolver_study/pcg/checkpoints/last.ckpt [--samples 3]
         [--sizes 64,128,256] [--levels medium,hard] [--device cpu] [--out results.json]
 """
 from __future__ import annotations
@@ -23,14 +23,14 @@ import time
 import numpy as np
 import scipy.sparse.linalg as spla
 import torch
-from results_io import print_table, write_json
 
 from datagen.poisson import sample_problem
+from experiments.common import print_table, write_json
 from pdekit import DiffusionOperator
-from pdekit.learning.checkpoints import load_task
 from pdekit.krylov import pcg
-from pdekit.precond import AMG
+from pdekit.learning.checkpoints import load_task
 from pdekit.learning.solvers import initial_guess
+from pdekit.precond import AMG
 
 
 def timed(fn, device="cpu"):
@@ -126,6 +126,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

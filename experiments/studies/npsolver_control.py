@@ -15,7 +15,7 @@ possible: minimise  ½‖c‖² + μ mean(relu(u − u_max)²)  by gradient desc
 
 Writes results.json and control.png under --out.
 
-    python experiments/npsolver_control.py [--resolution 32] [--steps 1500] [--threshold 0.6] [--penalty 1e5] [--iterations 1000]
+    python -m experiments.studies.npsolver_control [--resolution 32] [--steps 1500] [--threshold 0.6] [--penalty 1e5] [--iterations 1000]
 """
 from __future__ import annotations
 
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_io import print_table, save_figure, write_json
 
+from experiments.common import print_table, save_figure, write_json
 from models.npsolver import NPSolver
 from pdekit.boundary import ACTIVE, DIRICHLET
+from pdekit.files.figures import pyplot
 from pdekit.grid import Grid
 from pdekit.krylov import pcg
 from pdekit.operators import DiffusionOperator
 from pdekit.precond import AMG
-from pdekit.files.figures import pyplot
 
 MODES = 6
 
@@ -208,6 +208,6 @@ def figure(grid, f, true, claimed, c_surrogate, c_exact, u_max, path):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -17,25 +17,33 @@ geometries: 64² (seed 100000, 50 per level), 128² (seed 200000, 20 per level: 
 A 3-D row trains (a) and (c) on the medium level at 16³ (400 samples) and tests at 16³ and 32³.
 Writes results.json, learning_curves.png (validation relative L2 vs step) under --out.
 
-    python experiments/npsolver_study.py [--steps 600] [--arms pcg,residual,supervised,pcg-backprop,pcg-amg]
+    python -m experiments.studies.npsolver_study [--steps 600] [--arms pcg,residual,supervised,pcg-backprop,pcg-amg]
         [--arms-3d pcg,supervised] [--steps-3d 600]
 """
 from __future__ import annotations
-
-from pdekit.files.figures import pyplot
 
 import argparse
 import csv
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 
-import yaml
-from results_io import enter_base, print_table, save_figure, write_json
+from experiments.common import (
+    FitFailed,
+    derive_config,
+    enter_base,
+    fit,
+    last_checkpoint,
+    make_data,
+    metrics_csv,
+    parse_list,
+    print_table,
+    pyplot,
+    save_figure,
+    write_json,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 ARMS = {"pcg": {"loss": "pcg"}, "residual": {"loss": "residual"}, "supervised": {"loss": "supervised"},
         "pcg-backprop": {"loss": "pcg", "stop_gradient": False}, "pcg-amg": {"loss": "pcg", "inner": "amg"}}
 DATA_2D = [("medium_64", "medium", 64, 800, 0, 2), ("hard_64", "hard", 64, 800, 0, 2),
@@ -45,44 +53,29 @@ DATA_3D = [("medium_3d_16", "medium", 16, 400, 0, 3), ("medium_3d_16_test", "med
            ("medium_3d_32_test", "medium", 32, 10, 200000, 3)]
 
 
-def make_data(data: Path, specs) -> None:
-    import datagen.cli
-
+def make_files(data: Path, specs) -> None:
     for name, level, n, count, seed, dim in specs:
-        path = data / f"{name}.h5"
-        if not path.exists():
-            code = datagen.cli.main(["poisson", "--level", level, "--resolution", str(n), "--n", str(count), "--seed",
-                                     str(seed), "--dim", str(dim), "--out", str(path), "--quiet"])
-            assert code == 0, f"datagen failed for {name}"
-
-
-def arm_config(name: str, overrides: dict, files: list[Path], steps: int, run: Path) -> Path:
-    config = yaml.safe_load((ROOT / "experiments/configs/npsolver_small.yaml").read_text())
-    trainer = config["trainer"]
-    trainer.update({"max_epochs": 1000, "max_steps": steps, "default_root_dir": str(run), "val_check_interval": 50,
-                    "check_val_every_n_epoch": None, "limit_val_batches": 5, "enable_progress_bar": False,
-                    "log_every_n_steps": 25})
-    trainer["logger"]["init_args"] = {"save_dir": str(run), "name": "logs", "version": 0}
-    trainer["callbacks"][0]["init_args"]["dirpath"] = str(run / "checkpoints")
-    config["model"]["init_args"].update(overrides)
-    config["data"]["init_args"]["files"] = [str(f) for f in files]
-    path = run / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+        make_data(data / f"{name}.h5", ["poisson", "--level", level, "--resolution", n, "--n", count, "--seed", seed,
+                                        "--dim", dim])
 
 
 def train(name, overrides, files, steps, run: Path) -> dict:
-    import pdekit.learning.cli
-
     shutil.rmtree(run, ignore_errors=True)
-    run.mkdir(parents=True)
-    config = arm_config(name, overrides, files, steps, run)
-    sys.argv = ["pdekit"]
+    config = derive_config("npsolver_small", run, {
+        "trainer": {"max_epochs": 1000, "max_steps": steps, "val_check_interval": 50, "check_val_every_n_epoch": None,
+                    "limit_val_batches": 5, "enable_progress_bar": False, "log_every_n_steps": 25},
+        "model": {"init_args": overrides}, "data": {"init_args": {"files": [str(f) for f in files]}}},
+        note=f"NPSolver study arm {name}")
     start = time.perf_counter()
-    code = pdekit.learning.cli.main(["fit", "--config", str(config)])
+    try:
+        fit(config)
+        code = 0
+    except FitFailed as err:  # an arm may diverge: recorded, the others still run
+        print(f"{name}: {err}", flush=True)
+        code = 1
     seconds = time.perf_counter() - start
     curve = []
-    metrics = run / "logs/version_0/metrics.csv"
+    metrics = metrics_csv(run)
     if metrics.exists():
         with metrics.open() as handle:
             for row in csv.DictReader(handle):
@@ -91,8 +84,7 @@ def train(name, overrides, files, steps, run: Path) -> dict:
     finite = [v for _, v in curve if math.isfinite(v)]
     # stable: finished, and the last validation error is not far above the best one seen
     stable = code == 0 and bool(finite) and len(finite) == len(curve) and finite[-1] <= 1.5 * min(finite)
-    return {"code": code, "seconds": seconds, "curve": curve, "stable": stable,
-            "checkpoint": run / "checkpoints/last.ckpt"}
+    return {"code": code, "seconds": seconds, "curve": curve, "stable": stable, "checkpoint": last_checkpoint(run)}
 
 
 def evaluate_files(ckpt: Path, files: list[Path], out: Path) -> dict:
@@ -112,10 +104,10 @@ def main():
     parser.add_argument("--out", default="experiments/results/npsolver_study")
     args = parser.parse_args()
     out, data = enter_base(args, "runs/npsolver/data")
-    make_data(data, DATA_2D + (DATA_3D if args.arms_3d else []))
+    make_files(data, DATA_2D + (DATA_3D if args.arms_3d else []))
     train_files = [data / "medium_64.h5", data / "hard_64.h5"]
     rows, curves = [], {}
-    for arm in [a for a in args.arms.split(",") if a]:
+    for arm in parse_list(args.arms, "--arms", choices=list(ARMS)):
         result = train(arm, ARMS[arm], train_files, args.steps, Path("runs/npsolver_study") / arm)
         curves[arm] = result["curve"]
         row = {"arm": arm, "train s": result["seconds"], "stable": result["stable"]}
@@ -132,7 +124,7 @@ def main():
         rows.append(row)
         print(row, flush=True)
     rows_3d = []
-    for arm in [a for a in args.arms_3d.split(",") if a]:
+    for arm in parse_list(args.arms_3d, "--arms-3d", choices=list(ARMS)):
         result = train(f"{arm}-3d", ARMS[arm], [data / "medium_3d_16.h5"], args.steps_3d,
                        Path("runs/npsolver_study") / f"{arm}-3d")
         curves[f"{arm} (3-D)"] = result["curve"]
@@ -189,6 +181,6 @@ def learning_curves(curves: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -12,25 +12,19 @@ budget (~1 M), each from its config in experiments/configs:
 Final relative L2 on held-out samples (new seeds; no selection on test data), next to the
 paper's numbers (85², 1000 training samples, 500 epochs, ~19 M-parameter LSM).
 
-    python experiments/lsm_study.py [--train 500] [--test 100] [--epochs 20] [--models lsm,unet,fno,tfno]
+    python -m experiments.studies.lsm_study [--train 500] [--test 100] [--epochs 20] [--models lsm,unet,fno,tfno]
 """
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
-import time
 from pathlib import Path
 
-from results_io import enter_base, print_table, write_json  # experiments/ is on sys.path when run as a script
+from experiments.common import CONFIGS, enter_base, fit, last_checkpoint, make_data, parse_list, print_table, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"lsm": 0.0065, "unet": 0.0080, "fno": 0.0108, "tfno": float("nan")}  # LSM paper, Darcy, relative L2
 
 
 def main():
-    import datagen.cli
-    import pdekit.learning.cli
     from pdekit.learning.checkpoints import load_task
     from pdekit.learning.evaluation.fields import evaluate
 
@@ -45,23 +39,15 @@ def main():
     args = parser.parse_args()
     out, data = enter_base(args, "runs/darcy")
     for name, n, seed in (("train", args.train, 0), ("test", args.test, 100000)):
-        path = data / f"{name}.h5"
-        if not path.exists():
-            assert datagen.cli.main(["poisson", "--level", "darcy", "--resolution", str(args.resolution), "--n", str(n),
-                                     "--seed", str(seed), "--out", str(path), "--quiet"]) == 0
+        make_data(data / f"{name}.h5", ["poisson", "--level", "darcy", "--resolution", args.resolution, "--n", n,
+                                        "--seed", seed])
     rows = []
-    for model in args.models.split(","):
+    for model in parse_list(args.models, "--models", choices=list(PAPER)):
         name = f"{model}_darcy"
         run = Path("runs") / name
-        shutil.rmtree(run / "checkpoints", ignore_errors=True)
-        sys.argv = ["pdekit"]
-        start = time.perf_counter()
-        code = pdekit.learning.cli.main(["fit", "--config", str(ROOT / f"experiments/configs/{name}.yaml"),
-                                "--trainer.max_epochs", str(args.epochs), "--trainer.enable_progress_bar", "false"])
-        seconds = time.perf_counter() - start
-        if code != 0:
-            raise SystemExit(f"{name}: pdekit fit failed")
-        ckpt = run / "checkpoints/last.ckpt"
+        seconds = fit(CONFIGS / f"{name}.yaml", "--trainer.max_epochs", args.epochs,
+                      "--trainer.enable_progress_bar", "false")
+        ckpt = last_checkpoint(run)
         metrics = evaluate(ckpt, [data / "test.h5"], out / model)
         task, _ = load_task(ckpt)
         rows.append({"model": model, "parameters": sum(p.numel() for p in task.net.parameters()),
@@ -74,6 +60,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

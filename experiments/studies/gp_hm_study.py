@@ -12,7 +12,7 @@ high-frequency and multi-scale problems (pdekit.problems), all on the same N col
 Final relative L2 on 300 equally spaced test points (never the minimum over evaluations); the
 learned frequencies (weights per component) go to a figure.
 
-    python experiments/gp_hm_study.py [--steps 15000] [--problems poisson-1d-sin100,poisson-1d-sin500,poisson-2d-multiscale]
+    python -m experiments.studies.gp_hm_study [--steps 15000] [--problems poisson-1d-sin100,poisson-1d-sin500,poisson-2d-multiscale]
 """
 from __future__ import annotations
 
@@ -24,12 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results_io import print_table, save_figure, write_json  # experiments/ is on sys.path when run as a script
-
+from experiments.common import print_table, save_figure, write_json
 from models.gp_hm.solver import GridGP, fit
-from pdekit.problems import get
 from pdekit.files.figures import pyplot
-
+from pdekit.problems import get
 
 # the reference's per-problem settings (its config/*.yaml): μ initialised on 0 … freq_scale, N points per axis
 REFERENCE = {"poisson-1d-sin100": (20, 400), "poisson-1d-xsin200": (40, 400), "poisson-1d-sin6cos100": (20, 400),
@@ -188,6 +186,6 @@ def _figure(learned, path):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -6,7 +6,7 @@
 2. Matrix-free torch operator apply vs scipy CSR matvec, single vector and batch of 32.
 3. Batched torch CG throughput per right-hand side vs scipy.sparse.linalg.cg one at a time.
 
-    python experiments/bench_krylov.py [--small] [--out results.json] [--device cuda]
+    python -m experiments.benchmarks.bench_krylov [--small] [--out results.json] [--device cuda]
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import numpy as np
 import scipy.sparse.linalg as spla
 import torch
 
-from results_io import write_json  # experiments/ is on sys.path when run as a script
-
+from experiments.common import write_json
 from pdekit import DiffusionOperator, Grid
 from pdekit.krylov import pcg
 from pdekit.precond import AMG, ILU, Jacobi
@@ -149,6 +148,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -18,11 +18,9 @@ of (system, ω), each strategy is then a replay on that table:
   channel, whose matrix is fixed), the
   instance-optimal ω (per-system minimum: the lower bound), and AMG-PCG (pyamg, same tolerance).
 
-    python experiments/learning_to_relax.py [--systems 500] [--resolution 24] [--out folder]
+    python -m experiments.studies.learning_to_relax [--systems 500] [--resolution 24] [--out folder]
 """
 from __future__ import annotations
-
-from pdekit.files.figures import pyplot
 
 import argparse
 import multiprocessing as mp
@@ -33,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from experiments.common import print_table, refuse, save_figure, write_json
+from pdekit.files.figures import pyplot
 
 ARMS = np.round(np.linspace(1.0, 1.95, 20), 4)
 COLORS = {"fixed omega = 1": "C0", "Tsallis-INF bandit": "C1", "contextual Tsallis-INF": "C2",
@@ -253,6 +252,6 @@ def figure(results, path):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

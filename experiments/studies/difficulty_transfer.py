@@ -21,7 +21,7 @@ sample: ``datagen cost`` prints it), the same model is trained with the same rec
 number of Adam steps for every set) for several seeds and evaluated, final model, on held-out
 **hard** samples.
 
-    python experiments/difficulty_transfer.py [--pde poisson|channel] [--budgets 5,12,25]
+    python -m experiments.studies.difficulty_transfer [--pde poisson|channel] [--budgets 5,12,25]
         [--mixes 1,0.5,0.25,0.1,0] [--seeds 0,1] [--solver cg] [--steps N] [--easier LEVEL]
 
 Budgets are given in hard-sample equivalents (5 = the recorded cost of 5 hard samples) and
@@ -32,21 +32,29 @@ curve) divided by the mix's budget, per seed.
 """
 from __future__ import annotations
 
-from pdekit.files.figures import pyplot
-
 import argparse
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from results_io import enter_base, print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
-
-ROOT = Path(__file__).resolve().parents[1]
+from experiments.common import (
+    CONFIGS,
+    derive_config,
+    enter_base,
+    fit,
+    last_checkpoint,
+    make_data,
+    parse_list,
+    print_table,
+    refuse,
+    save_figure,
+    write_json,
+)
+from pdekit.files.figures import pyplot
 
 
 @dataclass(frozen=True)
@@ -76,10 +84,10 @@ class Study:
 CHANNEL_HORIZON = (3.0, 0.2, 1.0)  # t_end, snapshot interval, warm-up (time units of H / U_max)
 STUDIES = {
     # Poisson 64²: easy (full box, a = 1) or medium vs hard (obstacles, contrast 1e3, Neumann faces)
-    "poisson": Study("poisson", "hard", "easy", ROOT / "experiments/configs/difficulty_transfer_fno.yaml", "rel_l2_mean", 64,
+    "poisson": Study("poisson", "hard", "easy", CONFIGS / "difficulty_transfer_fno.yaml", "rel_l2_mean", 64,
                      600, 100, 64),
     # channel flow at Re 100, 128x32: one circle vs 5-8 circles/rectangles/polygons (the geometry axis)
-    "channel": Study("channel", "hard-easy", "easy-easy", ROOT / "experiments/configs/difficulty_transfer_channel.yaml",
+    "channel": Study("channel", "hard-easy", "easy-easy", CONFIGS / "difficulty_transfer_channel.yaml",
                      "rollout_rel_l2_mean", 32, 300, 8, 8),
 }
 
@@ -88,7 +96,6 @@ def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: s
     """Pools for budgets up to ``budget`` hard-sample equivalents at every mix: hard first, then an
     easier pool sized from the measured cost ratio (regenerated larger when an earlier, smaller one is
     there: samples are pure functions of their seed, so the old pool is a prefix of the new)."""
-    import datagen.cli
     from datagen.cost import sample_costs
 
     paths = {"easier": folder / f"pool_{easier}.h5", "hard": folder / "pool_hard.h5", "test": folder / "test_hard.h5"}
@@ -96,11 +103,8 @@ def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: s
     def generate(name, level, n, seed, how):
         if paths[name].exists() and sample_costs(paths[name])[0].size >= n:
             return
-        argv = study.datagen_argv(level, n, seed, resolution, how, folder) + [
-            "--out", str(paths[name]), "--quiet", "--overwrite"]
-        print(f"generating datagen {' '.join(argv)}", flush=True)
-        if datagen.cli.main(argv) != 0:
-            raise SystemExit(f"datagen {' '.join(argv)} failed")
+        paths[name].unlink(missing_ok=True)  # a smaller pool of the same seeds: regenerated larger
+        make_data(paths[name], study.datagen_argv(level, n, seed, resolution, how, folder))
 
     generate("hard", study.hard, int(budget * 1.25) + 10, 0, solver)
     generate("test", study.hard, study.test, 1_000_000, "auto")  # the test set's cost is not budgeted
@@ -111,21 +115,15 @@ def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: s
 
 
 def train_and_test(study: Study, paths, counts, seed: int, steps: int, run: Path, out: Path) -> float:
-    import pdekit.learning.cli
     from pdekit.learning.evaluation.fields import evaluate
 
     shutil.rmtree(run, ignore_errors=True)
-    sys.argv = ["pdekit"]
-    code = pdekit.learning.cli.main(["fit", "--config", str(study.config), "--seed_everything", str(seed),
-                            "--trainer.max_steps", str(steps), "--trainer.default_root_dir", str(run),
-                            "--trainer.logger.init_args.save_dir", str(run),
-                            "--trainer.callbacks.init_args.dirpath", str(run / "checkpoints"),
-                            "--data.init_args.files", f"[{paths['easier']},{paths['hard']}]",
-                            "--data.init_args.counts", f"[{counts[0]},{counts[1]}]",
-                            "--data.init_args.seed", str(seed)])
-    if code != 0:
-        raise SystemExit(f"pdekit fit failed for counts {counts}, seed {seed}")
-    metrics = evaluate(run / "checkpoints/last.ckpt", [paths["test"]], out, figures=0)
+    config = derive_config(study.config, run, {
+        "seed_everything": seed, "trainer": {"max_steps": steps},
+        "data": {"init_args": {"files": [str(paths["easier"]), str(paths["hard"])], "counts": list(counts),
+                               "seed": seed}}})
+    fit(config)
+    metrics = evaluate(last_checkpoint(run), [paths["test"]], out, figures=0)
     return float(metrics["overall"][study.metric])
 
 
@@ -164,12 +162,9 @@ def main():
         refuse(f"--base {args.base} is not a folder")
     args.easier = args.easier or study.easier
     args.out = args.out or f"experiments/results/difficulty_transfer{suffix}"
-    try:
-        budgets = [float(b) for b in args.budgets.split(",")]
-        mixes = [float(m) for m in args.mixes.split(",")]
-        seeds = [int(s) for s in args.seeds.split(",")]
-    except ValueError:
-        refuse("--budgets, --mixes and --seeds are comma-separated numbers")
+    budgets = parse_list(args.budgets, "--budgets", float)
+    mixes = parse_list(args.mixes, "--mixes", float)
+    seeds = parse_list(args.seeds, "--seeds", int)
     if not (all(math.isfinite(b) and 0 < b <= 10_000 for b in budgets) and all(0 <= m <= 1 for m in mixes)
             and args.steps >= 1 and args.resolution >= 8):
         refuse("need budgets in (0, 10000], hard fractions in [0, 1], --steps >= 1 and --resolution >= 8")
@@ -246,6 +241,6 @@ def _figure(rows, mixes, path, args, what):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -17,7 +17,7 @@ instead times N systems in a row, each with a new geometry and coefficient (as i
 with moving boundaries, or a datagen run): total seconds of AMG-PCG (setup per system) vs the
 neural multigrid (kernels per system), at the first of ``--grids`` and ``--levels``.
 
-    python experiments/bench_preconditioners.py [--small] [--large] [--device cuda] [--networks dcdm,lsm,unet]
+    python -m experiments.benchmarks.bench_preconditioners [--small] [--large] [--device cuda] [--networks dcdm,lsm,unet]
         [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--npsolver file.ckpt] [--out results.json] [--plot convergence.png]
         [--multigrid file.ckpt] [--methods CG,AMG-PCG,PCG-nmg] [--sequence 50]
 """
@@ -33,18 +33,17 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from results_io import refuse, write_json  # experiments/ is on sys.path when run as a script
-
 from datagen.poisson import LEVELS, sample_problem
 from datagen.ritz import generate_ritz
+from experiments.common import refuse, write_json
 from models.dcdm import DCDM
 from pdekit import DiffusionOperator
 from pdekit.files.dataset import write_poisson
-from pdekit.learning.datamodules import FieldDataModule
+from pdekit.files.figures import pyplot, save_figure
 from pdekit.krylov import conjugate_directions, fcg, pcg
+from pdekit.learning.datamodules import FieldDataModule
 from pdekit.learning.solvers import load
 from pdekit.precond import AMG, ILU, ModulePreconditioner
-from pdekit.files.figures import pyplot, save_figure
 
 CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000,
         "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000, "PCG-gmg": 1000, "PCG-nmg": 1000}
@@ -176,8 +175,8 @@ def sequence(args):
 
 def check_arguments(args) -> None:
     """Bad values stop the run before any training or solving, in one line."""
-    from pdekit.learning.checkpoints import load_task
     from pdekit.errors import PdekitError
+    from pdekit.learning.checkpoints import load_task
 
     if args.sequence < 0:
         refuse(f"--sequence must be >= 0, got {args.sequence}")
@@ -334,6 +333,6 @@ def plot(results, path):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -5,8 +5,8 @@ steps/s and pressure-solve share, and the cost of one trajectory per difficulty 
 and front-back pressure difference per resolution with the observed order and Richardson
 extrapolation; 2D-2 (periodic shedding, Re 100) drag and lift maxima and Strouhal number.
 
-    python experiments/bench_navier_stokes.py [--small] [--device cuda] [--out results.json]
-    python experiments/bench_navier_stokes.py --cylinder [--cells 10,20,40] [--explicit-cells 10,20]
+    python -m experiments.benchmarks.bench_navier_stokes [--small] [--device cuda] [--out results.json]
+    python -m experiments.benchmarks.bench_navier_stokes --cylinder [--cells 10,20,40] [--explicit-cells 10,20]
                                               [--unsteady-cells 10,20] [--window T] [--out cylinder.json]
 
 Cost per level is extrapolated from a short run of every level (``--fraction`` of its simulated
@@ -27,15 +27,9 @@ from datagen.burgers import LEVELS as BURGERS_LEVELS
 from datagen.navier_stokes import OBSTACLE_LEVELS, PERIODIC_LEVELS, draw_obstacles
 from datagen.ns_channel import ChannelFlow
 from datagen.ns_channel_run import simulate as simulate_channel
-from datagen.ns_periodic import Forcing, gaussian_random_field, simulate as simulate_periodic
-
-try:
-    from results_io import print_table, refuse, write_json
-except ImportError:  # run from elsewhere
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from results_io import print_table, refuse, write_json
+from datagen.ns_periodic import Forcing, gaussian_random_field
+from datagen.ns_periodic import simulate as simulate_periodic
+from experiments.common import print_table, refuse, write_json
 
 
 def _sync(device):
@@ -101,9 +95,10 @@ def channel_table(grids, device, steps):
 
 def level_costs(fraction, device):
     """Seconds per trajectory for every level, with one torch thread as `datagen` runs them."""
+    from dataclasses import replace
+
     from datagen.burgers import burgers_samples
     from datagen.navier_stokes import obstacle_sample, periodic_samples
-    from dataclasses import replace
 
     rows = []
     threads = torch.get_num_threads()
@@ -135,7 +130,7 @@ def level_costs(fraction, device):
     return rows
 
 
-SPECS = Path(__file__).parent / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "specs"
 # Schäfer & Turek (1996) reference intervals
 REFERENCE_2D1 = {"drag": (5.57, 5.59), "lift": (0.0104, 0.0110), "dp": (0.1172, 0.1176)}
 REFERENCE_2D2 = {"drag_max": (3.22, 3.24), "lift_max": (0.99, 1.01), "strouhal": (0.295, 0.305)}
@@ -284,6 +279,6 @@ def main():
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

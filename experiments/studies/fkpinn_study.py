@@ -4,7 +4,7 @@ and label counts, same network, steps and collocation; the labels' generation ti
 problems a pdekit finite-difference grid solve for comparison; and the conditioning of the
 Gauss–Newton matrix JᵀJ of the stacked residuals of a small network with and without the data rows.
 
-    python experiments/fkpinn_study.py [--problems poisson-square-sin4,poisson-ball-10d,schrodinger-square]
+    python -m experiments.studies.fkpinn_study [--problems poisson-square-sin4,poisson-ball-10d,schrodinger-square]
                                        [--steps 2000] [--labels 200] [--paths 1000] [--weights 10,1000,100000]
 
 Final relative L2 at 2000 held-out interior points (the final model, never the best over epochs).
@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
-
+from experiments.common import make_data, print_table, pyplot, refuse, save_figure, write_json
 from pdekit.problems import get
-from pdekit.files.figures import pyplot
 
 
 def make_labels(problem, count: int, paths: int, path: Path) -> float:
@@ -31,12 +29,8 @@ def make_labels(problem, count: int, paths: int, path: Path) -> float:
     feynman-kac``; returns the seconds its walks took (the file's per-label ``seconds``)."""
     import h5py
 
-    import datagen.cli
-
-    argv = ["feynman-kac", "--problem", problem.name, "--n", str(count), "--paths", str(paths), "--out", str(path),
-            "--overwrite", "--quiet"]
-    if datagen.cli.main(argv) != 0:
-        raise SystemExit(f"datagen {' '.join(argv)} failed")
+    path.unlink(missing_ok=True)  # the study's own labels file: made anew for this count
+    make_data(path, ["feynman-kac", "--problem", problem.name, "--n", count, "--paths", paths])
     with h5py.File(path) as h5:
         return float(np.sum(h5["seconds"][()]))
 
@@ -238,6 +232,6 @@ def _figures(curves, spectra, out):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

@@ -20,27 +20,32 @@ replaced (the derived configs are written to runs/<dataset>/configs/ for inspect
 horizons are 1–4 steps; every test trajectory is rolled out over its whole stored horizon
 (10–100× longer) with `pdekit evaluate --rollout`'s suite.
 
-    python experiments/rollout_study.py [--datasets burgers,ns-periodic,channel] [--methods ...]
+    python -m experiments.studies.rollout_study [--datasets burgers,ns-periodic,channel] [--methods ...]
         [--train N] [--test N] [--epochs N] [--jacobian-weight λ] [--out folder]
 """
 from __future__ import annotations
 
-from pdekit.files.figures import pyplot
-
 import argparse
 import os
 import shutil
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from results_io import print_table, refuse, save_figure, write_json  # experiments/ is on sys.path when run as a script
+from experiments.common import (
+    CONFIGS,
+    derive_config,
+    fit,
+    make_data,
+    print_table,
+    pyplot,
+    refuse,
+    save_figure,
+    write_json,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 METHODS = {"plain": "burgers_fno", "unrolled": "burgers_fno_unrolled", "pushforward": "burgers_fno_pushforward",
            "jacobian": "burgers_fno_jacobian", "jaws": "burgers_fno_jaws"}
 CHANNEL = {"base": "easy-easy", "resolution": 32}  # one cylinder, 128 x 32 cells
@@ -146,20 +151,13 @@ def study(name, dataset: Dataset, methods, args, out):
 
 def _make_data(dataset: Dataset, work: Path, n_train: int, n_test: int) -> dict:
     """Generate the training file and the test files (new seeds) unless they exist."""
-    import datagen.cli
-
     for name, spec in dataset.specs.items():
         (work / name).write_text(yaml.safe_dump(spec))
     files = {"train": (work / "train.h5", n_train, 0, [])}
     files.update({stem: (work / f"{stem}.h5", n_test, 100000, extra) for stem, extra in dataset.tests.items()})
     for path, n, seed, extra in files.values():
-        if not path.exists():
-            arguments = _replace(dataset.generate, extra)
-            arguments = [str(work / a) if a.endswith(".yaml") else a for a in arguments]
-            code = datagen.cli.main([*arguments, "--n", str(n), "--seed", str(seed), "--workers", "2",
-                                     "--out", str(path), "--quiet"])
-            if code != 0:
-                raise SystemExit(f"datagen failed for {path}")
+        arguments = [str(work / a) if a.endswith(".yaml") else a for a in _replace(dataset.generate, extra)]
+        make_data(path, [*arguments, "--n", n, "--seed", seed, "--workers", 2])
     return {stem: work / f"{stem}.h5" for stem in dataset.tests}
 
 
@@ -173,41 +171,25 @@ def _replace(arguments, extra):
 
 def _config(config_name, dataset_name, dataset: Dataset, work: Path, jacobian_weight=None) -> Path:
     """The method's Burgers config with this dataset's files, network, batch and run folder."""
-    config = yaml.safe_load((ROOT / f"experiments/configs/{config_name}.yaml").read_text())
-    if jacobian_weight is not None and "jacobian_weight" in config["model"]["init_args"]:
-        config["model"]["init_args"]["jacobian_weight"] = jacobian_weight
-    run = str(work / config_name)
-    trainer = config["trainer"]
-    trainer["default_root_dir"] = run
-    trainer["logger"]["init_args"]["save_dir"] = run
-    trainer["callbacks"][0]["init_args"]["dirpath"] = f"{run}/checkpoints"
+    changes = {"data": {"init_args": {"files": [str(work / "train.h5")], **dataset.data}}}
+    base = yaml.safe_load((CONFIGS / f"{config_name}.yaml").read_text())
+    if jacobian_weight is not None and "jacobian_weight" in base["model"]["init_args"]:
+        changes["model"] = {"init_args": {"jacobian_weight": jacobian_weight}}
     if dataset.network_kwargs is not None:
-        config["model"]["init_args"]["network_kwargs"] = dataset.network_kwargs
-    config["data"]["init_args"].update({"files": [str(work / "train.h5")], **dataset.data})
-    path = work / "configs" / f"{config_name}.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(f"# {dataset_name}: derived from experiments/configs/{config_name}.yaml by rollout_study.py\n"
-                    + yaml.safe_dump(config, sort_keys=False))
-    return path
+        changes.setdefault("model", {"init_args": {}})["init_args"]["network_kwargs"] = dataset.network_kwargs
+    return derive_config(config_name, work / config_name, changes,
+                         note=f"{dataset_name}: built on experiments/configs/{config_name}.yaml by rollout_study")
 
 
 def _fit(config: Path, epochs: int) -> float:
-    import pdekit.learning.cli
-
-    t0 = time.perf_counter()
-    sys.argv = ["pdekit"]
-    code = pdekit.learning.cli.main(["fit", "--config", str(config), "--trainer.max_epochs", str(epochs),
-                            "--trainer.enable_progress_bar", "false"])
-    if code != 0:
-        raise SystemExit(f"{config}: pdekit fit failed")
-    return time.perf_counter() - t0
+    return fit(config, "--trainer.max_epochs", epochs, "--trainer.enable_progress_bar", "false")
 
 
 def _late_spectrum(ckpt, test_file):
     """Truth and prediction spectra of test trajectory 0 at the last stored step."""
-    from pdekit.learning.evaluation import rollout_metrics as rm
     from pdekit.learning.checkpoints import load_task
     from pdekit.learning.datamodules import TimeSeriesWindows
+    from pdekit.learning.evaluation import rollout_metrics as rm
     from pdekit.learning.evaluation.rollout import roll_out
 
     task, info = load_task(ckpt)
@@ -246,6 +228,6 @@ def _figure(name, curves, spectra, path):
 
 
 if __name__ == "__main__":
-    from results_io import run_script  # experiments/ is on sys.path when run as a script
+    from experiments.common import run_script
 
     run_script(main)

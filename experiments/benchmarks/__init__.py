@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that time or count pdekit against classical baselines and print tables."""
