@@ -114,7 +114,7 @@ def test_loaded_model_works_in_scipy_flexible_solver(trained):
 def test_readme_preconditioner_snippet_runs(trained):
     import re
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = text[text.index("## Use a trained solver as a preconditioner"):]
     block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert 'CKPT = "runs/dcdm_small_2d/checkpoints/last.ckpt"' in block

@@ -20,7 +20,7 @@ from pdekit.learning.datamodules import FieldDataModule, mix_counts
 from pdekit.learning.evaluation.metrics import poisson_relative_residual
 
 PDEKIT = str(Path(sys.executable).parent / "pdekit")
-TESTS = str(Path(__file__).parent)
+TESTS = str(Path(__file__).resolve().parents[3])  # the repository root: tests.training_helpers imports from it
 
 
 def make_data(folder, level, n, resolution=16):
@@ -72,7 +72,7 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, data):
     assert whole.returncode == 0, whole.stderr[-2000:]
     # 51 training samples / batch 8 = 7 steps per epoch: step 10 is in the middle of epoch 2
     cfg_b = config(tmp_path / "b", files, max_epochs=3)
-    killed = pdekit("fit", "--config", cfg_b, "--trainer.callbacks+=training_helpers.KillAtStep",
+    killed = pdekit("fit", "--config", cfg_b, "--trainer.callbacks+=tests.training_helpers.KillAtStep",
                     "--trainer.callbacks.step=10", cwd=tmp_path)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert torch.load(tmp_path / "b/ckpt/last.ckpt", weights_only=True)["global_step"] == 10
@@ -91,7 +91,7 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, data):
     for key in ("every_n_train_steps", "save_top_k"):  # the default: one checkpoint per epoch
         raw["trainer"]["callbacks"][0]["init_args"].pop(key)
     cfg_c.write_text(yaml.safe_dump(raw))
-    stopped = pdekit("fit", "--config", cfg_c, "--trainer.callbacks+=training_helpers.SignalAtStep",
+    stopped = pdekit("fit", "--config", cfg_c, "--trainer.callbacks+=tests.training_helpers.SignalAtStep",
                      "--trainer.callbacks.step=10", cwd=tmp_path)
     assert stopped.returncode == 143, stopped.stderr[-2000:]
     line = stopped.stderr.strip().splitlines()[-1]
@@ -110,7 +110,7 @@ def test_resume_after_kill_mid_epoch_is_exact(tmp_path, data):
 
 def test_ctrl_c_stops_training_with_status_130_and_keeps_its_work(tmp_path, data):
     cfg = config(tmp_path, [data["easy"]], max_epochs=50)
-    stopped = pdekit("fit", "--config", cfg, "--trainer.callbacks+=training_helpers.SignalAtStep",
+    stopped = pdekit("fit", "--config", cfg, "--trainer.callbacks+=tests.training_helpers.SignalAtStep",
                      "--trainer.callbacks.step=3", "--trainer.callbacks.signal_name=SIGINT", cwd=tmp_path)
     assert stopped.returncode == 130, stopped.stderr[-2000:]
     assert "stopped by SIGINT at step" in stopped.stderr and "Traceback" not in stopped.stderr
@@ -242,11 +242,14 @@ def test_residual_metric_on_known_answers(data):
     torch.testing.assert_close(zero, torch.ones(4, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "experiments/configs").glob("*.yaml")))
+CONFIGS = Path(__file__).resolve().parents[3] / "experiments/configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml") if p.name != "trainer.yaml"))
 def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
     import pdekit.learning.cli
 
-    cfg = Path(__file__).parents[1] / "experiments/configs" / name
+    cfg = Path(__file__).resolve().parents[3] / "experiments/configs" / name
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.argv", ["pdekit"])
     assert pdekit.learning.cli.main(["fit", "--config", str(cfg), "--print_config"]) == 0, capsys.readouterr().err[-2000:]
@@ -255,6 +258,11 @@ def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
                                                "models.dcdm.DCDM", "models.gp_hm.task.GPHM", "models.fkpinn.FKPINN",
                                                "models.npsolver.NPSolver", "models.multigrid.NeuralMultigrid")
     assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
+    # composed on the shared file, naming the run once: its settings arrive, checkpoints and logs follow the run
+    shared = yaml.safe_load((CONFIGS / "trainer.yaml").read_text())
+    assert resolved["trainer"]["devices"] == shared["trainer"]["devices"]
+    assert resolved["checkpoint"]["save_last"] is True
+    assert "dirpath" not in (resolved.get("checkpoint") or {}) and "logger" not in yaml.safe_load(cfg.read_text())["trainer"]
 
 
 def test_tfno_baseline_trains_in_process(tmp_path, data):
@@ -274,7 +282,7 @@ def test_tfno_baseline_trains_in_process(tmp_path, data):
 
 
 def heat_file(path, samples=12, steps=16, n=32, nu=0.05, dt=0.1):
-    from training_helpers import heat_trajectories
+    from tests.training_helpers import heat_trajectories
 
     from pdekit.files.dataset import write_timeseries
 
@@ -288,13 +296,13 @@ def test_rollout_of_the_exact_propagator_is_exact(tmp_path, monkeypatch):
     from pdekit.learning.evaluation.fields import evaluate_rollouts
     from pdekit.learning.tasks import Autoregressive
 
-    monkeypatch.setenv("PDEKIT_ALLOW", "training_helpers.PeriodicHeatPropagator")  # a test's own network
+    monkeypatch.setenv("PDEKIT_ALLOW", "tests.training_helpers.PeriodicHeatPropagator")  # a test's own network
 
     path = heat_file(tmp_path / "heat.h5")
     signature = {"inputs": ["u"], "history": 1}
 
     def rollout_curve(nu):
-        task = Autoregressive(network="training_helpers.PeriodicHeatPropagator", in_channels=1, out_channels=1,
+        task = Autoregressive(network="tests.training_helpers.PeriodicHeatPropagator", in_channels=1, out_channels=1,
                               dim=1, network_kwargs={"nu": nu, "dt": 0.1, "n": 32})
         metrics, _ = evaluate_rollouts(task, signature, [path])
         return np.array(metrics["rollout"]["rel_l2_mean"]), metrics

@@ -7,7 +7,7 @@ import scipy.sparse.linalg as spla
 import sympy
 import torch
 
-from manufactured import Manufactured, X
+from tests.manufactured import Manufactured, X
 from pdekit import (BoundaryConditions, DiffusionOperator, Dirichlet, Grid, GridMismatchError,
                     IncompatibleRHSError, InvalidCoefficientError, Neumann, NonFiniteError,
                     SingularOperatorError)

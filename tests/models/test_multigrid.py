@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse.linalg as spla
 import torch
 
-from conftest import save_task_checkpoint
+from tests.conftest import save_task_checkpoint
 from datagen.poisson import sample_problem
 from models.multigrid import NeuralMultigrid, _block_sum, _each_system, build_hierarchy, coarse_shape, prolong, restrict, v_cycle
 from pdekit import stencils

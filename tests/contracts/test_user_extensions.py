@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import torch
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def _env(**extra):

@@ -262,7 +262,7 @@ def test_channel_files_describe_the_run_in_its_own_units(tmp_path, spec_name):
 
     from datagen.cli import main
 
-    spec = yaml.safe_load((Path(__file__).parent.parent / "experiments/specs" / spec_name).read_text())
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "experiments/specs" / spec_name).read_text())
     spec.update(t_end=0.01, interval=0.01, steady_tol=0.0, warmup=0.0)
     short = tmp_path / spec_name
     short.write_text(yaml.safe_dump(spec))

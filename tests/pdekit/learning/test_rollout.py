@@ -108,7 +108,7 @@ def test_blow_up_is_reported_not_raised(conv_allowed, burgers_file):
 
 
 def test_evaluate_rollout_writes_json_and_figures(tmp_path, burgers_file, capsys):
-    from conftest import save_task_checkpoint
+    from tests.conftest import save_task_checkpoint
 
     torch.manual_seed(0)
     task = Autoregressive(network_kwargs={"n_modes": [8], "hidden_channels": 8, "n_layers": 2}, in_channels=1,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-OLD_CHECKPOINT = Path(__file__).parent / "data" / "fno_before_layers.ckpt"
+OLD_CHECKPOINT = Path(__file__).resolve().parents[1] / "data" / "fno_before_layers.ckpt"
 
 
 def test_the_old_checkpoint_names_the_old_path():

@@ -9,7 +9,7 @@ import scipy.sparse.linalg as spla
 import torch
 from torch.utils.data import DataLoader
 
-from conftest import poisson_signature, save_task_checkpoint
+from tests.conftest import poisson_signature, save_task_checkpoint
 from models.npsolver import NPSolver, problem_tokens
 from pdekit.learning.checkpoints import load_task
 from pdekit.files.dataset import grid_of, open_poisson
