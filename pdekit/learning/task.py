@@ -8,15 +8,17 @@ learning-rate schedule, chosen in YAML::
     model:
       class_path: pdekit.learning.tasks.OperatorLearning
       init_args:
-        optimizer: {class_path: AdamW, init_args: {lr: 0.003, weight_decay: 0.0}}
-        lr_scheduler: {class_path: StepLR, init_args: {step_size: 10, gamma: 0.5}}
+        optimizer: {name: AdamW, lr: 0.003, weight_decay: 0.0}
+        lr_scheduler: {name: StepLR, step_size: 10, gamma: 0.5}
 
-``class_path`` names a class of :mod:`torch.optim` (optimizers) or :mod:`torch.optim.lr_scheduler`
-(schedules), by its name or full path; nothing else is imported.  Without ``optimizer`` a family
-keeps its own default (its ``lr`` and ``weight_decay`` arguments); ``lr_scheduler: none`` turns its
-default schedule off.  ``interval`` (``epoch`` | ``step``) and ``monitor`` sit beside ``init_args``
-in a schedule; ``T_max`` of ``CosineAnnealingLR`` and ``total_steps`` / ``max_lr`` of ``OneCycleLR``
-default to the run's length and the optimizer's learning rate.
+``name`` is a class of :mod:`torch.optim` (optimizers) or :mod:`torch.optim.lr_scheduler`
+(schedules); the other keys are its arguments.  Nothing but those two modules' classes is ever
+built, and the names are looked up, not imported (a ``class_path`` would make the config parser
+import the module a file names).  Without ``optimizer`` a family keeps its own default (its ``lr``
+and ``weight_decay`` arguments); ``lr_scheduler: none`` turns its default schedule off.  A schedule
+also takes ``interval`` (``epoch`` | ``step``), ``monitor`` and ``frequency`` (Lightning's);
+``T_max`` of ``CosineAnnealingLR`` and ``total_steps`` / ``max_lr`` of ``OneCycleLR`` default to the
+run's length and the optimizer's learning rate.
 """
 from __future__ import annotations
 
@@ -52,40 +54,42 @@ def check_learning_rate(lr, weight_decay=0.0) -> None:
         raise ConfigError(f"model.init_args.weight_decay must be a non-negative finite number, got {weight_decay}")
 
 
-def _torch_class(path, module, base, key: str):
-    """The class ``path`` (a name, or the full ``torch.optim...`` path) of ``module``; nothing else."""
-    if not isinstance(path, str) or not path:
-        raise ConfigError(f"{key}.class_path must be a class name of {module.__name__}, got {path!r}")
-    name = path.removeprefix(module.__name__ + ".")
-    cls = getattr(module, name, None) if "." not in name else None
+def _torch_class(name, module, base, key: str):
+    """The class ``name`` of ``module`` (a name, or its full ``torch.optim...`` path); nothing else."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{key}.name must be a class name of {module.__name__}, got {name!r}")
+    short = name.removeprefix(module.__name__ + ".")
+    cls = getattr(module, short, None) if "." not in short else None
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise ConfigError(f"{key}.class_path {path!r} is not a class of {module.__name__}")
+        raise ConfigError(f"{key}.name {name!r} is not a class of {module.__name__}")
     return cls
 
 
-SCHEDULE_KEYS = {"class_path", "init_args", "interval", "monitor", "frequency"}
+SCHEDULE_KEYS = ("interval", "monitor", "frequency")  # Lightning's, beside the schedule's own arguments
 
 
-def _check_spec(spec, key: str, module, base, allow_none: bool) -> None:
-    if spec is None or (allow_none and spec == "none"):
+def _split(spec: dict, schedule: bool) -> tuple[str, dict, dict]:
+    """(class name, its arguments, Lightning's schedule keys) of an ``optimizer`` / ``lr_scheduler``."""
+    lightning = {k: spec[k] for k in SCHEDULE_KEYS if schedule and k in spec}
+    args = {k: v for k, v in spec.items() if k != "name" and k not in lightning}
+    return spec.get("name"), args, lightning
+
+
+def _check_spec(spec, key: str, module, base, schedule: bool) -> None:
+    if spec is None or (schedule and spec == "none"):
         return
     if not isinstance(spec, dict):
-        raise ConfigError(f"{key} must be a mapping with class_path (and init_args)"
-                          f"{' or none' if allow_none else ''}, got {spec!r}")
+        raise ConfigError(f"{key} must be a mapping with a name (and the class's arguments)"
+                          f"{' or none' if schedule else ''}, got {spec!r}")
     check_plain(spec, key)
-    unknown = set(spec) - (SCHEDULE_KEYS if allow_none else {"class_path", "init_args"})
-    if unknown:
-        raise ConfigError(f"{key} has unknown key(s) {sorted(unknown)}")
-    cls = _torch_class(spec.get("class_path"), module, base, key)
-    init_args = spec.get("init_args", {})
-    if not isinstance(init_args, dict):
-        raise ConfigError(f"{key}.init_args must be a mapping")
+    name, args, lightning = _split(spec, schedule)
+    cls = _torch_class(name, module, base, key)
     accepted = inspect.signature(cls).parameters
-    unknown = set(init_args) - set(accepted)
+    unknown = set(args) - (set(accepted) - {"params", "optimizer"})  # those two pdekit passes itself
     if unknown and not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
         raise ConfigError(f"{key}: {cls.__name__} takes no argument(s) {sorted(unknown)}")
-    if spec.get("interval", "epoch") not in ("epoch", "step"):
-        raise ConfigError(f"{key}.interval must be 'epoch' or 'step', got {spec['interval']!r}")
+    if lightning.get("interval", "epoch") not in ("epoch", "step"):
+        raise ConfigError(f"{key}.interval must be 'epoch' or 'step', got {lightning['interval']!r}")
 
 
 class Task(L.LightningModule):
@@ -259,9 +263,9 @@ class Task(L.LightningModule):
         if spec is None:
             cls, args = getattr(torch.optim, self.default_optimizer), self.default_optimizer_args()
         else:
-            cls = _torch_class(spec["class_path"], torch.optim, torch.optim.Optimizer, "model.init_args.optimizer")
-            args = {"lr": self.hparams.lr, **spec.get("init_args", {})} if "lr" in self.hparams else \
-                dict(spec.get("init_args", {}))
+            name, args, _ = _split(spec, schedule=False)
+            cls = _torch_class(name, torch.optim, torch.optim.Optimizer, "model.init_args.optimizer")
+            args = {"lr": self.hparams.lr, **args} if "lr" in self.hparams else args
         optimizer = cls(self.parameters(), **args)
         schedule = self.hparams.get("lr_scheduler")
         if schedule == "none":
@@ -269,9 +273,9 @@ class Task(L.LightningModule):
         if schedule is None:
             default = self.default_lr_scheduler(optimizer)
             return optimizer if default is None else {"optimizer": optimizer, "lr_scheduler": default}
-        cls = _torch_class(schedule["class_path"], torch.optim.lr_scheduler, object, "model.init_args.lr_scheduler")
-        interval = schedule.get("interval", "epoch")
-        args = dict(schedule.get("init_args", {}))
+        name, args, lightning = _split(schedule, schedule=True)
+        cls = _torch_class(name, torch.optim.lr_scheduler, object, "model.init_args.lr_scheduler")
+        interval = lightning.get("interval", "epoch")
         if cls is torch.optim.lr_scheduler.CosineAnnealingLR:
             args.setdefault("T_max", self.run_length(interval))
         if cls is torch.optim.lr_scheduler.OneCycleLR:
@@ -283,5 +287,5 @@ class Task(L.LightningModule):
         except (TypeError, ValueError) as err:
             raise ConfigError(f"model.init_args.lr_scheduler: {str(err).splitlines()[0]}") from None
         entry = {"scheduler": scheduler, "interval": interval}
-        entry.update({key: schedule[key] for key in ("monitor", "frequency") if key in schedule})
+        entry.update({key: lightning[key] for key in ("monitor", "frequency") if key in lightning})
         return {"optimizer": optimizer, "lr_scheduler": entry}

@@ -29,22 +29,16 @@ def test_a_problem_of_ones_own_gets_labels_from_worker_processes(tmp_path, run_c
 
 
 def test_a_problem_trains_and_evaluates_only_when_allow_listed(tmp_path, run_cli):
-    config = tmp_path / "gp.yaml"
-    config.write_text(f"""
-trainer: {{max_epochs: 1, logger: false, enable_progress_bar: false, default_root_dir: {tmp_path / 'run'}}}
-model:
-  class_path: models.gp_hm.task.GPHM
-  init_args: {{points: 12, components: 3, kernel: se, lr: 0.01, test_points: 10}}
-data:
-  class_path: pdekit.learning.datamodules.ProblemDataModule
-  init_args: {{problem: "my_problems:WAVY_SQUARE", steps_per_epoch: 2}}
-""")
-    refused = run_cli(["pdekit", "fit", "--config", str(config)], env=_env())
+    config = EXAMPLES / "wavy_square_gp.yaml"  # the README's example, shortened
+    fit = ["pdekit", "fit", "--config", str(config), "--trainer.default_root_dir", str(tmp_path / "run"),
+           "--trainer.max_epochs", "1", "--data.init_args.steps_per_epoch", "2", "--model.init_args.points", "12",
+           "--trainer.enable_progress_bar", "false"]
+    refused = run_cli(fit, env=_env())
     assert refused.returncode == 2
     assert "refusing to import problem 'my_problems:WAVY_SQUARE'" in refused.stderr
     assert not (tmp_path / "run").exists()
     allowed = _env(PDEKIT_ALLOW="my_problems:WAVY_SQUARE")
-    trained = run_cli(["pdekit", "fit", "--config", str(config)], env=allowed)
+    trained = run_cli(fit, env=allowed)
     assert trained.returncode == 0, trained.stderr
     checkpoint = next((tmp_path / "run").rglob("last.ckpt"))
     record = torch.load(checkpoint, weights_only=True)["pdekit"]

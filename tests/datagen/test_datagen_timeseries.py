@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pdekit.files.dataset import load_system, open_dataset
-from test_datagen_cli import datagen, kill_after_parts
+from tests.datagen.test_datagen_cli import datagen, kill_after_parts
 
 SPECS = {  # tiny versions of real levels
     "periodic": ("navier-stokes", "--family", "periodic", "base: easy\nt_end: 1.0\ninterval: 0.25\nresolution: 16\n"),

@@ -181,7 +181,7 @@ def test_ddp_on_two_cpu_processes(tmp_path, data):
     assert checkpoint["global_step"] == 2
 
 
-# (the other bad inputs of `pdekit fit` are in tests/test_bad_input.py, run in-process)
+# (the other bad inputs of `pdekit fit` are in tests/contracts/test_bad_input.py, run in-process)
 @pytest.mark.parametrize("change,message", [
     ("nan", "NaN/Inf in inputs of sample(s)"),
 ])
