@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench install clean
+.PHONY: test demo bench install clean docs
 
 install: $(STAMP)
 
@@ -29,10 +29,14 @@ demo: $(STAMP)
 	$(VENV)/bin/pdekit evaluate --ckpt $(DEMO)/checkpoints/last.ckpt --data $(DEMO)/data/easy_test.h5 $(DEMO)/data/medium_test.h5 --out $(DEMO)/evaluation
 	@echo "demo done: metrics $(DEMO)/evaluation/metrics.json, figures $(DEMO)/evaluation/*.png, training log $(DEMO)/logs"
 
+# the manual and API reference: docs/_build/html/index.html (warnings are errors)
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
 bench: $(STAMP)
 	$(PY) -m experiments.benchmarks.bench_krylov --out experiments/results/bench_krylov.json
 	$(PY) -m experiments.benchmarks.bench_datagen --out experiments/results/bench_datagen.json
 	$(PY) -m experiments.benchmarks.bench_navier_stokes --out experiments/results/bench_navier_stokes.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache experiments/results
+	rm -rf $(VENV) .pytest_cache experiments/results docs/_build docs/api/generated

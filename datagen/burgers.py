@@ -72,7 +72,7 @@ def solve_burgers(u0: torch.Tensor, nu: float, dt: float, steps: int, save_every
 
 def cole_hopf(x: torch.Tensor, t: float, nu: float, modes) -> torch.Tensor:
     """Exact periodic solution u = -2 nu phi_x / phi with phi = c0 + sum_k c_k e^{-nu k^2 t} cos(k x + s_k)
-    (``modes``: list of (k, c_k, s_k); c0 must exceed sum |c_k| so phi > 0)."""
+    (``modes``: list of (k, c_k, s_k); ``c0`` must exceed ``sum |c_k|`` so ``phi > 0``)."""
     c0 = 1.0 + sum(abs(c) for _, c, _ in modes)
     phi = torch.full_like(x, c0)
     phi_x = torch.zeros_like(x)
@@ -113,7 +113,7 @@ LEVELS = {  # shocks form at t ~ 1 / max|u0'|; their width ~ nu / |jump| must st
 
 def initial_condition(n: int, modes: int, amplitude: float, seed: int) -> torch.Tensor:
     """Random smooth periodic u0 (float64): modes 1..``modes`` with N(0, 1/k) amplitudes and random
-    phases, scaled to max |u0| = ``amplitude``."""
+    phases, scaled to ``max |u0|`` = ``amplitude``."""
     g = torch.Generator().manual_seed(int(seed))
     x = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
     coeff = torch.randn(modes, generator=g, dtype=torch.float64) / torch.arange(1, modes + 1, dtype=torch.float64)

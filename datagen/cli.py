@@ -1,4 +1,6 @@
-"""The `datagen` command.
+"""The ``datagen`` command.
+
+Usage::
 
     datagen poisson --level hard|--spec level.yaml --n 100 --resolution 64 [--dim 2] --seed 0 --out hard.h5
                     [--workers 2] [--shard i/n] [--resume] [--overwrite]

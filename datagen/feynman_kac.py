@@ -51,7 +51,7 @@ def _directions(generators, paths, dim, device):
 
 
 def green_radius(u: torch.Tensor, dim: int) -> torch.Tensor:
-    """Inverse CDF of the radius s = |y − x|/R of a point y drawn from the Laplace Green's
+    """Inverse CDF of the radius ``s = |y − x|/R`` of a point y drawn from the Laplace Green's
     function of the ball (density ∝ s log(1/s) in 2-D, ∝ s − s^{d−1} for d ≥ 3), by bisection."""
     if dim == 2:
         cdf = lambda s: s**2 * (1 - 2 * torch.log(s.clamp_min(1e-300)))  # noqa: E731

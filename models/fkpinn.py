@@ -74,7 +74,10 @@ def _boundary_errors(network, problem: Problem, boundary):
 
 
 class FKPINN(Task):
-    """Args:
+    """The FK-PINN task: a tanh MLP trained on the PDE residual, the boundary and (optionally)
+    Feynman–Kac labels of an analytic problem.
+
+    Args:
         problem: filled in from the data module (``ProblemDataModule``); its ``labels`` file gives
             the Feynman–Kac labels.
         width, depth: the tanh MLP.

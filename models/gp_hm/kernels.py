@@ -3,13 +3,13 @@
 GP-HM (Fang et al., ICLR 2024) models each input dimension with a spectral mixture:
 
 * ``gm``  (Gaussian-mixture spectrum, "GP-HM-GM"):  k(r) = Σ_q w_q exp(−ρ_q r²) cos(2π μ_q r)
-* ``stm`` (Student-t mixture spectrum, "GP-HM-StM"): k(r) = Σ_q w_q m(ρ_q |r|) cos(2π μ_q r),
+* ``stm`` (Student-t mixture spectrum, "GP-HM-StM"): ``k(r) = Σ_q w_q m(ρ_q |r|) cos(2π μ_q r)``,
   m(t) = (1 + √5 t + 5/3 t²) exp(−√5 t) (Matérn-5/2)
 
-and the plain baselines ``se`` (exp(−ρ r²)) and ``matern`` (m(ρ|r|)), one component, no cosine.
+and the plain baselines ``se`` (exp(−ρ r²)) and ``matern`` (``m(ρ|r|)``), one component, no cosine.
 w_q = exp(log_w_q), ρ_q = exp(log_ρ_q) (as the reference, ρ multiplies r² directly in ``gm``).
 
-Why analytic: torch's autograd through |r| uses sgn(0) = 0, which silently puts zeros on the
+Why analytic: torch's autograd through ``|r|`` uses sgn(0) = 0, which silently puts zeros on the
 diagonal of the second-derivative matrix K″ (JAX's rule happens to give the right value).
 ``second_derivative`` is ∂²k/∂x² = k″(r), which for a stationary kernel is also −∂²k/∂x∂x′.
 """

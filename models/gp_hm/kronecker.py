@@ -5,6 +5,7 @@
   M = K₁″ K₁⁻¹; in 2-D, K₂'s axis is U's columns: (K₂″ K₂⁻¹ Uᵀ)ᵀ).
 * ``KroneckerFactors``: per-axis Cholesky factors; ``logdet`` = Σ_d (N / N_d) log|K_d|;
   ``quadratic(U)`` = vec(U)ᵀ (⊗K_d)⁻¹ vec(U) = ⟨U, U ×₁ K₁⁻¹ ×₂ … ×_d K_d⁻¹⟩; ``solve(U)``.
+
 Cost: O(Σ N_d³ + N Σ N_d) against O(N³) dense.
 """
 from __future__ import annotations

@@ -12,7 +12,9 @@ from pdekit.learning.task import Task, check_learning_rate
 
 
 class GPHM(Task):
-    """Args:
+    """The GP-HM task: one optimisation step of :class:`GridGP`'s negative log joint per training step.
+
+    Args:
         problem: filled in from the data module (a registered problem name).
         points: collocation points per axis (an int, or one per axis).
         kernel: ``stm`` (GP-HM-StM), ``gm`` (GP-HM-GM), ``se`` or ``matern`` (plain GPs).

@@ -1,4 +1,6 @@
-"""The `pdekit` command.
+"""The ``pdekit`` command.
+
+Usage::
 
     pdekit fit|validate|test|predict --config cfg.yaml [--key value ...]   (LightningCLI)
     pdekit evaluate --ckpt model.ckpt --data file.h5 [--out dir]   (no --data for GP-HM / FK-PINN)

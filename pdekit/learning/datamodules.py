@@ -23,8 +23,8 @@ SYSTEM_FIELDS = ("a", "f", "bc_type", "bc_value")  # what rebuilds a Poisson sam
 
 
 class FieldSamples(LazyH5, Dataset):
-    """Samples of one file as model inputs/targets: ``x`` (C_in, *grid) float32 with ``log_inputs``
-    log10-transformed, ``y`` (C_out, *grid), ``mask``, ``level`` (code in ``levels``), ``file``,
+    """Samples of one file as model inputs/targets: ``x`` ``(C_in, *grid)`` float32 with ``log_inputs``
+    log10-transformed, ``y`` ``(C_out, *grid)``, ``mask``, ``level`` (code in ``levels``), ``file``,
     ``index``; with ``system=True`` also the arrays that rebuild the sample's linear system."""
 
     def __init__(self, path, inputs, target, log_inputs=(), levels=(), file_id=0, system=False):

@@ -201,7 +201,7 @@ class OperatorLearning(Task):
 
     def preconditioner_module(self, op) -> nn.Module:
         """This solver as a map residual ``(batch, 1, *grid)`` → correction for operator ``op``: the
-        residual takes the place of the source ``f`` (scaled to max |r| = 1 and the answer scaled
+        residual takes the place of the source ``f`` (scaled to ``max |r| = 1`` and the answer scaled
         back, so the map is positively homogeneous); ``a`` and ``mask`` come from ``op``."""
         inputs = (self.data_signature or {}).get("inputs", ["a", "f", "mask"])
         if self.data_timeseries or not set(inputs) <= {"a", "f", "mask"} or "f" not in inputs:
@@ -271,7 +271,7 @@ class Autoregressive(OperatorLearning):
         return torch.cat([x[:, self.hparams.out_channels:], state], dim=1)
 
     def rollout(self, x: torch.Tensor, mask: torch.Tensor, steps: int) -> torch.Tensor:
-        """``x``: (batch, history × components, *grid) → (batch, steps, components, *grid)."""
+        """``x``: ``(batch, history × components, *grid)`` → ``(batch, steps, components, *grid)``."""
         states = []
         for _ in range(steps):
             states.append(self(x, mask))

@@ -106,7 +106,7 @@ class Box(Domain):
 
 
 class Ball(Domain):
-    """The ball |x − centre| < radius (centre the origin by default)."""
+    """The ball ``|x − centre| < radius`` (centre the origin by default)."""
 
     def __init__(self, dim: int, radius: float = 1.0):
         self.dim, self.radius = int(dim), float(radius)
