@@ -18,14 +18,17 @@ test: $(STAMP)
 
 # the whole user path on CPU: data (two levels) -> train an FNO from YAML -> evaluate on held-out files
 DEMO := runs/demo
+DEMO_N ?= 240
+DEMO_TEST_N ?= 32
+DEMO_EPOCHS ?= 25
 demo: $(STAMP)
 	mkdir -p $(DEMO)/data
-	$(VENV)/bin/datagen poisson --level easy --n 240 --resolution 32 --seed 0 --out $(DEMO)/data/easy.h5 --overwrite
-	$(VENV)/bin/datagen poisson --level medium --n 240 --resolution 32 --seed 0 --out $(DEMO)/data/medium.h5 --overwrite
-	$(VENV)/bin/datagen poisson --level easy --n 32 --resolution 32 --seed 100000 --out $(DEMO)/data/easy_test.h5 --overwrite --quiet
-	$(VENV)/bin/datagen poisson --level medium --n 32 --resolution 32 --seed 100000 --out $(DEMO)/data/medium_test.h5 --overwrite --quiet
+	$(VENV)/bin/datagen poisson --level easy --n $(DEMO_N) --resolution 32 --seed 0 --out $(DEMO)/data/easy.h5 --overwrite
+	$(VENV)/bin/datagen poisson --level medium --n $(DEMO_N) --resolution 32 --seed 0 --out $(DEMO)/data/medium.h5 --overwrite
+	$(VENV)/bin/datagen poisson --level easy --n $(DEMO_TEST_N) --resolution 32 --seed 100000 --out $(DEMO)/data/easy_test.h5 --overwrite --quiet
+	$(VENV)/bin/datagen poisson --level medium --n $(DEMO_TEST_N) --resolution 32 --seed 100000 --out $(DEMO)/data/medium_test.h5 --overwrite --quiet
 	rm -rf $(DEMO)/checkpoints $(DEMO)/logs
-	$(VENV)/bin/pdekit fit --config experiments/configs/demo_poisson_fno.yaml
+	$(VENV)/bin/pdekit fit --config experiments/configs/demo_poisson_fno.yaml --trainer.max_epochs $(DEMO_EPOCHS)
 	$(VENV)/bin/pdekit evaluate --ckpt $(DEMO)/checkpoints/last.ckpt --data $(DEMO)/data/easy_test.h5 $(DEMO)/data/medium_test.h5 --out $(DEMO)/evaluation
 	@echo "demo done: metrics $(DEMO)/evaluation/metrics.json, figures $(DEMO)/evaluation/*.png, training log $(DEMO)/logs"
 

@@ -194,7 +194,12 @@ def main(argv=None) -> int:
 
     quiet_hdf5_destructors()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except UsageError as err:  # a dataset kind named in $DATAGEN_KINDS that cannot be loaded
+        print(f"datagen: error: {err}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     args.argv = argv
     previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:

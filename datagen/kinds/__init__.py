@@ -144,7 +144,7 @@ def _load() -> None:
         try:
             register(import_object(entry, f"${ENVIRONMENT_VARIABLE}"))
         except ValueError as err:
-            raise UsageError(f"${ENVIRONMENT_VARIABLE}: {err}") from None
+            raise UsageError(str(err)) from None
 
 
 def kinds() -> dict[str, DatasetKind]:

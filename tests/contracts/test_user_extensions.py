@@ -67,3 +67,11 @@ def test_a_dataset_kind_of_ones_own_is_a_datagen_command(tmp_path, run_cli):
     bad = run_cli(["datagen", "manufactured", "--n", "2", "--resolution", "4", "--out", str(tmp_path / "x.h5")],
                   env=env)
     assert bad.returncode == 2 and "--resolution >= 8" in bad.stderr and not (tmp_path / "x.h5").exists()
+
+
+def test_a_kind_that_cannot_be_loaded_is_one_line(tmp_path, run_cli):
+    for name, message in (("no_such_module:Kind", "cannot import module 'no_such_module'"),
+                          ("my_kinds:NoSuchKind", "has no 'NoSuchKind'"), ("my_kinds", "must look like module:object")):
+        out = run_cli(["datagen", "--help"], env=_env(DATAGEN_KINDS=name))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
