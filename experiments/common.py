@@ -58,6 +58,9 @@ def write_json(path, obj) -> None:
 def print_table(title, rows) -> None:
     """``rows``: dicts with the same keys, printed as a markdown table under ``title``."""
     print(f"\n{title}")
+    if not rows:
+        print("(none)")
+        return
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
