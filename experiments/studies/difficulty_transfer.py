@@ -93,7 +93,7 @@ STUDIES = {
 
 
 def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: str, resolution: int,
-               tests: int | None = None) -> dict:
+               tests: int | None = None, pilot: int | None = None) -> dict:
     """Pools for budgets up to ``budget`` hard-sample equivalents at every mix: hard first, then an
     easier pool sized from the measured cost ratio (regenerated larger when an earlier, smaller one is
     there: samples are pure functions of their seed, so the old pool is a prefix of the new)."""
@@ -109,7 +109,7 @@ def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: s
 
     generate("hard", study.hard, int(budget * 1.25) + 10, 0, solver)
     generate("test", study.hard, tests or study.test, 1_000_000, "auto")  # the test set's cost is not budgeted
-    generate("easier", easier, study.pilot, 0, solver)  # a pilot (or the existing pool) measures the cost ratio
+    generate("easier", easier, pilot or study.pilot, 0, solver)  # a pilot (or the existing pool) measures the cost ratio
     ratio = sample_costs(paths["hard"])[0].mean() / sample_costs(paths["easier"])[0].mean()
     generate("easier", easier, int(budget * ratio * 1.15) + 10, 0, solver)
     return paths
@@ -150,6 +150,8 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="Adam steps per training run (default per --pde)")
     parser.add_argument("--solver", default="cg", help="poisson: the pools' solver (its recorded cost is the budget)")
     parser.add_argument("--test", type=int, default=None, help="held-out hard samples (default per --pde: 100, 8)")
+    parser.add_argument("--pilot", type=int, default=None,
+                        help="easier samples made first to measure the cost ratio (default per --pde: 64, 8)")
     parser.add_argument("--resolution", type=int, default=None, help="default per --pde: 64 (poisson), 32 (channel)")
     parser.add_argument("--easier", default=None, help="the easier level mixed with the hard one "
                                                        "(default: easy, or easy-easy for the channel)")
@@ -170,10 +172,10 @@ def main():
     if not (all(math.isfinite(b) and 0 < b <= 10_000 for b in budgets) and all(0 <= m <= 1 for m in mixes)
             and args.steps >= 1 and args.resolution >= 8):
         refuse("need budgets in (0, 10000], hard fractions in [0, 1], --steps >= 1 and --resolution >= 8")
-    if args.test is not None and args.test < 1:
-        refuse(f"--test must be >= 1, got {args.test}")
+    if any(v is not None and v < 1 for v in (args.test, args.pilot)):
+        refuse(f"--test and --pilot must be >= 1, got {args.test} and {args.pilot}")
     out, folder = enter_base(args, f"runs/difficulty_transfer{suffix}")
-    paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution, args.test)
+    paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution, args.test, args.pilot)
     cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
     source = f"{args.solver} solves" if args.pde == "poisson" else "trajectory wall time"
     print(f"mean recorded cost per sample ({source}): {args.easier} {cost['easier']:.3g} s, hard "

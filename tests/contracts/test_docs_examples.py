@@ -80,3 +80,11 @@ def test_the_marker_mechanism_shrinks_only_what_it_names(tmp_path):
     page.write_text('text\n\n<!-- docs-test: replace "--n 800" "--n 8" -->\n```bash\ndatagen --n 800\n```\n'
                     '```bash\ndatagen --n 800\n```\n')
     assert [code for _, code, _ in blocks(page)] == ["datagen --n 8\n", "datagen --n 800\n"]
+
+
+def test_the_safety_page_names_every_loadable_class():
+    from pdekit.learning.registry import LOADABLE
+
+    text = (ROOT / "docs" / "guides" / "safety.md").read_text()
+    missing = [path for path in sorted(LOADABLE) if path.rsplit(".", 1)[1] not in text]
+    assert not missing, f"docs/guides/safety.md does not name {missing}"

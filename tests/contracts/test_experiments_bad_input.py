@@ -28,7 +28,7 @@ CASES = [
     ("learning_to_relax.py", ["--resolution", "0"], "--resolution must be >= 8"),
     ("difficulty_transfer.py", ["--budgets", "inf"], "need budgets in (0, 10000]"),
     ("difficulty_transfer.py", ["--budgets", "x"], "comma-separated numbers"),
-    ("difficulty_transfer.py", ["--test", "0"], "--test must be >= 1"),
+    ("difficulty_transfer.py", ["--test", "0"], "--test and --pilot must be >= 1"),
     ("gp_hm_study.py", ["--problems", "bogus"], "unknown problem 'bogus'"),
     ("fkpinn_study.py", ["--problems", "bogus"], "unknown problem 'bogus'"),
     ("rollout_study.py", ["--datasets", "bogus"], "--datasets: unknown bogus"),

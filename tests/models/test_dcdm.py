@@ -111,17 +111,6 @@ def test_loaded_model_works_in_scipy_flexible_solver(trained):
     assert info == 0 and np.linalg.norm(b - A @ x) <= 1e-8 * np.linalg.norm(b)
 
 
-def test_readme_preconditioner_snippet_runs(trained):
-    import re
-
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = text[text.index("## Use a trained solver as a preconditioner"):]
-    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert 'CKPT = "runs/dcdm_small_2d/checkpoints/last.ckpt"' in block
-    block = re.sub(r'CKPT = "[^"]+"', f'CKPT = {str(trained / "dcdm.ckpt")!r}', block)
-    exec(compile(block, "README.md", "exec"), {})
-
-
 def test_learned_pressure_preconditioner_gives_the_amg_flow(trained, tmp_path):
     """`datagen navier-stokes --family obstacles --pressure-precond model.ckpt`: the network inside
     flexible CG gives the same flow as AMG-PCG, within the pressure tolerance."""
