@@ -88,3 +88,16 @@ def test_the_safety_page_names_every_loadable_class():
     text = (ROOT / "docs" / "guides" / "safety.md").read_text()
     missing = [path for path in sorted(LOADABLE) if path.rsplit(".", 1)[1] not in text]
     assert not missing, f"docs/guides/safety.md does not name {missing}"
+
+
+def test_one_version_in_the_package_changelog_citation_and_pdekit_info():
+    import pdekit
+
+    changelog = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())["version"]
+    info = subprocess.run([str(Path(sys.executable).parent / "pdekit"), "info"], capture_output=True, text=True)
+    assert changelog == citation == pdekit.__version__, (changelog, citation, pdekit.__version__)
+    assert info.stdout.splitlines()[0] == f"pdekit {pdekit.__version__}"
+    from importlib.metadata import version
+
+    assert version("pdekit") == pdekit.__version__  # what pip installed

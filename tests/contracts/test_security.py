@@ -3,7 +3,6 @@
 by every entry point that opens a checkpoint, and leave no trace on disk."""
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch

@@ -8,7 +8,7 @@ import torch
 
 from tests.conftest import save_task_checkpoint
 from datagen.poisson import sample_problem
-from models.multigrid import NeuralMultigrid, _block_sum, _each_system, build_hierarchy, coarse_shape, prolong, restrict, v_cycle
+from models.multigrid import NeuralMultigrid, _block_sum, _each_system, build_hierarchy, coarse_shape, prolong, restrict
 from pdekit import stencils
 from pdekit.krylov import fcg, pcg
 from pdekit.operators import DiffusionOperator
@@ -144,7 +144,6 @@ def test_three_dimensional_hierarchy_converges_in_few_iterations():
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory):
     """A kernel network trained for 30 steps on mixed medium/hard/extreme 16² operators."""
-    from pdekit.files.dataset import grid_of, open_poisson
 
     folder = tmp_path_factory.mktemp("mg")
     torch.manual_seed(0)
