@@ -70,13 +70,14 @@ class Study:
     test: int  # held-out hard samples (trajectories)
     pilot: int  # easier samples generated first to measure the cost ratio
 
-    def datagen_argv(self, level: str, n: int, seed: int, resolution: int, solver: str, folder: Path) -> list[str]:
+    def datagen_argv(self, level: str, n: int, seed: int, resolution: int, solver: str, folder: Path,
+                     horizon=None) -> list[str]:
         if self.pde == "poisson":
             return ["poisson", "--level", level, "--n", str(n), "--resolution", str(resolution), "--seed", str(seed),
                     "--solver", solver]
         spec = folder / f"{level}.yaml"  # the level with a horizon that fits a CPU
-        spec.write_text(f"base: {level}\nt_end: {CHANNEL_HORIZON[0]}\ninterval: {CHANNEL_HORIZON[1]}\n"
-                        f"warmup: {CHANNEL_HORIZON[2]}\n")
+        t_end, interval, warmup = horizon or CHANNEL_HORIZON
+        spec.write_text(f"base: {level}\nt_end: {t_end}\ninterval: {interval}\nwarmup: {warmup}\n")
         return ["navier-stokes", "--family", "obstacles", "--spec", str(spec), "--n", str(n),
                 "--resolution", str(resolution), "--seed", str(seed)]
 
@@ -93,7 +94,7 @@ STUDIES = {
 
 
 def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: str, resolution: int,
-               tests: int | None = None, pilot: int | None = None) -> dict:
+               tests: int | None = None, pilot: int | None = None, horizon=None) -> dict:
     """Pools for budgets up to ``budget`` hard-sample equivalents at every mix: hard first, then an
     easier pool sized from the measured cost ratio (regenerated larger when an earlier, smaller one is
     there: samples are pure functions of their seed, so the old pool is a prefix of the new)."""
@@ -105,7 +106,7 @@ def make_pools(study: Study, folder: Path, budget: float, easier: str, solver: s
         if paths[name].exists() and sample_costs(paths[name])[0].size >= n:
             return
         paths[name].unlink(missing_ok=True)  # a smaller pool of the same seeds: regenerated larger
-        make_data(paths[name], study.datagen_argv(level, n, seed, resolution, how, folder))
+        make_data(paths[name], study.datagen_argv(level, n, seed, resolution, how, folder, horizon))
 
     generate("hard", study.hard, int(budget * 1.25) + 10, 0, solver)
     generate("test", study.hard, tests or study.test, 1_000_000, "auto")  # the test set's cost is not budgeted
@@ -150,6 +151,8 @@ def main():
     parser.add_argument("--steps", type=int, default=None, help="Adam steps per training run (default per --pde)")
     parser.add_argument("--solver", default="cg", help="poisson: the pools' solver (its recorded cost is the budget)")
     parser.add_argument("--test", type=int, default=None, help="held-out hard samples (default per --pde: 100, 8)")
+    parser.add_argument("--horizon", default=",".join(map(str, CHANNEL_HORIZON)),
+                        help="channel: t_end,interval,warmup of each trajectory (default 3.0,0.2,1.0)")
     parser.add_argument("--pilot", type=int, default=None,
                         help="easier samples made first to measure the cost ratio (default per --pde: 64, 8)")
     parser.add_argument("--resolution", type=int, default=None, help="default per --pde: 64 (poisson), 32 (channel)")
@@ -174,8 +177,11 @@ def main():
         refuse("need budgets in (0, 10000], hard fractions in [0, 1], --steps >= 1 and --resolution >= 8")
     if any(v is not None and v < 1 for v in (args.test, args.pilot)):
         refuse(f"--test and --pilot must be >= 1, got {args.test} and {args.pilot}")
+    horizon = parse_list(args.horizon, "--horizon", float)
+    if len(horizon) != 3 or not (horizon[0] > 0 and 0 < horizon[1] <= horizon[0] and horizon[2] >= 0):
+        refuse(f"--horizon must be t_end,interval,warmup with 0 < interval <= t_end and warmup >= 0, got {args.horizon}")
     out, folder = enter_base(args, f"runs/difficulty_transfer{suffix}")
-    paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution, args.test, args.pilot)
+    paths = make_pools(study, folder, max(budgets), args.easier, args.solver, args.resolution, args.test, args.pilot, horizon)
     cost = {name: float(sample_costs(paths[name])[0].mean()) for name in ("easier", "hard")}
     source = f"{args.solver} solves" if args.pde == "poisson" else "trajectory wall time"
     print(f"mean recorded cost per sample ({source}): {args.easier} {cost['easier']:.3g} s, hard "

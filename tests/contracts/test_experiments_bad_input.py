@@ -29,6 +29,7 @@ CASES = [
     ("difficulty_transfer.py", ["--budgets", "inf"], "need budgets in (0, 10000]"),
     ("difficulty_transfer.py", ["--budgets", "x"], "comma-separated numbers"),
     ("difficulty_transfer.py", ["--test", "0"], "--test and --pilot must be >= 1"),
+    ("difficulty_transfer.py", ["--horizon", "1,2"], "--horizon must be t_end,interval,warmup"),
     ("gp_hm_study.py", ["--problems", "bogus"], "unknown problem 'bogus'"),
     ("fkpinn_study.py", ["--problems", "bogus"], "unknown problem 'bogus'"),
     ("rollout_study.py", ["--datasets", "bogus"], "--datasets: unknown bogus"),
