@@ -199,6 +199,20 @@ def add_time_series_options(parser, batch: int) -> None:
                              f"default {batch})")
 
 
+def time_series_options(args) -> dict:
+    """``--device`` and ``--batch`` of a batched time-series kind, checked, as configuration entries."""
+    check_device(args.device)
+    if args.batch < 1:
+        raise UsageError(f"--batch must be >= 1, got {args.batch}")
+    return {"device": args.device, "batch": args.batch}
+
+
+def snapshot_count(config: dict) -> int:
+    """Stored snapshots of a time-series level: ``t_end / interval + 1``."""
+    spec = config["level_spec"]
+    return int(round(spec["t_end"] / spec["interval"])) + 1
+
+
 def stack(samples, key):
     """One array of every sample's ``key``."""
     return np.stack([np.asarray(s[key]) for s in samples])

@@ -5,7 +5,8 @@ import sys
 
 import numpy as np
 
-from datagen.kinds import DatasetKind, UsageError, add_time_series_options, check_device, register, shared, stack
+from datagen.kinds import (DatasetKind, add_time_series_options, register, shared, snapshot_count, stack,
+                           time_series_options)
 
 
 class Burgers(DatasetKind):
@@ -25,10 +26,7 @@ class Burgers(DatasetKind):
         add_time_series_options(parser, batch=32)
 
     def options(self, args, level) -> dict:
-        check_device(args.device)
-        if args.batch < 1:
-            raise UsageError(f"--batch must be >= 1, got {args.batch}")
-        return {"device": args.device, "batch": args.batch}
+        return time_series_options(args)
 
     def generate(self, config, indices, seeds, progress=None, parts=None):
         from datagen.burgers import burgers_samples
@@ -48,8 +46,7 @@ class Burgers(DatasetKind):
                                  attrs=attrs)]
 
     def estimate_bytes(self, config, samples):
-        spec, n, batch = config["level_spec"], int(config["resolution"]), self.batch_size(config)
-        steps = int(round(spec["t_end"] / spec["interval"])) + 1
+        n, batch, steps = int(config["resolution"]), self.batch_size(config), snapshot_count(config)
         per_sample = 4 * steps * n
         return samples * per_sample, 2 * samples * per_sample + 8 * 32 * n * batch + 8 * steps * n * batch
 

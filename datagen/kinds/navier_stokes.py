@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.kinds import (DatasetKind, UsageError, add_time_series_options, parse_omega, register, shared,
-                           stack)
+from datagen.kinds import (DatasetKind, UsageError, add_time_series_options, check_device, parse_omega, register,
+                           shared, snapshot_count, stack, time_series_options)
 from datagen.kinds.poisson import POISSON_KEYS
 
 
@@ -43,10 +43,6 @@ class _NavierStokes(DatasetKind):
                             help="obstacles: also save every snapshot's pressure system as a Poisson-format dataset "
                                  "here")
 
-    def steps(self, config) -> int:
-        spec = config["level_spec"]
-        return int(round(spec["t_end"] / spec["interval"])) + 1
-
     def write(self, out, samples, config):
         from pdekit.files.dataset import write_timeseries
 
@@ -65,14 +61,10 @@ class NavierStokesPeriodic(_NavierStokes):
     version = "ns-periodic-1"
 
     def options(self, args, level) -> dict:
-        from datagen.kinds import check_device
-
-        check_device(args.device)
-        if args.batch < 1:
-            raise UsageError(f"--batch must be >= 1, got {args.batch}")
+        extra = time_series_options(args)
         if args.omega is not None:
             raise UsageError("--omega sets SSOR's relaxation: it needs --family obstacles --pressure-precond ssor")
-        return {"device": args.device, "batch": args.batch}
+        return extra
 
     def generate(self, config, indices, seeds, progress=None, parts=None):
         from datagen.navier_stokes import periodic_samples
@@ -87,7 +79,7 @@ class NavierStokesPeriodic(_NavierStokes):
             "equation": "w_t + u.grad w = nu lap w - drag w + f, -lap psi = w, u = (psi_y, -psi_x)"}
 
     def estimate_bytes(self, config, samples):
-        n, steps, batch = int(config["resolution"]), self.steps(config), self.batch_size(config)
+        n, steps, batch = int(config["resolution"]), snapshot_count(config), self.batch_size(config)
         per_sample = 4 * steps * n * n
         return samples * per_sample, 2 * samples * per_sample + 8 * 32 * n * n * batch + 8 * steps * n * n * batch
 
@@ -109,8 +101,6 @@ class NavierStokesObstacles(_NavierStokes):
         return 1  # the channel integrates one trajectory at a time
 
     def options(self, args, level) -> dict:
-        from datagen.kinds import check_device
-
         check_device(args.device)
         if not 0 < args.pressure_tol < 1:
             raise UsageError(f"--pressure-tol must be in (0, 1), got {args.pressure_tol}")
@@ -156,7 +146,7 @@ class NavierStokesObstacles(_NavierStokes):
         return written
 
     def estimate_bytes(self, config, samples):
-        n, steps = int(config["resolution"]), self.steps(config)
+        n, steps = int(config["resolution"]), snapshot_count(config)
         cells = int(round(config["level_spec"]["aspect"] * n)) * n
         per_sample = 4 * 3 * steps * cells + cells  # velocity (2) and pressure float32, mask
         if config.get("pressure_systems"):

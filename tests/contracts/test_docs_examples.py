@@ -59,7 +59,7 @@ def _environment(work: Path) -> dict:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_block_of_the_page_runs(page, tmp_path):
-    work, env = _workdir(tmp_path), None
+    work = _workdir(tmp_path)
     env = _environment(work)
     for lang, code, line in blocks(page):
         where = f"{page.relative_to(ROOT)}:{line}"
