@@ -173,6 +173,9 @@ def workdir(tmp_path, monkeypatch, pickled_checkpoint, truncated_checkpoint, fno
     (tmp_path / "unknown_key.yaml").write_text("base: easy\nbogus: 1\n")
     (tmp_path / "bad_base.yaml").write_text("base: nope\n")
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00binary")
+    (tmp_path / "includes_absent.yaml").write_text("include: absent_base.yaml\n")
+    (tmp_path / "includes_list.yaml").write_text("include: [a.yaml, b.yaml]\n")
+    (tmp_path / "nested_config.yaml").write_text("config: list.yaml\n")
     shutil.copy(pickled_checkpoint, tmp_path / "pickled.ckpt")
     shutil.copy(truncated_checkpoint, tmp_path / "truncated.ckpt")
     shutil.copy(fno_checkpoint, tmp_path / "solution-predictor.ckpt")
@@ -480,7 +483,17 @@ CONFIG_FILE_CASES = [
     ("broken.yaml", "not valid YAML"),
     ("list.yaml", "must hold a mapping"),
     ("binary.yaml", "cannot read config"),
+    ("includes_absent.yaml", "no such config file: absent_base.yaml"),
+    ("includes_list.yaml", "include must name one YAML file"),
+    ("nested_config.yaml", "write `include: FILE`"),
 ]
+
+
+def test_a_derived_checkpoint_folder_is_refused(files, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["pdekit"])
+    (files / "ok.yaml").write_text("trainer: {max_steps: 1}\n")
+    expect_one_line_error(pdekit.learning.cli.main, ["fit", "--config", "ok.yaml", "--checkpoint.dirpath", "elsewhere"],
+                          "checkpoint.dirpath follows trainer.default_root_dir", files, capsys, "pdekit")
 
 
 @pytest.mark.parametrize("subcommand,config,message", [
