@@ -20,7 +20,6 @@ application).  Learned: :class:`ModulePreconditioner` wraps any
 from __future__ import annotations
 
 import functools
-
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -56,11 +55,36 @@ def _system(A, index: int | None):
                              "precondition")
         return A.to_sparse(i), A.layout(i), True
     if sp.issparse(A):
-        A = sp.csr_matrix(A)
-        if A.shape[0] != A.shape[1]:
-            raise GridMismatchError(f"the matrix must be square, got {A.shape}")
+        A = check_spd_matrix(A)
         return A, Layout((A.shape[0],)), False
     raise TypeError(f"expected a DiffusionOperator or a scipy sparse matrix, got {type(A).__name__}")
+
+
+def check_spd_matrix(A) -> sp.csr_matrix:
+    """A user's sparse matrix as CSR float64 if it can be symmetric positive definite: square,
+    non-empty, real floating point, finite, symmetric (to 1e-12 of its largest entry) with a
+    positive diagonal; otherwise one line naming the problem (:class:`ValueError`).  Definiteness
+    itself is not proven (that costs a factorisation): a solve reports it (non-positive curvature)."""
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise GridMismatchError(f"the matrix must be square, got shape {A.shape}")
+    if A.shape[0] == 0:
+        raise ValueError("the matrix is empty (0 x 0): nothing to precondition")
+    if not np.issubdtype(A.dtype, np.floating):
+        raise ValueError(f"the matrix must hold real floating-point numbers, got dtype {A.dtype} "
+                         "(convert it with A.astype(float) if that is what you mean)")
+    A = sp.csr_matrix(A, dtype=np.float64)
+    if not np.all(np.isfinite(A.data)):
+        raise ValueError("the matrix holds NaN or Inf entries")
+    scale = abs(A).max()
+    asymmetry = abs(A - A.T).max() if A.nnz else 0.0
+    if asymmetry > 1e-12 * scale:
+        raise ValueError(f"the matrix is not symmetric (largest |A - A^T| entry {asymmetry:.3g}, largest entry "
+                         f"{scale:.3g}): these preconditioners need an SPD matrix")
+    diagonal = A.diagonal()
+    if np.any(diagonal <= 0):
+        raise ValueError(f"the matrix has {int(np.sum(diagonal <= 0))} non-positive diagonal entries (first at row "
+                         f"{int(np.argmax(diagonal <= 0))}): it is not SPD")
+    return A
 
 
 class _Base:
@@ -241,20 +265,34 @@ class SSOR(_SciPyBacked):
 
 class AMG(_SciPyBacked):
     """Smoothed-aggregation algebraic multigrid (pyamg); each application is one V-cycle from a
-    zero initial guess, a fixed linear SPD operator (symmetric smoothing), so PCG is valid."""
+    zero initial guess, a fixed linear SPD operator (symmetric smoothing), so PCG is valid.
 
-    def __init__(self, A, *, cycle: str = "V", index: int | None = None, **pyamg_kwargs):
+    ``setup``: a function building the ``pyamg.multilevel.MultilevelSolver`` from the CSR matrix
+    instead of ``pyamg.smoothed_aggregation_solver(matrix, **pyamg_kwargs)`` (a learned AMG's
+    setup, :func:`pdekit.learning.solvers.load`).  ``aspreconditioner()`` gives pyamg's own
+    ``LinearOperator`` (the idiom of pyamg's documentation)."""
+
+    def __init__(self, A, *, cycle: str = "V", index: int | None = None, setup=None, **pyamg_kwargs):
         matrix, layout, grid = _system(A, index)
         super().__init__(layout, grid)
+        if setup is not None and pyamg_kwargs:
+            raise ValueError(f"pass either setup or pyamg options, not both (got {sorted(pyamg_kwargs)})")
+        if setup is None:
+            setup = functools.partial(pyamg.smoothed_aggregation_solver, **pyamg_kwargs)
         # pyamg estimates spectral radii from np.random's global state: seed it for the setup so
         # the same matrix always gives the same hierarchy (and the same iterations), then restore
         state = np.random.get_state()
         np.random.seed(0)
         try:
-            self.hierarchy = pyamg.smoothed_aggregation_solver(matrix, **pyamg_kwargs)
+            self.hierarchy = setup(matrix)
         finally:
             np.random.set_state(state)
+        self.cycle = cycle
         self._cycle = self.hierarchy.aspreconditioner(cycle=cycle)
+
+    def aspreconditioner(self) -> spla.LinearOperator:
+        """pyamg's preconditioner (one cycle per application) on the active unknowns."""
+        return self.hierarchy.aspreconditioner(cycle=self.cycle)
 
     def _solve(self, V: np.ndarray) -> np.ndarray:
         V = np.asarray(V, dtype=np.float64)

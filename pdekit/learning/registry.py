@@ -30,6 +30,7 @@ LOADABLE = frozenset({
     "models.fkpinn.FKPINN",
     "models.npsolver.NPSolver",
     "models.multigrid.NeuralMultigrid",
+    "models.learned_amg.LearnedAMG",
     # data modules
     "pdekit.learning.datamodules.FieldDataModule",
     "pdekit.learning.datamodules.ProblemDataModule",

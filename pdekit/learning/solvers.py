@@ -20,11 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from pdekit.errors import ConfigError
 from pdekit.operators import DiffusionOperator
-from pdekit.precond import ModulePreconditioner
+from pdekit.precond import AMG, ModulePreconditioner, check_spd_matrix
 
 
 def problem_batch(op: DiffusionOperator, f, signature: dict | None = None) -> dict:
@@ -37,7 +38,7 @@ def problem_batch(op: DiffusionOperator, f, signature: dict | None = None) -> di
     if op.batch_size not in (1, batch):
         raise ConfigError(f"f holds {batch} sources but the operator {op.batch_size} systems")
     interior = (slice(None),) + (slice(1, -1),) * op.ndim
-    expand = lambda x: torch.as_tensor(np.broadcast_to(x, (batch,) + x.shape[1:]).copy())  # noqa: E731
+    expand = lambda x: torch.as_tensor(np.broadcast_to(x, (batch,) + x.shape[1:]).copy())
     a = expand(op.coefficient[interior])
     mask = expand(op.mask)
     fields = {"a": a, "f": f, "mask": mask.to(torch.float64)}
@@ -96,9 +97,13 @@ def initial_guess(solver, op: DiffusionOperator, f, *, device=None, energy_scali
     return u[0] if single else u
 
 
-def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditioner:
+def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = None):
     """A trained solver from a pdekit checkpoint (read with ``weights_only=True``) as a
-    preconditioner for operator ``A`` (a :class:`DiffusionOperator`).  The result follows the
+    preconditioner for ``A``: a :class:`DiffusionOperator`, or — for the learned algebraic
+    multigrid (:class:`models.learned_amg.LearnedAMG`), which needs only a matrix — any
+    ``scipy.sparse`` SPD matrix (``index`` picks one system of a batched operator).  The learned
+    AMG comes back as a :class:`pdekit.precond.AMG` whose hierarchy it built (linear, SPD; its cycle
+    is pyamg's, on CPU).  The result follows the
     Preconditioner protocol: ``M(r)`` in pdekit's solvers, ``M.as_linear_operator()`` in
     ``scipy.sparse.linalg``.  A network is not a fixed linear map (``M.linear`` is False): use it
     with :func:`pdekit.krylov.fcg` or :func:`pdekit.krylov.conjugate_directions`, not plain PCG.
@@ -108,8 +113,19 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditio
     ``smoothing``: Jacobi sweeps after the network (see :class:`ModulePreconditioner`)."""
     from pdekit.learning.checkpoints import CheckpointError, load_task
 
+    if sp.issparse(A):
+        check_spd_matrix(A)  # bad input answers before the checkpoint is read
+        task, info = load_task(checkpoint)
+        if not getattr(task, "algebraic_preconditioner", False):
+            raise CheckpointError(f"{checkpoint} holds a {info['task']}, which needs a DiffusionOperator, not a "
+                                  "matrix (only a learned algebraic multigrid works from a matrix alone)")
+        return AMG(A, setup=task.hierarchy)
     if not isinstance(A, DiffusionOperator):
-        raise TypeError("load() needs the DiffusionOperator whose residuals the model will see")
+        raise TypeError(f"load() needs the DiffusionOperator whose residuals the model will see (or, for a learned "
+                        f"algebraic multigrid, a scipy.sparse matrix), got {type(A).__name__}")
+    task, info = load_task(checkpoint)
+    if getattr(task, "algebraic_preconditioner", False):
+        return AMG(A, setup=task.hierarchy, index=index)
     if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and
                                     np.array_equal(A.bc_type[0], A.bc_type[i]) for i in range(1, A.batch_size)):
         # the learned modules are built from one system's coefficient, geometry and boundary types
@@ -120,7 +136,6 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0) -> ModulePreconditio
         from pdekit.resources import check_device
 
         device = check_device(device)
-    task, info = load_task(checkpoint)
     trained_dim = (info.get("data") or {}).get("dim", info.get("hparams", {}).get("dim"))
     if trained_dim is not None and int(trained_dim) != A.grid.ndim:
         raise CheckpointError(f"{checkpoint} holds a {trained_dim}-D model; the operator is {A.grid.ndim}-D")
