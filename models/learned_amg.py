@@ -53,19 +53,19 @@ MAX_TRAINING_UNKNOWNS = 5000  # training holds dense matrices of every system
 
 @dataclass
 class Coarsening:
-    """SA's choices on one level (all made by pyamg) and the graph the network reads."""
+    """SA's choices on one level (all made by pyamg); :func:`graph_features` turns them into what
+    the network reads."""
 
     A: sp.csr_matrix
     B: np.ndarray  # near-null-space candidates of this level (improved on level 0)
     B_coarse: np.ndarray
+    strength: sp.csr_matrix
     aggregate: np.ndarray  # aggregate of each unknown, -1 if unaggregated
     tentative: np.ndarray  # T's one value per row (0 if unaggregated)
-    P_sa: sp.csr_matrix
+    P_sa: sp.sparray  # pyamg's own (BSR) matrix: its products then round exactly as pyamg's
     scale: float  # ω / Gershgorin bound of ρ(D⁻¹A)
     rows: np.ndarray  # A's nonzeros as edges (row, column), CSR order
     cols: np.ndarray
-    node_features: np.ndarray
-    edge_features: np.ndarray
 
 
 def coarsen(A: sp.csr_matrix, B: np.ndarray, first: bool, theta: float = 0.0) -> Coarsening:
@@ -79,8 +79,9 @@ def coarsen(A: sp.csr_matrix, B: np.ndarray, first: bool, theta: float = 0.0) ->
     if first:
         B = relaxation_as_linear_operator(IMPROVE, A, np.zeros((A.shape[0], 1), dtype=A.dtype)) @ B
     T, B_coarse = fit_candidates(aggregates, B)
-    P_sa = sp.csr_matrix(jacobi_prolongation_smoother(A, T, C, B, omega=OMEGA))
+    P_sa = jacobi_prolongation_smoother(A, T, C, B, omega=OMEGA)
 
+    A = sp.csr_matrix(A)  # (pyamg's coarse operators may be BSR)
     n = A.shape[0]
     aggregates = sp.csr_matrix(aggregates)
     aggregate = np.full(n, -1, dtype=np.int64)
@@ -90,14 +91,17 @@ def coarsen(A: sp.csr_matrix, B: np.ndarray, first: bool, theta: float = 0.0) ->
     tentative = np.zeros(n)
     has_t = np.diff(T.indptr) > 0
     tentative[has_t] = T.data[T.indptr[:-1][has_t]]
-
     rows = np.repeat(np.arange(n), np.diff(A.indptr))
-    cols = A.indices.astype(np.int64)
-    values = A.data
-    d = A.diagonal()
-    scale = OMEGA / float(np.max(abs(A) @ np.ones(n) / d))
+    scale = OMEGA / float(np.max(abs(A) @ np.ones(n) / A.diagonal()))
+    return Coarsening(A, B, B_coarse, sp.csr_matrix(C), aggregate, tentative, P_sa, scale, rows,
+                      A.indices.astype(np.int64))
+
+
+def graph_features(level: Coarsening) -> tuple[np.ndarray, np.ndarray]:
+    """Scale-free (node, edge) features of one level (see the module docstring)."""
+    A, C, aggregate, rows, cols = level.A, level.strength, level.aggregate, level.rows, level.cols
+    n, values, d = A.shape[0], A.data, A.diagonal()
     # strong connections: C's nonzeros, looked up by their (row, column) keys
-    C = sp.csr_matrix(C)
     strong_keys = np.repeat(np.arange(n), np.diff(C.indptr)) * n + C.indices
     strong_keys.sort()
     keys = rows * n + cols
@@ -111,16 +115,31 @@ def coarsen(A: sp.csr_matrix, B: np.ndarray, first: bool, theta: float = 0.0) ->
                               ((aggregate[rows] == aggregate[cols]) & (aggregate[rows] >= 0)).astype(float),
                               (rows == cols).astype(float)], axis=1)
     sizes = np.bincount(aggregate[aggregate >= 0], minlength=max(int(aggregate.max()) + 1, 1))
-    b = B[:, 0]
+    b = level.B[:, 0]
     node_features = np.stack([(A @ np.ones(n)) / d,
                               b / max(float(np.sqrt(np.mean(b * b))), 1e-300),
                               np.where(aggregate >= 0, np.log(sizes[np.maximum(aggregate, 0)]), 0.0) / 3,
                               (aggregate < 0).astype(float)], axis=1)
-    return Coarsening(A, B, B_coarse, aggregate, tentative, P_sa, scale, rows, cols, node_features, edge_features)
+    return node_features, edge_features
 
 
 def _mlp(n_in: int, width: int, n_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Linear(width, n_out))
+
+
+class EdgeMLP(nn.Module):
+    """``MLP([e_ij, h_i, h_j])`` with the first layer split by input: the node terms are computed
+    once per node and gathered, not once per edge (3x fewer first-layer products, no concatenation
+    of edge-sized tensors: the setup cost on a large matrix is these edge-sized operations)."""
+
+    def __init__(self, width: int, n_out: int):
+        super().__init__()
+        self.edge, self.source, self.target = nn.Linear(width, width), nn.Linear(width, width, bias=False), \
+            nn.Linear(width, width, bias=False)
+        self.out = nn.Linear(width, n_out)
+
+    def forward(self, e, h, rows, cols):
+        return self.out(nn.functional.gelu(self.edge(e) + self.source(h)[rows] + self.target(h)[cols]))
 
 
 class AMGNet(nn.Module):
@@ -128,15 +147,15 @@ class AMGNet(nn.Module):
     gather by edge, ``index_add`` to nodes); returns δ per nonzero, in (−1, 1).  The decoder's
     last layer starts at zero: δ = 0, the SA prolongator."""
 
-    def __init__(self, width: int = 32, rounds: int = 3):
+    def __init__(self, width: int = 16, rounds: int = 2):
         super().__init__()
         self.node_encoder = _mlp(NODE_FEATURES, width, width)
         self.edge_encoder = _mlp(EDGE_FEATURES, width, width)
-        self.edge_updates = nn.ModuleList(_mlp(3 * width, width, width) for _ in range(rounds))
+        self.edge_updates = nn.ModuleList(EdgeMLP(width, width) for _ in range(rounds))
         self.node_updates = nn.ModuleList(_mlp(2 * width, width, width) for _ in range(rounds))
-        self.decoder = _mlp(3 * width, width, 1)
-        nn.init.zeros_(self.decoder[-1].weight)
-        nn.init.zeros_(self.decoder[-1].bias)
+        self.decoder = EdgeMLP(width, 1)
+        nn.init.zeros_(self.decoder.out.weight)
+        nn.init.zeros_(self.decoder.out.bias)
 
     def forward(self, node_features, edge_features, rows, cols) -> torch.Tensor:
         h = self.node_encoder(node_features)
@@ -144,17 +163,18 @@ class AMGNet(nn.Module):
         degree = torch.zeros(h.shape[0], 1, dtype=h.dtype, device=h.device).index_add_(
             0, rows, torch.ones(len(rows), 1, dtype=h.dtype, device=h.device)).clamp_min(1)
         for edge_update, node_update in zip(self.edge_updates, self.node_updates):
-            e = e + edge_update(torch.cat([e, h[rows], h[cols]], dim=1))
+            e = e + edge_update(e, h, rows, cols)
             incoming = torch.zeros_like(h).index_add_(0, rows, e) / degree
             h = h + node_update(torch.cat([h, incoming], dim=1))
-        return torch.tanh(self.decoder(torch.cat([e, h[rows], h[cols]], dim=1))[:, 0])
+        return torch.tanh(self.decoder(e, h, rows, cols)[:, 0])
 
     def delta(self, level: Coarsening) -> torch.Tensor:
         """δ per nonzero of ``level.A`` (float64, on the network's device)."""
         param = next(self.parameters())
         as_tensor = lambda x, dtype=param.dtype: torch.as_tensor(x, dtype=dtype, device=param.device)
         rows, cols = as_tensor(level.rows, torch.int64), as_tensor(level.cols, torch.int64)
-        return self(as_tensor(level.node_features), as_tensor(level.edge_features), rows, cols).double()
+        node_features, edge_features = graph_features(level)
+        return self(as_tensor(node_features), as_tensor(edge_features), rows, cols).double()
 
 
 def correction(level: Coarsening, delta: np.ndarray) -> sp.csr_matrix:
@@ -165,10 +185,10 @@ def correction(level: Coarsening, delta: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix((values[keep], (level.rows[keep], level.aggregate[level.cols][keep])), shape=(n, n_coarse))
 
 
-def prolongation(level: Coarsening, delta: np.ndarray | None) -> sp.csr_matrix:
+def prolongation(level: Coarsening, delta: np.ndarray | None) -> sp.sparray:
     """``P_SA − s D⁻¹ (A ∘ δ) T``; SA's own matrix when δ = 0 (its pattern, explicit zeros included:
     SA's strength with θ = 0 counts every stored entry of the next level's operator)."""
-    return level.P_sa if delta is None or not np.any(delta) else level.P_sa - correction(level, delta)
+    return level.P_sa if delta is None or not np.any(delta) else sp.bsr_array(level.P_sa - correction(level, delta))
 
 
 def _seeded(fn):
@@ -202,9 +222,9 @@ def build_hierarchy(A, net: AMGNet | None = None, theta: float = 0.0):
                 delta = net.delta(level).cpu().numpy()
         P = prolongation(level, delta if net is not None else None)
         entry = MultilevelSolver.Level()
-        entry.A, entry.B, entry.P, entry.R = A, level.B, P, sp.csr_matrix(P.T)
+        entry.A, entry.B, entry.P, entry.R = A, level.B, P, P.T.conjugate()
         levels.append(entry)
-        A, B = sp.csr_matrix(entry.R @ A @ P), level.B_coarse
+        A, B = entry.R @ A @ P, level.B_coarse
     entry = MultilevelSolver.Level()
     entry.A, entry.B = A, B
     levels.append(entry)
@@ -247,7 +267,7 @@ def torch_hierarchy(A: sp.csr_matrix, net: AMGNet, theta: float = 0.0) -> list[T
         # the next level is coarsened from the same sparse product build_hierarchy forms: a dense
         # product's round-off changes which entries are nonzero, and with it SA's aggregates
         P_np = prolongation(level, delta.detach().cpu().numpy())
-        A, B = sp.csr_matrix(sp.csr_matrix(P_np.T) @ A @ P_np), level.B_coarse
+        A, B = P_np.T.conjugate() @ A @ P_np, level.B_coarse
     levels.append(TorchLevel(A_t, torch.tril(A_t), torch.triu(A_t), None, torch.linalg.pinv(A_t, hermitian=True)))
     return levels
 
@@ -311,7 +331,7 @@ class LearnedAMG(Task):
     data_pde = "poisson"
     data_system = True
 
-    def __init__(self, width: int = 32, rounds: int = 3, pcg_steps: int = 6, probes: int = 4,
+    def __init__(self, width: int = 16, rounds: int = 2, pcg_steps: int = 6, probes: int = 4,
                  strength_theta: float | None = None, search_batches: int = 4, lr: float = 1e-3,
                  in_channels: int = 1, out_channels: int = 1, dim: int = 2, optimizer: dict | None = None,
                  lr_scheduler: dict | str | None = None):
@@ -332,9 +352,10 @@ class LearnedAMG(Task):
         self.register_buffer("theta", torch.tensor(float(strength_theta or 0.0), dtype=torch.float64))
         self.register_buffer("theta_chosen", torch.tensor(strength_theta is not None))
 
-    def hierarchy(self, A):
-        """The learned multilevel solver of matrix ``A`` (CPU; pyamg's cycle)."""
-        return build_hierarchy(A, self.net, float(self.theta))
+    def hierarchy(self, A, correction: bool = True):
+        """The learned multilevel solver of matrix ``A`` (CPU; pyamg's cycle); ``correction=False``:
+        SA with the learned strength threshold alone (no network in the setup)."""
+        return build_hierarchy(A, self.net if correction else None, float(self.theta))
 
     def _matrices(self, batch) -> list[sp.csr_matrix]:
         op = self.batch_operator(batch)
@@ -412,7 +433,3 @@ def describe(ml) -> str:
     sizes = [level.A.shape[0] for level in ml.levels]
     nnz = sum(level.A.nnz for level in ml.levels) / ml.levels[0].A.nnz
     return f"{len(sizes)} levels {sizes}, operator complexity {nnz:.2f}"
-
-
-__all__ = ["AMGNet", "LearnedAMG", "build_hierarchy", "choose_theta", "coarsen", "correction", "describe", "pcg_error_loss",
-           "pcg_iterations", "torch_hierarchy", "v_cycle"]

@@ -16,14 +16,19 @@ only some rows (no DCDM training unless DCDM or FCG-net is among them).  ``--seq
 instead times N systems in a row, each with a new geometry and coefficient (as in a simulation
 with moving boundaries, or a datagen run): total seconds of AMG-PCG (setup per system) vs the
 neural multigrid (kernels per system), at the first of ``--grids`` and ``--levels``.
+``--amg CKPT`` adds the learned algebraic multigrid (``models.learned_amg``; rows PCG-lamg: trained,
+PCG-lamg0: its untrained form = pyamg SA through the same code, PCG-sa-theta: plain SA with the
+strength threshold the training chose, so the network's own share is visible) to the table and to
+``--sequence``; row level ``cut-cell`` is the pressure system of the channel with cut-cell walls.
 
     python -m experiments.benchmarks.bench_preconditioners [--small] [--large] [--device cuda] [--networks dcdm,lsm,unet]
         [--ckpt2d file.ckpt] [--ckpt3d file.ckpt] [--npsolver file.ckpt] [--out results.json] [--plot convergence.png]
-        [--multigrid file.ckpt] [--methods CG,AMG-PCG,PCG-nmg] [--sequence 50]
+        [--multigrid file.ckpt] [--amg file.ckpt] [--methods CG,AMG-PCG,PCG-lamg] [--sequence 50]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import tempfile
@@ -46,7 +51,9 @@ from pdekit.learning.solvers import load
 from pdekit.precond import AMG, ILU, ModulePreconditioner
 
 CAPS = {"CG": 5000, "ILU-PCG": 2000, "AMG-PCG": 500, "DCDM": 1000, "FCG-net": 1000, "FCG-lsm": 1000, "FCG-unet": 1000,
-        "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000, "PCG-gmg": 1000, "PCG-nmg": 1000}
+        "FCG-npsolver": 1000, "FCG-npsolver+J2": 1000, "PCG-gmg": 1000, "PCG-nmg": 1000, "PCG-sa-theta": 500,
+        "PCG-lamg0": 500, "PCG-lamg": 500}
+PRESSURE_LEVELS = ("ns-pressure", "cut-cell")  # 2-D rows: channel pressure systems (staircase / cut-cell walls)
 NETWORKS = {"lsm": ("models.lsm.LSM", {"width": 16, "patch": 2}), "unet": ("models.unet.UNet", {"width": 16})}
 NETWORK_CAP_3D = 150  # a 3-D network apply costs ~0.2 s at 32^3 on a 2-core CPU
 
@@ -77,16 +84,18 @@ def train(dim, resolution, vectors, steps, epochs, folder, device, network="dcdm
     return path
 
 
-def pressure_system(n: int, steps: int = 20):
+def pressure_system(n: int, steps: int = 20, walls: str = "staircase"):
     """The pressure Poisson system of a channel flow (n^2 unknowns incl. obstacle cells) after
-    ``steps`` steps, as the generator solves it (its right-hand side, zero initial guess)."""
+    ``steps`` steps, as the generator solves it (its right-hand side, zero initial guess);
+    ``walls="cut-cell"``: the obstacles' true boundaries (face fractions in the operator)."""
     from datagen.navier_stokes import OBSTACLE_LEVELS, draw_obstacles
     from datagen.ns_channel import ChannelFlow
     from datagen.ns_channel_run import simulate, stable_dt
 
     level = OBSTACLE_LEVELS["medium-medium"]
     flow = ChannelFlow(draw_obstacles(level, 10_000), nx=2 * n, ny=n // 2, height=1.0, nu=1.0 / level.reynolds,
-                       u_max=1.0, tol=1e-8)
+                       u_max=1.0, tol=1e-8, walls=walls,
+                       viscosity="implicit" if walls == "cut-cell" else "explicit")
     dt = stable_dt(flow.h, flow.nu, flow.u_max)
     simulate(flow, t_end=steps * dt, interval=steps * dt, dt=dt)
     return flow.op, flow.last_solve[0]
@@ -98,6 +107,7 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
     others = others or {}
     methods = [m for m in methods if not m.startswith("FCG-") or m == "FCG-net" or m[4:].partition("+")[0] in others]
     methods = [m for m in methods if m != "PCG-nmg" or "multigrid" in others]
+    methods = [m for m in methods if m not in ("PCG-lamg", "PCG-sa-theta") or "amg" in others]
     for method in methods:
         cap = CAPS[method]
         if method in ("DCDM", "FCG-net") and op.grid.ndim == 3:
@@ -109,6 +119,8 @@ def solve_all(op, b, ckpt, tol, device, methods=tuple(CAPS), others=None):
         elif method in ("PCG-gmg", "PCG-nmg"):
             M = multigrid(op, others.get("multigrid") if method == "PCG-nmg" else None, device)
             res = pcg(op, b, M, tol=tol, maxiter=cap)
+        elif method in ("PCG-sa-theta", "PCG-lamg0", "PCG-lamg"):
+            res = pcg(op, b, learned_amg(op, method, others.get("amg")), tol=tol, maxiter=cap)
         elif method in ("ILU-PCG", "AMG-PCG"):
             M = ILU(op) if method == "ILU-PCG" else AMG(op)
             res = pcg(op, b, M, tol=tol, maxiter=cap)
@@ -138,6 +150,16 @@ def multigrid(op, ckpt, device):
     return ModulePreconditioner(task.preconditioner_module(op), op, linear=True)
 
 
+def learned_amg(op, method, ckpt):
+    """The learned algebraic multigrid for ``op`` (``PCG-lamg``), its untrained form (``PCG-lamg0``)
+    or plain SA with the trained strength threshold (``PCG-sa-theta``); setup inside."""
+    from models.learned_amg import build_hierarchy
+
+    if method in ("PCG-lamg", "PCG-sa-theta"):
+        return load(ckpt, op, correction=method == "PCG-lamg")  # sa-theta: the learned threshold alone
+    return AMG(op, setup=build_hierarchy)
+
+
 def sequence(args):
     """``--sequence N``: N new systems in a row; total time per preconditioner (setup included)."""
     shape = tuple(int(n) for n in (args.grids or "64x64").split(",")[0].split("x"))
@@ -145,6 +167,11 @@ def sequence(args):
     methods = {"AMG-PCG": lambda op: AMG(op), "PCG-gmg": lambda op: multigrid(op, None, args.device)}
     if args.multigrid:
         methods["PCG-nmg"] = lambda op: multigrid(op, args.multigrid, args.device)
+    if args.amg:
+        methods.update({m: functools.partial(learned_amg, method=m, ckpt=args.amg)
+                        for m in ("PCG-sa-theta", "PCG-lamg0", "PCG-lamg")})
+    if args.methods:
+        methods = {m: make for m, make in methods.items() if m in args.methods.split(",")}
     totals = {m: {"seconds": 0.0, "setup": 0.0, "iterations": 0, "failed": 0} for m in methods}
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     print(f"# changing-geometry sequence: {args.sequence} systems, {level} at {'x'.join(map(str, shape))}, rtol 1e-8")
@@ -192,9 +219,9 @@ def check_arguments(args) -> None:
         refuse(f"--grids: unknown {', '.join(unknown)}; choose from {', '.join(sorted(grids))}")
     if args.grids and "64x64x64" in args.grids.split(",") and not args.large:
         refuse("--grids 64x64x64 needs --large")
-    unknown = sorted(set(args.levels.split(",")) - {*LEVELS, "ns-pressure"}) if args.levels else []
+    unknown = sorted(set(args.levels.split(",")) - {*LEVELS, *PRESSURE_LEVELS}) if args.levels else []
     if unknown:
-        refuse(f"--levels: unknown {', '.join(unknown)}; choose from {', '.join([*LEVELS, 'ns-pressure'])}")
+        refuse(f"--levels: unknown {', '.join(unknown)}; choose from {', '.join([*LEVELS, *PRESSURE_LEVELS])}")
     from pdekit.resources import check_device
 
     try:
@@ -202,6 +229,7 @@ def check_arguments(args) -> None:
     except ValueError as error:
         refuse(f"--device: {error}")
     for flag, path, attribute in (("--multigrid", args.multigrid, "linear_preconditioner"),
+                                  ("--amg", args.amg, "algebraic_preconditioner"),
                                   ("--npsolver", args.npsolver, "preconditioner_module"),
                                   ("--ckpt2d", args.ckpt2d, "trained_on_residuals"),
                                   ("--ckpt3d", args.ckpt3d, "trained_on_residuals"),
@@ -237,6 +265,9 @@ def main():
                         help="networks trained with the DCDM loss: dcdm and any of lsm, unet (2-D rows FCG-lsm, FCG-unet)")
     parser.add_argument("--multigrid", default=None,
                         help="a trained NeuralMultigrid checkpoint (rows PCG-nmg; PCG-gmg is its untrained form)")
+    parser.add_argument("--amg", default=None,
+                        help="a trained LearnedAMG checkpoint (rows PCG-lamg, PCG-lamg0 = its untrained form, "
+                             "PCG-sa-theta = SA with its strength threshold)")
     parser.add_argument("--methods", default=None, help="only these rows, e.g. CG,ILU-PCG,AMG-PCG,PCG-gmg,PCG-nmg")
     parser.add_argument("--sequence", type=int, default=0,
                         help="time N systems with changing geometry instead (AMG-PCG vs the neural multigrid)")
@@ -272,11 +303,11 @@ def run(args, folder):
         sizes = [(shape, dim) for shape, dim in sizes if "x".join(map(str, shape)) in args.grids.split(",")]
     results = []
     for shape, dim in sizes:
-        for level in list(LEVELS) + (["ns-pressure"] if dim == 2 else []):
+        for level in list(LEVELS) + (list(PRESSURE_LEVELS) if dim == 2 else []):
             if args.levels and level not in args.levels.split(","):
                 continue
-            if level == "ns-pressure":
-                op, b = pressure_system(shape[0])
+            if level in PRESSURE_LEVELS:
+                op, b = pressure_system(shape[0], walls="cut-cell" if level == "cut-cell" else "staircase")
             else:
                 grid, a, mask, bc, f = sample_problem(level, shape[0], dim, 10_000)  # held-out seed
                 op = DiffusionOperator(grid, a, mask, bc)
@@ -286,6 +317,8 @@ def run(args, folder):
                 extra = dict(others if dim == 2 else {})
                 if args.multigrid and dim == 2:
                     extra["multigrid"] = args.multigrid
+                if args.amg:
+                    extra["amg"] = args.amg
                 rows = solve_all(op, b, ckpt[dim], tol, args.device, methods=methods, others=extra)
                 if level == "ns-pressure" and args.ckpt_pressure:
                     own = solve_all(op, b, args.ckpt_pressure, tol, args.device, methods=("DCDM", "FCG-net"))

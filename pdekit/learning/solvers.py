@@ -17,6 +17,7 @@ what it saves is the iterations from the zero guess down to the network's own er
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -97,13 +98,15 @@ def initial_guess(solver, op: DiffusionOperator, f, *, device=None, energy_scali
     return u[0] if single else u
 
 
-def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = None):
+def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = None, correction: bool = True):
     """A trained solver from a pdekit checkpoint (read with ``weights_only=True``) as a
     preconditioner for ``A``: a :class:`DiffusionOperator`, or — for the learned algebraic
     multigrid (:class:`models.learned_amg.LearnedAMG`), which needs only a matrix — any
     ``scipy.sparse`` SPD matrix (``index`` picks one system of a batched operator).  The learned
     AMG comes back as a :class:`pdekit.precond.AMG` whose hierarchy it built (linear, SPD; its cycle
-    is pyamg's, on CPU).  The result follows the
+    is pyamg's, on CPU); ``correction=False`` leaves its network out of the setup (the learned strength
+    threshold alone: the same iterations within one on the benchmark, half the setup time).  The
+    result follows the
     Preconditioner protocol: ``M(r)`` in pdekit's solvers, ``M.as_linear_operator()`` in
     ``scipy.sparse.linalg``.  A network is not a fixed linear map (``M.linear`` is False): use it
     with :func:`pdekit.krylov.fcg` or :func:`pdekit.krylov.conjugate_directions`, not plain PCG.
@@ -119,13 +122,13 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = 
         if not getattr(task, "algebraic_preconditioner", False):
             raise CheckpointError(f"{checkpoint} holds a {info['task']}, which needs a DiffusionOperator, not a "
                                   "matrix (only a learned algebraic multigrid works from a matrix alone)")
-        return AMG(A, setup=task.hierarchy)
+        return AMG(A, setup=functools.partial(task.hierarchy, correction=correction))
     if not isinstance(A, DiffusionOperator):
         raise TypeError(f"load() needs the DiffusionOperator whose residuals the model will see (or, for a learned "
                         f"algebraic multigrid, a scipy.sparse matrix), got {type(A).__name__}")
     task, info = load_task(checkpoint)
     if getattr(task, "algebraic_preconditioner", False):
-        return AMG(A, setup=task.hierarchy, index=index)
+        return AMG(A, setup=functools.partial(task.hierarchy, correction=correction), index=index)
     if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and
                                     np.array_equal(A.bc_type[0], A.bc_type[i]) for i in range(1, A.batch_size)):
         # the learned modules are built from one system's coefficient, geometry and boundary types
