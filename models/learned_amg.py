@@ -1,9 +1,10 @@
-"""Learned algebraic multigrid: smoothed aggregation whose prolongation smoother a graph network
-corrects, after Luz, Galun, Maron, Basri, Yavneh, "Learning Algebraic Multigrid Using Graph Neural
-Networks" (ICML 2020, arXiv 2003.05744).
+"""Learned algebraic multigrid: smoothed aggregation with a strength threshold chosen on training
+systems and a prolongation smoother corrected by a graph network, after Luz, Galun, Maron, Basri,
+Yavneh, "Learning Algebraic Multigrid Using Graph Neural Networks" (ICML 2020, arXiv 2003.05744).
 
 The hierarchy comes from the matrix, not a grid.  On every level pyamg's smoothed aggregation (SA,
-its defaults) makes the choices it is good at: symmetric strength of connection, standard
+its defaults but the learned threshold θ) makes the choices it is good at: symmetric strength of
+connection (θ: :func:`choose_theta`), standard
 aggregation, near-null-space candidates (four symmetric Gauss–Seidel sweeps on level 0) and the
 tentative prolongator ``T``.  SA then smooths ``T`` with one damped-Jacobi step,
 ``P_SA = T − (ω/ρ) D⁻¹ A T``; here a message-passing network over the matrix's nonzeros scales

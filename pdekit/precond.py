@@ -284,7 +284,8 @@ class AMG(_SciPyBacked):
         state = np.random.get_state()
         np.random.seed(0)
         try:
-            self.hierarchy = setup(matrix)
+            with _one_blas_thread():  # (a learned setup's network ran 2-3x slower beside OpenBLAS's spinning pool)
+                self.hierarchy = setup(matrix)
         finally:
             np.random.set_state(state)
         self.cycle = cycle

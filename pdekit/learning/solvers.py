@@ -98,6 +98,30 @@ def initial_guess(solver, op: DiffusionOperator, f, *, device=None, energy_scali
     return u[0] if single else u
 
 
+_ALGEBRAIC_TASKS: dict = {}  # (path, mtime, size, inode) -> loaded learned-AMG task: a setup per system reads it once
+
+
+def _load_task(checkpoint):
+    """:func:`~pdekit.learning.checkpoints.load_task`, remembering a learned AMG (a pure function of its
+    weights) while its file is unchanged: a solver that builds one preconditioner per system (a time
+    loop, a datagen run) then pays the checkpoint read once, not per system."""
+    from pdekit.learning.checkpoints import load_task
+
+    try:
+        stat = Path(checkpoint).stat()
+        key = (str(Path(checkpoint).resolve()), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    except OSError:
+        key = None  # load_task says what is wrong with the path
+    if key in _ALGEBRAIC_TASKS:
+        return _ALGEBRAIC_TASKS[key]
+    loaded = load_task(checkpoint)
+    if key is not None and getattr(loaded[0], "algebraic_preconditioner", False):
+        if len(_ALGEBRAIC_TASKS) >= 4:
+            _ALGEBRAIC_TASKS.pop(next(iter(_ALGEBRAIC_TASKS)))
+        _ALGEBRAIC_TASKS[key] = loaded
+    return loaded
+
+
 def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = None, correction: bool = True):
     """A trained solver from a pdekit checkpoint (read with ``weights_only=True``) as a
     preconditioner for ``A``: a :class:`DiffusionOperator`, or — for the learned algebraic
@@ -114,11 +138,11 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = 
     positive definite for its operator (``M.linear`` is True), so plain PCG and
     ``scipy.sparse.linalg.cg`` are valid with it.
     ``smoothing``: Jacobi sweeps after the network (see :class:`ModulePreconditioner`)."""
-    from pdekit.learning.checkpoints import CheckpointError, load_task
+    from pdekit.learning.checkpoints import CheckpointError
 
     if sp.issparse(A):
         check_spd_matrix(A)  # bad input answers before the checkpoint is read
-        task, info = load_task(checkpoint)
+        task, info = _load_task(checkpoint)
         if not getattr(task, "algebraic_preconditioner", False):
             raise CheckpointError(f"{checkpoint} holds a {info['task']}, which needs a DiffusionOperator, not a "
                                   "matrix (only a learned algebraic multigrid works from a matrix alone)")
@@ -126,7 +150,7 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = 
     if not isinstance(A, DiffusionOperator):
         raise TypeError(f"load() needs the DiffusionOperator whose residuals the model will see (or, for a learned "
                         f"algebraic multigrid, a scipy.sparse matrix), got {type(A).__name__}")
-    task, info = load_task(checkpoint)
+    task, info = _load_task(checkpoint)
     if getattr(task, "algebraic_preconditioner", False):
         return AMG(A, setup=functools.partial(task.hierarchy, correction=correction), index=index)
     if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and

@@ -208,3 +208,26 @@ def test_bad_matrices_are_refused_in_one_line_before_the_checkpoint_is_read(tmp_
     assert words in str(error.value) and "\n" not in str(error.value)
     with pytest.raises((ValueError, PdekitError)):
         AMG(matrix)
+
+
+def test_the_channel_flow_pressure_solve_takes_the_checkpoint(trained):
+    from datagen.ns_channel import make_preconditioner
+
+    op, b = _system("medium", 24)
+    M, flexible = make_preconditioner(str(trained), op)
+    assert not flexible and isinstance(M, AMG)
+    assert bool(pcg(op, b, M, tol=1e-8, maxiter=100).converged)
+
+
+def test_a_learned_amg_checkpoint_is_read_once_while_unchanged(trained, tmp_path):
+    import os
+    import shutil
+
+    from pdekit.learning.solvers import _load_task
+
+    copy = tmp_path / "copy.ckpt"
+    shutil.copy(trained, copy)
+    first = _load_task(copy)[0]
+    assert _load_task(copy)[0] is first  # a setup per system does not re-read the file
+    os.utime(copy, ns=(os.stat(copy).st_atime_ns, os.stat(copy).st_mtime_ns + 10**9))
+    assert _load_task(copy)[0] is not first  # a changed file is read again
