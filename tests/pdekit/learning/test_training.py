@@ -256,7 +256,8 @@ def test_example_configs_resolve(tmp_path, name, monkeypatch, capsys):
     resolved = yaml.safe_load(capsys.readouterr().out)
     assert resolved["model"]["class_path"] in ("pdekit.learning.tasks.OperatorLearning", "pdekit.learning.tasks.Autoregressive",
                                                "models.dcdm.DCDM", "models.gp_hm.task.GPHM", "models.fkpinn.FKPINN",
-                                               "models.npsolver.NPSolver", "models.multigrid.NeuralMultigrid")
+                                               "models.npsolver.NPSolver", "models.multigrid.NeuralMultigrid",
+                                               "models.learned_amg.LearnedAMG")
     assert resolved["weights_only"] is True  # resuming reads checkpoints with weights_only=True
     # composed on the shared file, naming the run once: its settings arrive, checkpoints and logs follow the run
     shared = yaml.safe_load((CONFIGS / "trainer.yaml").read_text())
