@@ -43,6 +43,7 @@ from torch import nn
 
 from pdekit.errors import ConfigError
 from pdekit.learning.task import Task, check_learning_rate
+from pdekit.precond import numpy_seed_zero
 
 OMEGA = 4.0 / 3.0  # pyamg's prolongation-smoothing weight
 IMPROVE = ("block_gauss_seidel", {"sweep": "symmetric", "iterations": 4})  # pyamg's candidate smoothing (level 0)
@@ -192,20 +193,7 @@ def prolongation(level: Coarsening, delta: np.ndarray | None) -> sp.sparray:
     return level.P_sa if delta is None or not np.any(delta) else sp.bsr_array(level.P_sa - correction(level, delta))
 
 
-def _seeded(fn):
-    """pyamg draws the spectral-radius estimates' start vectors from numpy's global random state:
-    seed it (as :class:`pdekit.precond.AMG` does) so one matrix always gives one hierarchy, then restore."""
-    def wrapper(*args, **kwargs):
-        state = np.random.get_state()
-        np.random.seed(0)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            np.random.set_state(state)
-    return wrapper
-
-
-@_seeded
+@numpy_seed_zero()
 def build_hierarchy(A, net: AMGNet | None = None, theta: float = 0.0):
     """The multilevel solver (``pyamg.multilevel.MultilevelSolver``) of SA with ``net``'s
     prolongation correction on every level (``None``: plain SA, equal to
@@ -244,7 +232,7 @@ class TorchLevel:
     coarse_inverse: torch.Tensor | None = None
 
 
-@_seeded
+@numpy_seed_zero()
 def torch_hierarchy(A: sp.csr_matrix, net: AMGNet, theta: float = 0.0) -> list[TorchLevel]:
     """:func:`build_hierarchy` with torch matrices that carry the network's gradient (dense:
     for training systems of up to a few thousand unknowns)."""
@@ -423,14 +411,6 @@ def pcg_iterations(ml, A, tol: float = 1e-8, seed: int = 0) -> int:
     import scipy.sparse.linalg as spla
 
     b = np.random.default_rng(seed).standard_normal(A.shape[0])
-    count = [0]
-    spla.cg(A, b, rtol=tol, atol=0.0, maxiter=1000, M=ml.aspreconditioner(),
-            callback=lambda _: count.__setitem__(0, count[0] + 1))
-    return max(count[0], 1)
-
-
-def describe(ml) -> str:
-    """Levels, unknowns and operator complexity of a hierarchy, in one line."""
-    sizes = [level.A.shape[0] for level in ml.levels]
-    nnz = sum(level.A.nnz for level in ml.levels) / ml.levels[0].A.nnz
-    return f"{len(sizes)} levels {sizes}, operator complexity {nnz:.2f}"
+    steps = []
+    spla.cg(A, b, rtol=tol, atol=0.0, maxiter=1000, M=ml.aspreconditioner(), callback=steps.append)
+    return max(len(steps), 1)

@@ -19,6 +19,7 @@ application).  Learned: :class:`ModulePreconditioner` wraps any
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Protocol, runtime_checkable
 
@@ -263,6 +264,19 @@ class SSOR(_SciPyBacked):
         return w * (2 - w) * self.factors.upper.solve(y)
 
 
+@contextlib.contextmanager
+def numpy_seed_zero():
+    """numpy's global random state seeded with 0 inside, restored after (also a decorator).  pyamg
+    estimates spectral radii from that state: seeded, one matrix always gives one hierarchy (and
+    the same iterations)."""
+    state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 class AMG(_SciPyBacked):
     """Smoothed-aggregation algebraic multigrid (pyamg); each application is one V-cycle from a
     zero initial guess, a fixed linear SPD operator (symmetric smoothing), so PCG is valid.
@@ -279,15 +293,9 @@ class AMG(_SciPyBacked):
             raise ValueError(f"pass either setup or pyamg options, not both (got {sorted(pyamg_kwargs)})")
         if setup is None:
             setup = functools.partial(pyamg.smoothed_aggregation_solver, **pyamg_kwargs)
-        # pyamg estimates spectral radii from np.random's global state: seed it for the setup so
-        # the same matrix always gives the same hierarchy (and the same iterations), then restore
-        state = np.random.get_state()
-        np.random.seed(0)
-        try:
-            with _one_blas_thread():  # (a learned setup's network ran 2-3x slower beside OpenBLAS's spinning pool)
-                self.hierarchy = setup(matrix)
-        finally:
-            np.random.set_state(state)
+        # (one BLAS thread: a learned setup's network ran 2-3x slower beside OpenBLAS's spinning pool)
+        with numpy_seed_zero(), _one_blas_thread():
+            self.hierarchy = setup(matrix)
         self.cycle = cycle
         self._cycle = self.hierarchy.aspreconditioner(cycle=cycle)
 

@@ -142,17 +142,15 @@ def load(checkpoint, A, *, device=None, smoothing: int = 0, index: int | None = 
 
     if sp.issparse(A):
         check_spd_matrix(A)  # bad input answers before the checkpoint is read
-        task, info = _load_task(checkpoint)
-        if not getattr(task, "algebraic_preconditioner", False):
-            raise CheckpointError(f"{checkpoint} holds a {info['task']}, which needs a DiffusionOperator, not a "
-                                  "matrix (only a learned algebraic multigrid works from a matrix alone)")
-        return AMG(A, setup=functools.partial(task.hierarchy, correction=correction))
-    if not isinstance(A, DiffusionOperator):
+    elif not isinstance(A, DiffusionOperator):
         raise TypeError(f"load() needs the DiffusionOperator whose residuals the model will see (or, for a learned "
                         f"algebraic multigrid, a scipy.sparse matrix), got {type(A).__name__}")
     task, info = _load_task(checkpoint)
     if getattr(task, "algebraic_preconditioner", False):
         return AMG(A, setup=functools.partial(task.hierarchy, correction=correction), index=index)
+    if sp.issparse(A):
+        raise CheckpointError(f"{checkpoint} holds a {info['task']}, which needs a DiffusionOperator, not a "
+                              "matrix (only a learned algebraic multigrid works from a matrix alone)")
     if A.batch_size > 1 and not all(np.array_equal(A.coefficient[0], A.coefficient[i]) and
                                     np.array_equal(A.bc_type[0], A.bc_type[i]) for i in range(1, A.batch_size)):
         # the learned modules are built from one system's coefficient, geometry and boundary types
