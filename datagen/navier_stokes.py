@@ -82,6 +82,7 @@ class ObstacleLevel:
     viscous_scheme: str = "explicit"  # "explicit" (Adams–Bashforth 2) | "implicit" (Crank–Nicolson)
     steady_tol: float = 0.0  # > 0: stop once the velocity changes by less than this (x U_max per unit time)
     walls: str = "staircase"  # obstacles as solid cells | "cut-cell": their true boundaries (second order)
+    inflow: str = ""  # the inflow's waveform f(t) as canonical JSON (datagen.inflow; "" = constant 1)
 
     @staticmethod
     def translate_spec(spec: dict, source: str) -> dict:
@@ -122,6 +123,11 @@ class ObstacleLevel:
             radii = [bounding_radius(shape) / height for shape in shapes]
             spec.update(obstacles=[len(shapes)] * 2, shapes=sorted({shape["shape"] for shape in shapes}),
                         size=[min(radii), max(radii)], geometry=json.dumps(shapes))
+        if "inflow" in spec:  # a name or a mapping -> its canonical JSON (checked here, one line)
+            from datagen.inflow import Waveform
+
+            waveform = Waveform.parse(spec["inflow"], f"{source}: inflow")
+            spec["inflow"] = "" if waveform == Waveform() else waveform.to_json()
         if "probes" in spec and not isinstance(spec["probes"], str):  # (a string: already translated)
             from datagen.obstacles import point
 
@@ -224,7 +230,10 @@ def check_step_count(level: ObstacleLevel, ny: int, nu: float) -> None:
     with a huge viscosity and explicit viscous terms would otherwise run for days with no output)."""
     from datagen.ns_channel_run import stable_dt
 
-    dt = stable_dt(level.height / ny, nu, level.u_max, level.cfl, level.viscous_scheme)
+    from datagen.inflow import Waveform
+
+    peak = Waveform.parse(level.inflow or "constant").peak(level.t_end + level.warmup)
+    dt = stable_dt(level.height / ny, nu, level.u_max * (peak if peak > 0 else 1.0), level.cfl, level.viscous_scheme)
     steps = (level.t_end + level.warmup) / dt
     if not steps <= MAX_STEPS:
         hint = "; viscous_scheme: implicit lifts the viscous limit" if level.viscous_scheme == "explicit" else ""
@@ -250,7 +259,7 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
     check_step_count(level, ny, nu)
     flow = ChannelFlow(shapes, nx=nx, ny=ny, height=level.height, nu=nu, u_max=level.u_max,
                        pressure_precond=pressure_precond, tol=pressure_tol, device=device, omega=pressure_omega,
-                       seed=seed, viscosity=level.viscous_scheme, walls=level.walls)
+                       seed=seed, viscosity=level.viscous_scheme, walls=level.walls, inflow=level.inflow or None)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
                    pressure_systems=pressure_systems, progress=progress, steady_tol=level.steady_tol or None,
                    probes=json.loads(level.probes) if level.probes else None)

@@ -8,8 +8,10 @@ carries zero normal velocity, and no-slip on the tangential velocity uses a mirr
 boundaries, second order (:mod:`datagen.cut_cells`: face fractions in the divergence and the
 pressure operator, a ghost-fluid wall term in the viscous Laplacian; implicit viscosity only).
 
-Boundaries: inflow (x = 0) a parabolic profile; no-slip walls (y = 0, H); outflow (x = L)
-convective, ``du/dt + U_mean du/dx = 0``, with ``p = 0`` half a cell beyond it.
+Boundaries: inflow (x = 0) a parabolic profile with the parabola's exact flux, scaled by a
+waveform ``f(t)`` (:mod:`datagen.inflow`; constant 1 by default, re-applied every step); no-slip
+walls (y = 0, H); outflow (x = L) convective, ``du/dt + |f(t)| U_mean du/dx = 0``, with ``p = 0``
+half a cell beyond it.
 
 One step (time step ``dt`` fixed per trajectory, CFL-limited; a hard check stops at CFL > 1):
 
@@ -41,6 +43,8 @@ import torch
 
 from datagen.burgers import BlowUpError
 from datagen.cut_cells import CutCellGeometry
+from datagen.inflow import Waveform, describe
+from datagen.inflow import peak as inflow_peak
 from datagen.ns_forces import ForceEvaluator
 from datagen.obstacles import frontal_height, rasterize
 from pdekit import BoundaryConditions, DiffusionOperator, Grid
@@ -55,12 +59,13 @@ WALLS = ("staircase", "cut-cell")  # obstacles as solid cells | their true bound
 
 
 def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
-    """Parabola ``4 U y (H - y) / H^2`` at the cell centres, raised by ``U h^2 / H^2``: with the
-    mirrored wall ghosts this is the exact discrete Poiseuille profile (a steady state of the
-    scheme), differing from the parabola by O(h^2)."""
+    """The inflow face velocities: the exact discrete Poiseuille profile (a steady state of the
+    scheme with the mirrored wall ghosts), ``y (H - y) + h^2 / 4`` at the cell centres, scaled so that
+    the faces carry exactly the parabola ``4 U y (H - y) / H^2``'s flux ``2 U H / 3`` (the raised
+    profile alone carries ``1 + 2 h^2 / H^2`` times it).  It differs from the parabola by O(h^2)."""
     h = height / ny
     y = (np.arange(ny) + 0.5) * h
-    return 4.0 * u_max * (y * (height - y) + h * h / 4.0) / height**2
+    return 4.0 * u_max * (y * (height - y) + h * h / 4.0) / height**2 / (1.0 + 2.0 * h * h / height**2)
 
 
 def make_preconditioner(spec, op: DiffusionOperator, device=None):
@@ -94,8 +99,11 @@ class ChannelFlow:
     def __init__(self, shapes, *, nx: int, ny: int, height: float, nu: float, u_max: float,
                  pressure_precond="amg", tol: float = 1e-8, dtype=torch.float64, device=None,
                  omega="auto", seed: int = 0, viscosity: str = "explicit", viscous_tol: float = 1e-10,
-                 walls: str = "staircase"):
+                 walls: str = "staircase", inflow=None):
         self.nx, self.ny, self.h = nx, ny, height / ny
+        # the inflow profile's factor f(t) (datagen.inflow): a Waveform, a spec value naming one, or
+        # any function of t; None: constant 1
+        self.waveform = Waveform.parse(inflow or "constant") if not callable(inflow) else inflow
         self.length, self.height = nx * self.h, height
         self.nu, self.u_max, self.u_mean = nu, u_max, 2.0 * u_max / 3.0
         if viscosity not in VISCOSITY:
@@ -176,21 +184,36 @@ class ChannelFlow:
                                               dtype=dtype, device=self.device, cut_cells=geometry)
         self.momentum_history: list[torch.Tensor] = []  # control-volume momentum at the last steps (d/dt)
         self.last_dt, self.time, self.steps = None, 0.0, 0
-        self.inflow = t(inflow_profile(ny, height, u_max)).to(dtype)
+        self.inflow = t(inflow_profile(ny, height, u_max)).to(dtype)  # at f = 1
+        start = self.inflow * self.inflow_factor(0.0)
         self.u = torch.zeros(nx + 1, ny, dtype=dtype, device=self.device)
         self.v = torch.zeros(nx, ny + 1, dtype=dtype, device=self.device)
-        self.u[0] = self.inflow
-        self.u = torch.where(self.u_free, self.inflow.expand_as(self.u), self.u)
-        self.u[nx] = torch.where(self.fluid[-1] > 0, self.inflow, 0.0)
+        self.u[0] = start
+        self.u = torch.where(self.u_free, start.expand_as(self.u), self.u)
+        self.u[nx] = torch.where(self.fluid[-1] > 0, start, 0.0)
         self.p = torch.zeros(nx, ny, dtype=dtype, device=self.device)
         self.last_increment = torch.zeros_like(self.p)
         self.previous_rhs = None
         self.pressure_iterations = 0
         self.pressure_seconds = 0.0
         self.last_solve = None
-        self.project(1.0)  # start from the potential-like flow that satisfies the constraints
+        # start from the potential-like flow that satisfies the constraints (at rest when f(0) = 0)
+        self.project(1.0)
         if self.viscosity == "implicit":  # its p is a potential, not a pressure the increments build on
             self.p = torch.zeros_like(self.p)
+
+    def inflow_factor(self, t: float) -> float:
+        """The waveform's factor at time ``t`` (checked: a non-finite value stops the run)."""
+        factor = float(self.waveform(float(t)))
+        if not math.isfinite(factor):
+            raise BlowUpError(f"the inflow waveform gave {factor} at t = {t:g}")
+        return factor
+
+    def inflow_peak(self, t_end: float) -> float:
+        """``max |f(t)|`` over ``[0, t_end]``: the step size follows the fastest inflow."""
+        if isinstance(self.waveform, Waveform):
+            return self.waveform.peak(t_end)
+        return inflow_peak(self.waveform, t_end)
 
     def _ghosts(self, interior: np.ndarray, axis: int):
         """Indices of faces inside solids and of their real neighbours along ``axis`` (flat, in the
@@ -416,7 +439,10 @@ class ChannelFlow:
         else:
             au, av = 1.5 * Hu - 0.5 * self.previous_rhs[0], 1.5 * Hv - 0.5 * self.previous_rhs[1]
         self.previous_rhs = (Hu, Hv)
-        outlet = self.u[-1] - dt * self.u_mean * (self.u[-1] - self.u[-2]) / self.h  # convective outflow
+        factor = self.inflow_factor(self.time + dt)
+        # convective outflow at the current mean inflow speed (|f|: a reversed inflow still carries
+        # the outlet's profile out of the domain rather than in from nowhere)
+        outlet = self.u[-1] - dt * self.u_mean * abs(factor) * (self.u[-1] - self.u[-2]) / self.h
         if implicit:  # the explicit half of Crank–Nicolson, and the old pressure gradient (incremental)
             lap_u, lap_v = self.laplacians(self.u, self.v)
             gu, gv = self._gradient(self.p)
@@ -430,6 +456,7 @@ class ChannelFlow:
         if implicit:  # the outlet faces carry the old pressure gradient like the rest
             outlet = outlet - dt * gu[-1]
         self.u[-1] = torch.where(self.fluid[-1] > 0, outlet, 0.0)
+        self.u[0] = self.inflow * factor  # the boundary data at the new time
         if implicit:
             self._implicit_viscosity(dt)
         self.project(dt, incremental=implicit)
@@ -474,14 +501,15 @@ class ChannelFlow:
             state["momentum_history"] = torch.stack(self.momentum_history).cpu()
         state.update(time=float(self.time), steps=int(self.steps), last_dt=self.last_dt, nx=self.nx, ny=self.ny,
                      h=self.h, nu=self.nu, u_max=self.u_max, viscosity=self.viscosity, walls=self.walls,
-                     obstacles=json.dumps(self.shapes, sort_keys=True))
+                     obstacles=json.dumps(self.shapes, sort_keys=True), inflow=describe(self.waveform))
         return state
 
     def load_state(self, state: dict) -> None:
         """Continue from :meth:`state` of a flow with the same grid, geometry and physics."""
         mine = self.state()
-        state = {"walls": "staircase", **state}  # (states saved before cut cells existed)
-        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "walls", "obstacles"):
+        # (states saved before cut cells / inflow waveforms existed)
+        state = {"walls": "staircase", "inflow": Waveform().to_json(), **state}
+        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "walls", "obstacles", "inflow"):
             if key not in state or state[key] != mine[key]:
                 raise ValueError(f"the saved state's {key} ({state.get(key)!r}) differs from this flow's ({mine[key]!r})")
         to = lambda t: t.to(dtype=self.dtype, device=self.device)  # noqa: E731

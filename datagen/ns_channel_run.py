@@ -88,7 +88,9 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     if pressure_systems and flow.walls != "staircase":  # (datagen's CLI refuses this up front too)
         raise ValueError(f"pressure_systems needs staircase walls: {WHY_STAIRCASE_PRESSURE_SYSTEMS}")
     probe = Probes(flow, probes) if probes is not None and len(probes) else None
-    dt = dt or stable_dt(flow.h, flow.nu, flow.u_max, cfl, flow.viscosity)
+    if dt is None:  # the step follows the fastest inflow of the run (a waveform's peak)
+        peak = flow.inflow_peak(flow.time + warmup + t_end)
+        dt = stable_dt(flow.h, flow.nu, flow.u_max * (peak if peak > 0 else 1.0), cfl, flow.viscosity)
     every = max(1, math.ceil(interval / dt - 1e-9))
     dt = interval / every
     warm_steps = int(round(warmup / dt))

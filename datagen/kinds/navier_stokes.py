@@ -203,7 +203,8 @@ def channel_attributes(config: dict, cells: tuple[int, int]) -> tuple[tuple[floa
     return (h, h), {
         "family": "obstacles", "domain_size": [nx * h, ny * h], "origin": [0.5 * h, 0.5 * h],
         "u_max": u_max, "u_mean": 2.0 * u_max / 3.0,
-        "boundary": json.dumps({"x-": "parabolic inflow", "x+": "convective outflow, p = 0", "y-": "no-slip",
+        "inflow_waveform": spec.get("inflow") or '{"waveform": "constant"}',
+        "boundary": json.dumps({"x-": "parabolic inflow (exact flux) x f(t)", "x+": "convective outflow, p = 0", "y-": "no-slip",
                                 "y+": "no-slip", "obstacles": f"no-slip ({walls})"}),
         "velocity_location": "cell centres (averaged from the staggered faces)"}
 

@@ -3,11 +3,14 @@ steps/s and pressure-solve share, and the cost of one trajectory per difficulty 
 ``--cylinder``, the Schäfer–Turek cylinder benchmarks instead (experiments/specs/cylinder_2d*.yaml):
 2D-1 (steady, Re 20) time to steady state with explicit vs implicit viscosity and the drag, lift
 and front-back pressure difference per resolution with the observed order and Richardson
-extrapolation; 2D-2 (periodic shedding, Re 100) drag and lift maxima and Strouhal number.
+extrapolation; 2D-2 (periodic shedding, Re 100) drag and lift maxima and Strouhal number; DFG 2D-3
+(from rest under the inflow 1.5 sin(pi t / 8)) drag and lift maxima and the pressure difference at
+t = 8 with observed orders.
 
     python -m experiments.benchmarks.bench_navier_stokes [--small] [--device cuda] [--out results.json]
     python -m experiments.benchmarks.bench_navier_stokes --cylinder [--cells 10,20,40] [--explicit-cells 10,20]
-                                              [--unsteady-cells 10,20] [--window T] [--out cylinder.json]
+                                              [--unsteady-cells 10,20] [--transient-cells 10,20,40]
+                                              [--window T] [--out cylinder.json]
 
 Cost per level is extrapolated from a short run of every level (``--fraction`` of its simulated
 time, default 5%) at the level's default resolution: seconds per trajectory = measured seconds
@@ -134,6 +137,8 @@ SPECS = Path(__file__).resolve().parents[1] / "specs"
 # Schäfer & Turek (1996) reference intervals
 REFERENCE_2D1 = {"drag": (5.57, 5.59), "lift": (0.0104, 0.0110), "dp": (0.1172, 0.1176)}
 REFERENCE_2D2 = {"drag_max": (3.22, 3.24), "lift_max": (0.99, 1.01), "strouhal": (0.295, 0.305)}
+# DFG 2D-3 (inflow 1.5 sin(pi t / 8) from rest); reference values of John (2004)
+REFERENCE_2D3 = {"drag max": 2.950, "lift max": 0.478, "dp(8)": -0.111}
 
 
 def _cylinder_run(spec: str, cells: int, scheme: str, device, walls: str = "staircase", **changes):
@@ -161,6 +166,33 @@ def _order(values, cells):
         return float("nan"), float("nan")
     order = math.log(abs(b - a) / abs(c - b)) / math.log(ratio)
     return order, c + (c - b) / (ratio**order - 1)
+
+
+def transient_table(cells, device):
+    """DFG 2D-3 on cut-cell walls at each resolution: C_D,max, C_L,max and dp(t = 8), and their
+    observed order and extrapolation over the last three resolutions."""
+    import numpy as np
+
+    rows = []
+    for n in cells:
+        sample, seconds = _cylinder_run("cylinder_2d3.yaml", n, "implicit", device, "cut-cell")
+        t, probes = sample["t_force"], sample["probes"]
+        drag, lift = sample["drag"][:, 0], sample["lift"][:, 0]
+        rows.append({"cells/D": n, "dt": float(sample["solver_dt"]), "steps": int(sample["steps"]), "wall s": seconds,
+                     "drag max": float(np.max(drag)), "t(drag max)": float(t[np.argmax(drag)]),
+                     "lift max": float(np.max(lift)), "t(lift max)": float(t[np.argmax(lift)]),
+                     "dp(8)": float(probes[-1, 2, 0] - probes[-1, 2, 1])})
+        print(f"2D-3 {n} cells/D: drag max {rows[-1]['drag max']:.4f}, lift max {rows[-1]['lift max']:.4f}, "
+              f"dp(8) {rows[-1]['dp(8)']:.4f}, {seconds:.0f} s", flush=True)
+    convergence = []
+    for key, reference in REFERENCE_2D3.items():
+        row = {"quantity": key, **{f"{r['cells/D']} cells/D": r[key] for r in rows}, "reference": reference,
+               "finest error %": 100 * (rows[-1][key] - reference) / abs(reference) if rows else float("nan")}
+        if len(rows) >= 3:
+            row["observed order"], row["extrapolated"] = _order([r[key] for r in rows[-3:]],
+                                                                 [r["cells/D"] for r in rows[-3:]])
+        convergence.append(row)
+    return rows, convergence
 
 
 def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, walls=("staircase",)):
@@ -225,6 +257,8 @@ def main():
     parser.add_argument("--cells", default="10,20,40", help="--cylinder: cells per diameter (2D-1, implicit)")
     parser.add_argument("--explicit-cells", default="10,20", help="--cylinder: 2D-1 with explicit viscosity")
     parser.add_argument("--unsteady-cells", default="10,20", help="--cylinder: 2D-2 resolutions")
+    parser.add_argument("--transient-cells", default="10,20,40",
+                        help="--cylinder: DFG 2D-3 resolutions (cut-cell walls; inflow 1.5 sin(pi t / 8))")
     parser.add_argument("--walls", default="staircase",
                         help="--cylinder: comma-separated wall treatments, staircase and/or cut-cell")
     parser.add_argument("--window", type=float, default=None,
@@ -234,10 +268,11 @@ def main():
         ints = lambda text: [int(c) for c in text.split(",") if c]  # noqa: E731
         try:
             cells, explicit_cells, unsteady_cells = ints(args.cells), ints(args.explicit_cells), ints(args.unsteady_cells)
+            transient_cells = ints(args.transient_cells)
         except ValueError:
-            refuse("--cells, --explicit-cells and --unsteady-cells are comma-separated whole numbers of cells "
-                   "per diameter")
-        if any(c < 5 for c in cells + explicit_cells + unsteady_cells):
+            refuse("--cells, --explicit-cells, --unsteady-cells and --transient-cells are comma-separated whole "
+                   "numbers of cells per diameter")
+        if any(c < 5 for c in cells + explicit_cells + unsteady_cells + transient_cells):
             refuse("need at least 5 cells per diameter")
         if args.window is not None and not args.window > 0:
             refuse("--window must be > 0 time units")
@@ -247,10 +282,14 @@ def main():
         if not walls or not set(walls) <= set(WALLS):
             refuse(f"--walls must be a comma-separated list from {', '.join(WALLS)}, got {args.walls!r}")
         tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window, walls)
+        tables["transient"], tables["transient convergence"] = transient_table(transient_cells, args.device)
         titles = {"steady": "Schäfer–Turek 2D-1 (Re 20, steady): time to steady state and forces",
                   "convergence": "2D-1 grid convergence (implicit viscosity; reference interval from the benchmark)",
                   "unsteady": "Schäfer–Turek 2D-2 (Re 100, shedding; reference drag max 3.22-3.24, lift max "
-                              "0.99-1.01, St 0.295-0.305)"}
+                              "0.99-1.01, St 0.295-0.305)",
+                  "transient": "DFG 2D-3 (inflow 1.5 sin(pi t / 8) from rest, t in [0, 8]; cut-cell walls)",
+                  "transient convergence": "2D-3 against the reference (John 2004: drag max 2.950, lift max 0.478, "
+                                           "dp(8) -0.111)"}
         for key, title in titles.items():
             if tables[key]:
                 print_table(title, tables[key])

@@ -196,9 +196,11 @@ def test_probes_read_the_fields_at_points():
     out = simulate(flow, t_end=0.1, interval=0.1, probes=[[1.0, 0.5], [2.0, 0.25]])
     u = out["probes"][-1, 0]
     # Poiseuille: u = 4 y (1 - y), v = 0 (between two cell centres h/2 away, linear interpolation
-    # lowers the parabola by h^2, exactly the lift of the discrete profile: the probes read it exactly)
-    assert float(u[0]) == pytest.approx(1.0, rel=1e-10)
-    assert float(u[1]) == pytest.approx(4 * 0.25 * 0.75, rel=1e-10)
+    # lowers the parabola by h^2, exactly the lift of the discrete profile: the probes read it exactly,
+    # times the scale that gives the inflow the parabola's exact flux, 1 / (1 + 2 h^2 / H^2))
+    scale = 1 / (1 + 2 / 16**2)
+    assert float(u[0]) == pytest.approx(scale, rel=1e-10)
+    assert float(u[1]) == pytest.approx(4 * 0.25 * 0.75 * scale, rel=1e-10)
     assert float(out["probes"][-1, 1].abs().max()) < 1e-10
     with pytest.raises(ValueError, match="outside the channel"):
         simulate(flow, t_end=0.1, interval=0.1, probes=[[5.0, 0.5]])

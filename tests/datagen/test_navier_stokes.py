@@ -93,12 +93,14 @@ def test_poiseuille_flow_is_stationary_and_exact():
     u0 = flow.u.clone()
     out = simulate(flow, t_end=1.0, interval=0.5)
     assert float((flow.u - u0).abs().max()) <= 1e-10 and float(flow.v.abs().max()) <= 1e-10
-    # the pressure gradient balances the viscous stress: dp/dx = nu u'' = -8 nu U / H^2
+    # the pressure gradient balances the viscous stress: dp/dx = nu u'' = -8 nu U' / H^2, with U' the
+    # discrete profile's peak scaled to the parabola's exact flux, U / (1 + 2 h^2 / H^2)
     dpdx = (flow.p[1:] - flow.p[:-1]) / flow.h
-    assert torch.allclose(dpdx, torch.full_like(dpdx, -8 * nu * u_max), rtol=1e-8)
-    # the inflow is the parabola (plus the O(h^2) lift that makes it exactly discrete)
+    peak = u_max / (1 + 2 / ny**2)
+    assert torch.allclose(dpdx, torch.full_like(dpdx, -8 * nu * peak), rtol=1e-8)
+    # the inflow is the parabola up to O(h^2): the lift that makes it exactly discrete, and the scale
     y = (np.arange(ny) + 0.5) / ny
-    assert np.abs(inflow_profile(ny, 1.0, u_max) - 4 * y * (1 - y)).max() == pytest.approx(1 / ny**2)
+    assert np.abs(inflow_profile(ny, 1.0, u_max) - 4 * y * (1 - y)).max() <= 1.5 / ny**2
     # div u* is round-off here: the solve stops at the residual floor, leaving div u at round-off too
     assert float(flow.divergence().abs().max()) * flow.h / u_max <= 1e-12
 
