@@ -83,6 +83,7 @@ class ObstacleLevel:
     steady_tol: float = 0.0  # > 0: stop once the velocity changes by less than this (x U_max per unit time)
     walls: str = "staircase"  # obstacles as solid cells | "cut-cell": their true boundaries (second order)
     inflow: str = ""  # the inflow's waveform f(t) as canonical JSON (datagen.inflow; "" = constant 1)
+    steady_scheme: str = "march"  # with steady_tol: "implicit" reaches the steady state by pseudo-time steps first
 
     @staticmethod
     def translate_spec(spec: dict, source: str) -> dict:
@@ -139,6 +140,7 @@ class ObstacleLevel:
 
     def problems(self):
         from datagen.ns_channel import VISCOSITY, WALLS
+        from datagen.ns_channel_run import STEADY_SCHEMES
         from datagen.obstacles import SHAPES
 
         checks = [(self.reynolds > 0, "reynolds must be > 0"),
@@ -154,7 +156,12 @@ class ObstacleLevel:
                   (self.steady_tol >= 0, "steady_tol must be >= 0 (0: run to t_end)"),
                   (self.walls in WALLS, f"walls must be one of {', '.join(WALLS)}"),
                   (self.walls != "cut-cell" or self.viscous_scheme == "implicit",
-                   "walls: cut-cell needs viscous_scheme: implicit")]
+                   "walls: cut-cell needs viscous_scheme: implicit"),
+                  (self.steady_scheme in STEADY_SCHEMES, f"steady_scheme must be one of {', '.join(STEADY_SCHEMES)}"),
+                  (self.steady_scheme != "implicit" or self.steady_tol > 0,
+                   "steady_scheme: implicit needs steady_tol > 0"),
+                  (self.steady_scheme != "implicit" or not self.inflow,
+                   "steady_scheme: implicit needs a constant inflow")]
         problems = [message for ok, message in checks if not ok]
         length = self.aspect * self.height
         for x, y in json.loads(self.probes) if self.probes else []:
@@ -262,7 +269,7 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
                        seed=seed, viscosity=level.viscous_scheme, walls=level.walls, inflow=level.inflow or None)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
                    pressure_systems=pressure_systems, progress=progress, steady_tol=level.steady_tol or None,
-                   probes=json.loads(level.probes) if level.probes else None)
+                   probes=json.loads(level.probes) if level.probes else None, steady_scheme=level.steady_scheme)
     from datagen.burgers import BlowUpError
 
     bad = [key for key in ("velocity", "pressure", *FORCE_KEYS)
@@ -282,6 +289,7 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
         **({"probes": out["probes"].cpu().numpy().astype(np.float32), "probe_points": out["probe_points"].numpy()}
            if "probes" in out else {}),
         "steady_step": out["steady_step"], "viscous_iterations": out["viscous_iterations"],
+        "pseudo_steps": out["pseudo_steps"],
         "steps": out["steps"], "solver_dt": out["dt"], "pressure_iterations": out["pressure_iterations"],
         **({"pressure_omega": out["pressure_omega"].numpy()} if pressure_precond == "ssor" else {}),
         "pressure_seconds": out["pressure_seconds"], "max_relative_divergence": float(out["relative_divergence"].max()),

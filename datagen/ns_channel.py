@@ -275,21 +275,27 @@ class ChannelFlow:
             lap_v = lap_v - self.v_wall * v[:, 1:-1]
         return lap_u, lap_v
 
+    def advection(self, a, b, padded_b=None):
+        """``-div(a b)`` on the interior faces (conservative central differences), bilinear in the
+        advecting velocity ``a = (u, v)`` and the advected ``b``; ``a = b`` is the scheme's advection
+        term (the implicit steady mode's Picard linearisation holds ``a`` fixed).  Both are
+        :meth:`fluid_velocities`; ``padded_b``: ``b`` through :meth:`_padded` if already at hand."""
+        (au, av), (bu, bv), h = a, b, self.h
+        BU, BV = padded_b if padded_b is not None else self._padded(bu, bv)  # (a needs no ghosts)
+        uu = 0.25 * (au[1:] + au[:-1]) * (bu[1:] + bu[:-1])  # at the cell centres
+        uv = 0.5 * (BU[1:-1, :-1] + BU[1:-1, 1:]) * 0.5 * (av[:-1] + av[1:])  # at the corners
+        hu = -((uu[1:] - uu[:-1]) + (uv[:, 1:] - uv[:, :-1])) / h
+        vu = 0.5 * (au[:, :-1] + au[:, 1:]) * 0.5 * (BV[:-1, 1:-1] + BV[1:, 1:-1])
+        vv = 0.25 * (av[:, 1:] + av[:, :-1]) * (bv[:, 1:] + bv[:, :-1])
+        hv = -((vu[1:] - vu[:-1]) + (vv[:, 1:] - vv[:, :-1])) / h
+        return hu, hv
+
     def tendency(self, viscous: bool = True):
         """H(u) on the faces: advection (conservative central differences), plus diffusion unless
         ``viscous=False`` (the implicit scheme treats it separately)."""
-        (u, v), h = self.fluid_velocities(self.u, self.v), self.h
+        u, v = self.fluid_velocities(self.u, self.v)
         U, V = self._padded(u, v)
-        u_cell = 0.5 * (u[1:] + u[:-1])
-        u_corner = 0.5 * (U[1:-1, :-1] + U[1:-1, 1:])
-        v_corner = 0.5 * (v[:-1] + v[1:])
-        uv = u_corner * v_corner
-        hu = -((u_cell[1:] ** 2 - u_cell[:-1] ** 2) + (uv[:, 1:] - uv[:, :-1])) / h
-        v_cell = 0.5 * (v[:, 1:] + v[:, :-1])
-        v_corner2 = 0.5 * (V[:-1, 1:-1] + V[1:, 1:-1])
-        u_corner2 = 0.5 * (u[:, :-1] + u[:, 1:])
-        uv2 = u_corner2 * v_corner2
-        hv = -((uv2[1:] - uv2[:-1]) + (v_cell[:, 1:] ** 2 - v_cell[:, :-1] ** 2)) / h
+        hu, hv = self.advection((u, v), (u, v), (U, V))
         if viscous:
             lap_u, lap_v = self.laplacians(u, v, (U, V))
             hu, hv = hu + self.nu * lap_u, hv + self.nu * lap_v

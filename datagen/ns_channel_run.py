@@ -25,6 +25,8 @@ def stable_dt(h: float, nu: float, u_max: float, cfl: float = 0.4, viscosity: st
     return min(advective, min(cfl, 0.5) * h * h / (4.0 * nu))
 
 
+STEADY_SCHEMES = ("march", "implicit")  # how simulate() reaches a steady state (see simulate)
+
 WHY_STAIRCASE_PRESSURE_SYSTEMS = ("a cut-cell pressure operator has face fractions, which the Poisson dataset format "
                                   "has no field for")
 
@@ -69,7 +71,7 @@ class Probes:
 
 def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float = 0.0, dt: float | None = None,
              cfl: float = 0.4, name="0", pressure_systems: bool = False, progress=None, initial_state=None,
-             steady_tol: float | None = None, probes=None) -> dict:
+             steady_tol: float | None = None, probes=None, steady_scheme: str = "march") -> dict:
     """Run ``flow`` for ``warmup + t_end``, keeping snapshots every ``interval`` after the warm-up
     and the force coefficients (and ``probes``: points (x, y) where u, v, p are recorded) at every
     step after it.  ``dt`` defaults to :func:`stable_dt`, shrunk so that ``interval`` is a whole
@@ -78,7 +80,10 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     ``initial_state``: a :meth:`ChannelFlow.state` (or a file saved with ``save_state``) to continue
     from.  ``steady_tol``: stop once the velocity changes by less than ``steady_tol U_max`` per unit
     time (``max |u^(n+1) - u^n| / (dt U_max)``); the remaining snapshots and force rows repeat the
-    steady state, and ``steady_step`` (else -1) says where it stopped."""
+    steady state, and ``steady_step`` (else -1) says where it stopped.  ``steady_scheme``:
+    ``"march"`` (the time steps alone) or ``"implicit"``: first far larger implicit pseudo-time steps
+    (:func:`datagen.ns_steady.solve_steady`) to the steady state's neighbourhood, then the march
+    to the same stop; the recorded run starts there (``pseudo_steps`` says how many it took)."""
     if initial_state is not None:
         if isinstance(initial_state, (str, Path)):
             initial_state = torch.load(initial_state, map_location="cpu", weights_only=True)
@@ -87,6 +92,10 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
         raise ValueError(f"steady_tol must be > 0, got {steady_tol}")
     if pressure_systems and flow.walls != "staircase":  # (datagen's CLI refuses this up front too)
         raise ValueError(f"pressure_systems needs staircase walls: {WHY_STAIRCASE_PRESSURE_SYSTEMS}")
+    if steady_scheme not in STEADY_SCHEMES:
+        raise ValueError(f"steady_scheme must be one of {', '.join(STEADY_SCHEMES)}, got {steady_scheme!r}")
+    if steady_scheme == "implicit" and steady_tol is None:
+        raise ValueError("steady_scheme: implicit needs a steady_tol (it finds a steady state)")
     probe = Probes(flow, probes) if probes is not None and len(probes) else None
     if dt is None:  # the step follows the fastest inflow of the run (a waveform's peak)
         peak = flow.inflow_peak(flow.time + warmup + t_end)
@@ -97,6 +106,11 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     snapshots = whole_multiple(t_end, interval, "t_end")
     total = warm_steps + snapshots * every
     start = time.perf_counter()
+    pseudo = {"pseudo_steps": 0}
+    if steady_scheme == "implicit":
+        from datagen.ns_steady import solve_steady
+
+        pseudo = solve_steady(flow, dt, steady_tol)
     velocity, pressure, forces = [flow.cell_velocity()], [flow.p.clone()], []
     probed = []
     omegas = [flow.last_omega]  # the SSOR relaxation of the solve behind each snapshot (NaN: not SSOR)
@@ -146,7 +160,7 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
         "pressure_seconds": flow.pressure_seconds, "viscous_iterations": flow.viscous_iterations,
         "wall_seconds": time.perf_counter() - start,
         "relative_divergence": torch.as_tensor(divergence),
-        "pressure_omega": torch.as_tensor(omegas, dtype=torch.float64),
+        "pressure_omega": torch.as_tensor(omegas, dtype=torch.float64), **pseudo,
     }
     for key in FORCE_KEYS:
         out[key] = torch.stack([f[key] for f in forces]) if forces else torch.zeros(0, count)

@@ -1,5 +1,5 @@
-"""Batched Krylov solvers in torch: CG, preconditioned CG, flexible CG and the conjugate-direction
-iteration of DCDM.  One call solves a batch of systems ``A x_i = b_i`` on any device and dtype.
+"""Batched Krylov solvers in torch: CG, preconditioned CG, flexible CG, the conjugate-direction
+iteration of DCDM, and BiCGStab for non-symmetric systems.  One call solves a batch of systems ``A x_i = b_i`` on any device and dtype.
 
 ``A`` is a :class:`~pdekit.operators.DiffusionOperator` (vectors are grid fields ``(batch, *shape)``),
 any callable on such batches, or a matrix (scipy sparse / numpy / torch; vectors ``(batch, n)``).
@@ -457,6 +457,53 @@ def fcg(A, b, M: Callable | None = None, x0=None, *, truncation: int = 5, restar
     return conjugate_directions(A, b, direction, x0, k=truncation, normalize=False, tol=tol, maxiter=maxiter,
                                 restart=restart, on_breakdown=on_breakdown, method="fcg",
                                 check_symmetry=check_symmetry, callback=callback)
+
+
+def bicgstab(A, b, M: Callable | None = None, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,
+             on_breakdown: str = "warn", callback: Callable | None = None) -> SolveResult:
+    """BiCGStab (van der Vorst 1992), batched, for *non-symmetric* systems (e.g. the implicit
+    momentum equations of a flow with advection); right-preconditioned by a fixed linear ``M``
+    (``None``: none).  Two operator and two preconditioner applications per iteration.  Breakdown
+    (``rho = r0^T r = 0`` or ``omega = 0``, NaN/Inf) stops that system with a status naming it.
+    Best iterate, stagnation and ``callback``: as in :func:`pcg`."""
+    op, b, x, r, unbatch = _prepare(A, b, x0)
+    mon = _Monitor(op, b, r, tol, "bicgstab", on_breakdown, x=x, callback=callback)
+    maxiter = _default_maxiter(b, maxiter)
+    apply_m = (lambda v: v) if M is None else (lambda v: _apply_preconditioner(M, v))
+    shadow = r.clone()
+    ones = torch.ones(b.shape[0], dtype=b.dtype, device=b.device)
+    rho, alpha, omega = ones.clone(), ones.clone(), ones.clone()
+    v, p = torch.zeros_like(b), torch.zeros_like(b)
+    safe = lambda t: torch.where(t != 0, t, torch.ones_like(t))  # noqa: E731
+    it = 0
+    while not mon.done and it < maxiter:
+        it += 1
+        act = mon.active.to(b.device)
+        rho_new = _dot(shadow, r)
+        broken = act & ((rho_new == 0) | (omega == 0) | _nonfinite(rho_new))
+        beta = torch.where(act & ~broken, (rho_new / safe(rho)) * (alpha / safe(omega)), torch.zeros_like(rho))
+        p = r + _bshape(beta, p) * (p - _bshape(omega, v) * v)
+        p_hat = apply_m(p)
+        v = op(p_hat)
+        denominator = _dot(shadow, v)
+        broken = broken | (act & ((denominator == 0) | _nonfinite(denominator)))
+        ok = act & ~broken
+        alpha = torch.where(ok, rho_new / safe(denominator), torch.zeros_like(rho))
+        s = r - _bshape(alpha, v) * v
+        s_hat = apply_m(s)
+        t = op(s_hat)
+        tt = _dot(t, t)
+        omega = torch.where(ok & (tt > 0), _dot(t, s) / safe(tt), torch.zeros_like(rho))
+        x.add_(_bshape(torch.where(ok, alpha, 0.0), x) * p_hat + _bshape(omega, x) * s_hat)
+        r = torch.where(_bshape(ok, r), s - _bshape(omega, t) * t, r)
+        rho = torch.where(ok, rho_new, rho)
+        rnorm = _norm(r)
+        if mon.step(it, x, r, rnorm, broken | (act & _nonfinite(rnorm)),
+                    "rho = r0^T r = 0, omega = 0 or NaN/Inf (restart from the current iterate, or a better preconditioner)"):
+            rnorm = _norm(r)
+        mon.report(it, x)
+        mon.track(it, x)
+    return mon.finish(x, it, unbatch)
 
 
 def sor(A, b, omega: float, x0=None, *, tol: float = 1e-8, maxiter: int | None = None,

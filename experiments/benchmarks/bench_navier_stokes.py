@@ -10,7 +10,7 @@ t = 8 with observed orders.
     python -m experiments.benchmarks.bench_navier_stokes [--small] [--device cuda] [--out results.json]
     python -m experiments.benchmarks.bench_navier_stokes --cylinder [--cells 10,20,40] [--explicit-cells 10,20]
                                               [--unsteady-cells 10,20] [--transient-cells 10,20,40]
-                                              [--window T] [--out cylinder.json]
+                                              [--steady-schemes march,implicit] [--window T] [--out cylinder.json]
 
 Cost per level is extrapolated from a short run of every level (``--fraction`` of its simulated
 time, default 5%) at the level's default resolution: seconds per trajectory = measured seconds
@@ -174,6 +174,8 @@ def transient_table(cells, device):
     import numpy as np
 
     rows = []
+    if not cells:
+        return [], []
     for n in cells:
         sample, seconds = _cylinder_run("cylinder_2d3.yaml", n, "implicit", device, "cut-cell")
         t, probes = sample["t_force"], sample["probes"]
@@ -195,7 +197,8 @@ def transient_table(cells, device):
     return rows, convergence
 
 
-def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, walls=("staircase",)):
+def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, walls=("staircase",),
+                    steady_schemes=("march",)):
     """``window``: run every 2D-1 case for this many time units only (no steady stop), to measure
     the cost per simulated time unit where reaching the steady state is too long.  ``walls``: the
     wall treatments to compare (explicit viscosity runs with staircase walls only; cut cells need
@@ -205,15 +208,19 @@ def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, 
     from datagen.ns_channel_run import strouhal
 
     steady, unsteady = [], []
-    runs = [(wall, n, scheme) for wall in walls for n in cells for scheme in ("explicit", "implicit")
-            if scheme == "implicit" or (wall == "staircase" and n in explicit_cells)]
-    for wall, n, scheme in runs:
+    runs = [(wall, n, scheme, steady) for wall in walls for n in cells for scheme in ("explicit", "implicit")
+            for steady in steady_schemes
+            if (scheme == "implicit" or (wall == "staircase" and n in explicit_cells))
+            and (steady == "march" or (scheme == "implicit" and not window))]
+    for wall, n, scheme, steady_scheme in runs:
         changes = {"t_end": window, "interval": window, "steady_tol": 0.0} if window else {}
+        changes["steady_scheme"] = steady_scheme
         sample, seconds = _cylinder_run("cylinder_2d1.yaml", n, scheme, device, wall, **changes)
         last = int(sample["steps"]) - 1  # the steady state (the rows after the stop repeat it)
         dp = float(sample["probes"][last, 2, 0] - sample["probes"][last, 2, 1])
         simulated = float(sample["steps"] * sample["solver_dt"])
-        steady.append({"walls": wall, "cells/D": n, "viscosity": scheme, "dt": float(sample["solver_dt"]),
+        steady.append({"walls": wall, "cells/D": n, "viscosity": scheme, "steady scheme": steady_scheme,
+                       "pseudo steps": int(sample["pseudo_steps"]), "dt": float(sample["solver_dt"]),
                        "steps to steady": int(sample["steady_step"]),
                        "time to steady": float(sample["steady_step"] * sample["solver_dt"])
                        if sample["steady_step"] > 0 else float("nan"),
@@ -222,7 +229,8 @@ def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, 
                        "lift": float(sample["lift"][last, 0]), "dp": dp,
                        "drag pressure": float(sample["drag_pressure"][last, 0]),
                        "drag viscous": float(sample["drag_viscous"][last, 0])})
-        print(f"2D-1 {wall} {n} cells/D {scheme}: drag {steady[-1]['drag']:.4f}, {seconds:.0f} s", flush=True)
+        print(f"2D-1 {wall} {n} cells/D {scheme} {steady_scheme}: drag {steady[-1]['drag']:.6f}, {seconds:.0f} s",
+              flush=True)
     for wall, n in [(wall, n) for wall in walls for n in unsteady_cells]:
         scheme = "explicit" if wall == "staircase" else "implicit"  # 2D-2's step is advection-limited
         sample, seconds = _cylinder_run("cylinder_2d2.yaml", n, scheme, device, wall)
@@ -232,7 +240,8 @@ def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, 
         print(f"2D-2 {wall} {n} cells/D: drag max {unsteady[-1]['drag max']:.4f}, {seconds:.0f} s", flush=True)
     convergence = []
     for wall in walls:
-        implicit = [r for r in steady if r["viscosity"] == "implicit" and r["walls"] == wall]
+        implicit = [r for r in steady if r["viscosity"] == "implicit" and r["walls"] == wall
+                    and r["steady scheme"] == steady_schemes[0]]
         if len(implicit) < 3:
             continue
         for key in ("drag", "lift", "dp"):
@@ -261,6 +270,8 @@ def main():
                         help="--cylinder: DFG 2D-3 resolutions (cut-cell walls; inflow 1.5 sin(pi t / 8))")
     parser.add_argument("--walls", default="staircase",
                         help="--cylinder: comma-separated wall treatments, staircase and/or cut-cell")
+    parser.add_argument("--steady-schemes", default="march",
+                        help="--cylinder: 2D-1's ways to the steady state, march and/or implicit (comma-separated)")
     parser.add_argument("--window", type=float, default=None,
                         help="--cylinder: run 2D-1 for this many time units only (cost per time unit)")
     args = parser.parse_args()
@@ -281,7 +292,14 @@ def main():
         walls = tuple(w for w in args.walls.split(",") if w)
         if not walls or not set(walls) <= set(WALLS):
             refuse(f"--walls must be a comma-separated list from {', '.join(WALLS)}, got {args.walls!r}")
-        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window, walls)
+        from datagen.ns_channel_run import STEADY_SCHEMES
+
+        steady_schemes = tuple(w for w in args.steady_schemes.split(",") if w)
+        if not steady_schemes or not set(steady_schemes) <= set(STEADY_SCHEMES):
+            refuse(f"--steady-schemes must be a comma-separated list from {', '.join(STEADY_SCHEMES)}, "
+                   f"got {args.steady_schemes!r}")
+        tables = cylinder_tables(cells, explicit_cells, unsteady_cells, args.device, args.window, walls,
+                                 steady_schemes)
         tables["transient"], tables["transient convergence"] = transient_table(transient_cells, args.device)
         titles = {"steady": "Schäfer–Turek 2D-1 (Re 20, steady): time to steady state and forces",
                   "convergence": "2D-1 grid convergence (implicit viscosity; reference interval from the benchmark)",
