@@ -84,6 +84,7 @@ class ObstacleLevel:
     walls: str = "staircase"  # obstacles as solid cells | "cut-cell": their true boundaries (second order)
     inflow: str = ""  # the inflow's waveform f(t) as canonical JSON (datagen.inflow; "" = constant 1)
     steady_scheme: str = "march"  # with steady_tol: "implicit" reaches the steady state by pseudo-time steps first
+    outflow: str = "convective"  # "do-nothing": -p n + nu du/dn = 0 (the DFG benchmarks' outflow)
 
     @staticmethod
     def translate_spec(spec: dict, source: str) -> dict:
@@ -139,7 +140,7 @@ class ObstacleLevel:
         return spec
 
     def problems(self):
-        from datagen.ns_channel import VISCOSITY, WALLS
+        from datagen.ns_channel import OUTFLOWS, VISCOSITY, WALLS
         from datagen.ns_channel_run import STEADY_SCHEMES
         from datagen.obstacles import SHAPES
 
@@ -157,6 +158,7 @@ class ObstacleLevel:
                   (self.walls in WALLS, f"walls must be one of {', '.join(WALLS)}"),
                   (self.walls != "cut-cell" or self.viscous_scheme == "implicit",
                    "walls: cut-cell needs viscous_scheme: implicit"),
+                  (self.outflow in OUTFLOWS, f"outflow must be one of {', '.join(OUTFLOWS)}"),
                   (self.steady_scheme in STEADY_SCHEMES, f"steady_scheme must be one of {', '.join(STEADY_SCHEMES)}"),
                   (self.steady_scheme != "implicit" or self.steady_tol > 0,
                    "steady_scheme: implicit needs steady_tol > 0"),
@@ -266,7 +268,8 @@ def obstacle_sample(level: ObstacleLevel, resolution: int, seed: int, name, *, p
     check_step_count(level, ny, nu)
     flow = ChannelFlow(shapes, nx=nx, ny=ny, height=level.height, nu=nu, u_max=level.u_max,
                        pressure_precond=pressure_precond, tol=pressure_tol, device=device, omega=pressure_omega,
-                       seed=seed, viscosity=level.viscous_scheme, walls=level.walls, inflow=level.inflow or None)
+                       seed=seed, viscosity=level.viscous_scheme, walls=level.walls, inflow=level.inflow or None,
+                       outflow=level.outflow)
     out = simulate(flow, t_end=level.t_end, interval=level.interval, warmup=level.warmup, cfl=level.cfl, name=name,
                    pressure_systems=pressure_systems, progress=progress, steady_tol=level.steady_tol or None,
                    probes=json.loads(level.probes) if level.probes else None, steady_scheme=level.steady_scheme)

@@ -56,6 +56,7 @@ PRECONDITIONERS = ("amg", "jacobi", "ilu", "ssor", "none")
 FORCE_KEYS = ("drag", "lift", "drag_pressure", "drag_viscous", "lift_pressure", "lift_viscous")
 VISCOSITY = ("explicit", "implicit")  # Adams–Bashforth 2 (step limited by h^2 / nu) | Crank–Nicolson
 WALLS = ("staircase", "cut-cell")  # obstacles as solid cells | their true boundaries (datagen.cut_cells)
+OUTFLOWS = ("convective", "do-nothing")  # du/dt + U du/dx = 0 | -p n + nu du/dn = 0 (the DFG benchmarks')
 
 
 def inflow_profile(ny: int, height: float, u_max: float) -> np.ndarray:
@@ -99,7 +100,7 @@ class ChannelFlow:
     def __init__(self, shapes, *, nx: int, ny: int, height: float, nu: float, u_max: float,
                  pressure_precond="amg", tol: float = 1e-8, dtype=torch.float64, device=None,
                  omega="auto", seed: int = 0, viscosity: str = "explicit", viscous_tol: float = 1e-10,
-                 walls: str = "staircase", inflow=None):
+                 walls: str = "staircase", inflow=None, outflow: str = "convective"):
         self.nx, self.ny, self.h = nx, ny, height / ny
         # the inflow profile's factor f(t) (datagen.inflow): a Waveform, a spec value naming one, or
         # any function of t; None: constant 1
@@ -116,6 +117,9 @@ class ChannelFlow:
             # the wall term (1/theta - 1)/h^2 would limit an explicit step by the smallest wall distance
             raise ValueError("cut-cell walls need viscosity='implicit' (viscous_scheme: implicit)")
         self.walls = walls
+        if outflow not in OUTFLOWS:
+            raise ValueError(f"outflow must be one of {', '.join(OUTFLOWS)}, got {outflow!r}")
+        self.outflow = outflow
         self.tol, self.dtype, self.device = tol, dtype, torch.device(device or "cpu")
         self.shapes = list(shapes)
         labels = rasterize(self.shapes, nx, ny, self.h)
@@ -162,6 +166,8 @@ class ChannelFlow:
             u_open, v_open = geometry.u_open > 0, geometry.v_open > 0
             u_open[0] = False
             v_open[:, [0, ny]] = False
+        if outflow == "do-nothing":  # the outlet faces move by their momentum equation
+            u_free[nx] = fluid[-1]
         self.u_free, self.v_free = t(u_free), t(v_free)
         # faces the pressure gradient corrects: the open ones (cut cells: also those whose centre is
         # inside an obstacle but part of them is not) and the fluid outlet
@@ -178,7 +184,9 @@ class ChannelFlow:
         else:  # the walls enter through the face fractions and the Laplacians' wall terms
             self.u_ghosts = self.v_ghosts = None
             self.u_aperture, self.v_aperture = t(geometry.u_open).to(dtype), t(geometry.v_open).to(dtype)
-            self.u_wall, self.v_wall = t(geometry.u_wall[1:-1]).to(dtype), t(geometry.v_wall[:, 1:-1]).to(dtype)
+            u_wall, v_wall = np.zeros((nx + 1, ny)), np.zeros((nx, ny + 1))  # on every face (0 at the boundary)
+            u_wall[1:-1], v_wall[:, 1:-1] = geometry.u_wall[1:-1], geometry.v_wall[:, 1:-1]
+            self.u_wall, self.v_wall = t(u_wall).to(dtype), t(v_wall).to(dtype)
             self.u_inside, self.v_inside = t(~geometry.u_fluid), t(~geometry.v_fluid)
         self.force_evaluator = ForceEvaluator(labels, self.h, [frontal_height(sh) for sh in self.shapes],
                                               dtype=dtype, device=self.device, cut_cells=geometry)
@@ -259,35 +267,49 @@ class ChannelFlow:
         return u.masked_fill(self.u_inside, 0.0), v.masked_fill(self.v_inside, 0.0)
 
     def laplacians(self, u, v, padded=None):
-        """The 5-point Laplacians of ``u`` (interior vertical faces) and ``v`` (interior horizontal
-        faces) with the channel walls' mirrored ghosts and the obstacles' walls (staircase: mirrored
-        ghosts; cut cells: the ghost-fluid wall term): linear and homogeneous in (u, v).  With
-        ``padded`` (from :meth:`_padded` of :meth:`fluid_velocities`), ``u, v`` are those too."""
+        """The 5-point Laplacians of ``u`` and ``v`` on every face (0 on the inlet, the walls and, with
+        convective outflow, the outlet: the faces no momentum equation moves) with the channel walls'
+        mirrored ghosts and the obstacles' walls (staircase: mirrored ghosts; cut cells: the
+        ghost-fluid wall term), and with do-nothing outflow a zero-gradient ghost beyond the outlet
+        face: linear and homogeneous in (u, v).  With ``padded`` (from :meth:`_padded` of
+        :meth:`fluid_velocities`), ``u, v`` are those too."""
         if padded is None:
             u, v = self.fluid_velocities(u, v)
             padded = self._padded(u, v)
         U, V = padded
+        if self.outflow == "do-nothing":  # the ghost beyond the outlet face: du/dx = 0 there
+            U = torch.cat([U, U[-1:]], dim=0)
         h2 = self.h**2
-        lap_u = (U[2:, 1:-1] + U[:-2, 1:-1] + U[1:-1, 2:] + U[1:-1, :-2] - 4 * U[1:-1, 1:-1]) / h2
-        lap_v = (V[2:, 1:-1] + V[:-2, 1:-1] + V[1:-1, 2:] + V[1:-1, :-2] - 4 * V[1:-1, 1:-1]) / h2
+        lap_u = torch.zeros_like(u)
+        inner = (U[2:, 1:-1] + U[:-2, 1:-1] + U[1:-1, 2:] + U[1:-1, :-2] - 4 * U[1:-1, 1:-1]) / h2
+        lap_u[1:1 + len(inner)] = inner
+        lap_v = torch.zeros_like(v)
+        lap_v[:, 1:-1] = (V[2:, 1:-1] + V[:-2, 1:-1] + V[1:-1, 2:] + V[1:-1, :-2] - 4 * V[1:-1, 1:-1]) / h2
         if self.u_wall is not None:
-            lap_u = lap_u - self.u_wall * u[1:-1]
-            lap_v = lap_v - self.v_wall * v[:, 1:-1]
+            lap_u = lap_u - self.u_wall * u
+            lap_v = lap_v - self.v_wall * v
         return lap_u, lap_v
 
     def advection(self, a, b, padded_b=None):
-        """``-div(a b)`` on the interior faces (conservative central differences), bilinear in the
-        advecting velocity ``a = (u, v)`` and the advected ``b``; ``a = b`` is the scheme's advection
-        term (the implicit steady mode's Picard linearisation holds ``a`` fixed).  Both are
-        :meth:`fluid_velocities`; ``padded_b``: ``b`` through :meth:`_padded` if already at hand."""
+        """``-div(a b)`` on every face (conservative central differences; 0 where :meth:`laplacians`
+        is), bilinear in the advecting velocity ``a = (u, v)`` and the advected ``b``; ``a = b`` is
+        the scheme's advection term (the implicit steady mode's Picard linearisation holds ``a``
+        fixed).  Both are :meth:`fluid_velocities`; ``padded_b``: ``b`` through :meth:`_padded` if
+        already at hand.  Do-nothing outflow: beyond the outlet face u is its own (zero gradient) and
+        v the last column's."""
         (au, av), (bu, bv), h = a, b, self.h
         BU, BV = padded_b if padded_b is not None else self._padded(bu, bv)  # (a needs no ghosts)
         uu = 0.25 * (au[1:] + au[:-1]) * (bu[1:] + bu[:-1])  # at the cell centres
         uv = 0.5 * (BU[1:-1, :-1] + BU[1:-1, 1:]) * 0.5 * (av[:-1] + av[1:])  # at the corners
-        hu = -((uu[1:] - uu[:-1]) + (uv[:, 1:] - uv[:, :-1])) / h
+        hu = torch.zeros_like(bu)
+        hu[1:-1] = -((uu[1:] - uu[:-1]) + (uv[:, 1:] - uv[:, :-1])) / h
+        if self.outflow == "do-nothing":
+            uv_outlet = 0.5 * (BU[-1, :-1] + BU[-1, 1:]) * av[-1]  # the outlet's corners
+            hu[-1] = -((au[-1] * bu[-1] - uu[-1]) + (uv_outlet[1:] - uv_outlet[:-1])) / h
         vu = 0.5 * (au[:, :-1] + au[:, 1:]) * 0.5 * (BV[:-1, 1:-1] + BV[1:, 1:-1])
         vv = 0.25 * (av[:, 1:] + av[:, :-1]) * (bv[:, 1:] + bv[:, :-1])
-        hv = -((vu[1:] - vu[:-1]) + (vv[:, 1:] - vv[:, :-1])) / h
+        hv = torch.zeros_like(bv)
+        hv[:, 1:-1] = -((vu[1:] - vu[:-1]) + (vv[:, 1:] - vv[:, :-1])) / h
         return hu, hv
 
     def tendency(self, viscous: bool = True):
@@ -299,11 +321,7 @@ class ChannelFlow:
         if viscous:
             lap_u, lap_v = self.laplacians(u, v, (U, V))
             hu, hv = hu + self.nu * lap_u, hv + self.nu * lap_v
-        Hu = torch.zeros_like(u)
-        Hu[1:-1] = hu
-        Hv = torch.zeros_like(v)
-        Hv[:, 1:-1] = hv
-        return Hu * self.u_free, Hv * self.v_free
+        return hu * self.u_free, hv * self.v_free
 
     def _viscous_operator(self, half_dt_nu: float):
         """``d -> d - (dt nu / 2) lap(d)`` on the free faces, for (u, v) stacked in one vector (a
@@ -316,10 +334,8 @@ class ChannelFlow:
                 du = flat[:nu_size].view_as(self.u) * self.u_free
                 dv = flat[nu_size:].view_as(self.v) * self.v_free
                 lap_u, lap_v = self.laplacians(du, dv)
-                ru = du.clone()
-                ru[1:-1] -= half_dt_nu * lap_u
-                rv = dv.clone()
-                rv[:, 1:-1] -= half_dt_nu * lap_v
+                ru = du - half_dt_nu * lap_u
+                rv = dv - half_dt_nu * lap_v
                 out.append(torch.cat([(ru * self.u_free).reshape(-1), (rv * self.v_free).reshape(-1)]))
             return torch.stack(out)
 
@@ -345,10 +361,7 @@ class ChannelFlow:
         half = 0.5 * dt * self.nu
         lap_u, lap_v = self.laplacians(self.u, self.v)
         # the correction d = u* - u_pred solves d - half lap d = half lap(u_pred) (the ghosts are linear)
-        ru = torch.zeros_like(self.u)
-        ru[1:-1] = half * lap_u
-        rv = torch.zeros_like(self.v)
-        rv[:, 1:-1] = half * lap_v
+        ru, rv = half * lap_u, half * lap_v
         b = torch.cat([(ru * self.u_free).reshape(-1), (rv * self.v_free).reshape(-1)])
         # symmetric positive definite (I minus a Laplacian with Dirichlet-type wall ghosts; tested):
         # Jacobi-preconditioned CG (cut-cell wall terms, growing as 1/theta, make the diagonal vary),
@@ -453,15 +466,16 @@ class ChannelFlow:
             lap_u, lap_v = self.laplacians(self.u, self.v)
             gu, gv = self._gradient(self.p)
             au, av = au - gu, av - gv
-            au[1:-1] += 0.5 * self.nu * lap_u * self.u_free[1:-1]
-            av[:, 1:-1] += 0.5 * self.nu * lap_v * self.v_free[:, 1:-1]
+            au = au + 0.5 * self.nu * lap_u * self.u_free
+            av = av + 0.5 * self.nu * lap_v * self.v_free
         # (faces neither free nor at the inlet/outlet restart from 0: cut cells' partly open faces
         # whose centre is inside an obstacle, which only the pressure moves)
         self.u = self.u * self.u_keep + dt * au
         self.v = self.v * self.v_free + dt * av
-        if implicit:  # the outlet faces carry the old pressure gradient like the rest
-            outlet = outlet - dt * gu[-1]
-        self.u[-1] = torch.where(self.fluid[-1] > 0, outlet, 0.0)
+        if self.outflow == "convective":  # (do-nothing: the outlet faces have their momentum equation)
+            if implicit:  # the outlet faces carry the old pressure gradient like the rest
+                outlet = outlet - dt * gu[-1]
+            self.u[-1] = torch.where(self.fluid[-1] > 0, outlet, 0.0)
         self.u[0] = self.inflow * factor  # the boundary data at the new time
         if implicit:
             self._implicit_viscosity(dt)
@@ -507,15 +521,16 @@ class ChannelFlow:
             state["momentum_history"] = torch.stack(self.momentum_history).cpu()
         state.update(time=float(self.time), steps=int(self.steps), last_dt=self.last_dt, nx=self.nx, ny=self.ny,
                      h=self.h, nu=self.nu, u_max=self.u_max, viscosity=self.viscosity, walls=self.walls,
-                     obstacles=json.dumps(self.shapes, sort_keys=True), inflow=describe(self.waveform))
+                     obstacles=json.dumps(self.shapes, sort_keys=True), inflow=describe(self.waveform),
+                     outflow=self.outflow)
         return state
 
     def load_state(self, state: dict) -> None:
         """Continue from :meth:`state` of a flow with the same grid, geometry and physics."""
         mine = self.state()
         # (states saved before cut cells / inflow waveforms existed)
-        state = {"walls": "staircase", "inflow": Waveform().to_json(), **state}
-        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "walls", "obstacles", "inflow"):
+        state = {"walls": "staircase", "inflow": Waveform().to_json(), "outflow": "convective", **state}
+        for key in ("nx", "ny", "h", "nu", "u_max", "viscosity", "walls", "obstacles", "inflow", "outflow"):
             if key not in state or state[key] != mine[key]:
                 raise ValueError(f"the saved state's {key} ({state.get(key)!r}) differs from this flow's ({mine[key]!r})")
         to = lambda t: t.to(dtype=self.dtype, device=self.device)  # noqa: E731

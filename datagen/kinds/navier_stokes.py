@@ -192,6 +192,10 @@ def _pressure_precond(value: str) -> str:
     return str(Path(value).resolve())
 
 
+OUTFLOW_TEXT = {"convective": "convective outflow du/dt + |f(t)| U_mean du/dx = 0, p = 0 half a cell beyond",
+                "do-nothing": "do-nothing outflow -p n + nu du/dn = 0 half a cell beyond the outlet faces"}
+
+
 def channel_attributes(config: dict, cells: tuple[int, int]) -> tuple[tuple[float, float], dict]:
     """Spacing and root attributes of a channel file, from the level the run used: cells of side
     ``height / ny`` (a spec's physical units), the spec's ``u_max``, its wall treatment."""
@@ -204,7 +208,7 @@ def channel_attributes(config: dict, cells: tuple[int, int]) -> tuple[tuple[floa
         "family": "obstacles", "domain_size": [nx * h, ny * h], "origin": [0.5 * h, 0.5 * h],
         "u_max": u_max, "u_mean": 2.0 * u_max / 3.0,
         "inflow_waveform": spec.get("inflow") or '{"waveform": "constant"}',
-        "boundary": json.dumps({"x-": "parabolic inflow (exact flux) x f(t)", "x+": "convective outflow, p = 0", "y-": "no-slip",
+        "boundary": json.dumps({"x-": "parabolic inflow (exact flux) x f(t)", "x+": OUTFLOW_TEXT[spec.get("outflow", "convective")], "y-": "no-slip",
                                 "y+": "no-slip", "obstacles": f"no-slip ({walls})"}),
         "velocity_location": "cell centres (averaged from the staggered faces)"}
 

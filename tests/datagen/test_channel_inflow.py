@@ -103,3 +103,26 @@ def test_any_function_of_time_drives_the_inflow():
     assert float(flow.u[0].sum()) * flow.h == pytest.approx(0.5 * 0.5, rel=1e-12)
     # the step followed the function's peak (0.5), not u_max
     assert out["dt"] == pytest.approx(2 * 0.5 * flow.h / (2.5 * 1.5), rel=0.05)
+
+
+@pytest.mark.parametrize("walls", ["staircase", "cut-cell"])
+def test_do_nothing_outflow_keeps_poiseuille_flow_and_the_steady_state(walls):
+    # Poiseuille flow satisfies -p + nu du/dx = 0 (p = 0 there, du/dx = 0): exactly stationary
+    flow = ChannelFlow([], nx=48, ny=16, height=1.0, nu=0.05, u_max=1.0, tol=1e-12, outflow="do-nothing")
+    u0 = flow.u.clone()
+    simulate(flow, t_end=1.0, interval=0.5)
+    assert float((flow.u - u0).abs().max()) <= 1e-12 and float(flow.v.abs().max()) <= 1e-12
+    dpdx = (flow.p[1:] - flow.p[:-1]) / flow.h
+    assert torch.allclose(dpdx, torch.full_like(dpdx, -8 * 0.05 / (1 + 2 / 16**2)), rtol=1e-8)
+    # past a cylinder the outlet condition barely reaches upstream: the same steady drag to 1e-6
+    # (measured: 1e-8), the outlet's flux equal to the inlet's
+    drag = {}
+    for outflow in ("convective", "do-nothing"):
+        flow = _flow(outflow=outflow, walls=walls)
+        out = simulate(flow, t_end=40.0, interval=40.0, cfl=0.9, steady_tol=1e-7)
+        assert out["steady_step"] > 0
+        drag[outflow] = float(flow.force_coefficients()["drag"][0])
+        assert float(flow.u[-1].sum()) == pytest.approx(float(flow.u[0].sum()), rel=1e-9)
+    assert drag["do-nothing"] == pytest.approx(drag["convective"], rel=1e-6)
+    with pytest.raises(ValueError, match="outflow must be one of convective, do-nothing"):
+        _flow(outflow="open")

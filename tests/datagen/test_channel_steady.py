@@ -66,9 +66,7 @@ def test_the_momentum_operator_is_the_linearised_residual():
         fu, fv = flow.fluid_velocities(du, dv)
         hu, hv = flow.advection(advecting, (fu, fv))
         lap_u, lap_v = flow.laplacians(fu, fv)
-        ru, rv = du / dt, dv / dt
-        ru[1:-1] -= hu + flow.nu * lap_u
-        rv[:, 1:-1] -= hv + flow.nu * lap_v
+        ru, rv = du / dt - hu - flow.nu * lap_u, dv / dt - hv - flow.nu * lap_v
         return torch.cat([(ru * flow.u_free).reshape(-1), (rv * flow.v_free).reshape(-1)])
 
     assert torch.allclose(apply(x)[0], residual(x[0]), rtol=0, atol=1e-10 * float(residual(x[0]).abs().max()))
@@ -76,4 +74,4 @@ def test_the_momentum_operator_is_the_linearised_residual():
     u, v = advecting
     hu, hv = flow.advection((u, v), (u, v))
     Hu, Hv = flow.tendency(viscous=False)
-    assert torch.allclose(hu * flow.u_free[1:-1], Hu[1:-1]) and torch.allclose(hv * flow.v_free[:, 1:-1], Hv[:, 1:-1])
+    assert torch.allclose(hu * flow.u_free, Hu) and torch.allclose(hv * flow.v_free, Hv)
