@@ -95,7 +95,7 @@ class NavierStokesPeriodic(_NavierStokes):
 class NavierStokesObstacles(_NavierStokes):
     name = "navier_stokes_obstacles"
     family = "obstacles"
-    version = "ns-channel-2"
+    version = "ns-channel-3"
 
     def batch_size(self, config) -> int:
         return 1  # the channel integrates one trajectory at a time
