@@ -497,7 +497,7 @@ class ChannelFlow:
             return (3 * m[-1] - 4 * m[-2] + m[-3]) / (2 * dt)
         if len(m) == 2:
             return (m[-1] - m[-2]) / dt
-        return torch.zeros_like(m[-1]) if m else torch.zeros(0, 2, dtype=self.dtype, device=self.device)
+        return torch.zeros_like(m[-1]) if m else torch.zeros(len(self.shapes), 2, dtype=self.dtype, device=self.device)
 
     def force_coefficients(self) -> dict:
         """Per obstacle: ``drag`` and ``lift`` coefficients (control-volume momentum balance, second

@@ -82,8 +82,9 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     time (``max |u^(n+1) - u^n| / (dt U_max)``); the remaining snapshots and force rows repeat the
     steady state, and ``steady_step`` (else -1) says where it stopped.  ``steady_scheme``:
     ``"march"`` (the time steps alone) or ``"implicit"``: first far larger implicit pseudo-time steps
-    (:func:`datagen.ns_steady.solve_steady`) to the steady state's neighbourhood, then the march
-    to the same stop; the recorded run starts there (``pseudo_steps`` says how many it took)."""
+    (:func:`datagen.ns_steady.solve_steady`) until the RMS steady residual is below ``steady_tol``:
+    then ``steady_step`` is 0 and every snapshot is that state (``pseudo_steps`` says how many
+    pseudo steps it took); if they do not get there, the march finishes from where they stopped."""
     if initial_state is not None:
         if isinstance(initial_state, (str, Path)):
             initial_state = torch.load(initial_state, map_location="cpu", weights_only=True)
@@ -106,17 +107,20 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
     snapshots = whole_multiple(t_end, interval, "t_end")
     total = warm_steps + snapshots * every
     start = time.perf_counter()
-    pseudo = {"pseudo_steps": 0}
+    pseudo, divergence = {"pseudo_steps": 0}, []
+    steady_step, change, coefficients = -1, float("nan"), None
     if steady_scheme == "implicit":
         from datagen.ns_steady import solve_steady
 
         pseudo = solve_steady(flow, dt, steady_tol)
+        if pseudo["pseudo_converged"]:  # steady from the start: no march step (else the march finishes)
+            steady_step, change = 0, pseudo["pseudo_rms"]
+            b, iterations = flow.last_solve  # the last projection's divergence, as for a march step
+            divergence.append(float(flow.divergence().norm() / max(float(b.norm()) * pseudo["pseudo_dt"], 1e-300)))
     velocity, pressure, forces = [flow.cell_velocity()], [flow.p.clone()], []
     probed = []
     omegas = [flow.last_omega]  # the SSOR relaxation of the solve behind each snapshot (NaN: not SSOR)
     systems = {"rhs": [], "solution": [], "iterations": []}
-    divergence = []
-    steady_step, change, coefficients = -1, float("nan"), None
     for step in range(1, total + 1):
         if steady_step < 0:
             before = flow.u.clone() if steady_tol is not None else None
