@@ -224,7 +224,7 @@ def cylinder_tables(cells, explicit_cells, unsteady_cells, device, window=None, 
                        "steps to steady": int(sample["steady_step"]),
                        "time to steady": float(sample["steady_step"] * sample["solver_dt"])
                        if sample["steady_step"] > 0 else float("nan"),
-                       "wall s": seconds, "wall s per time unit": seconds / simulated,
+                       "wall s": seconds, "wall s per time unit": seconds / simulated if simulated else float("nan"),
                        "drag": float(sample["drag"][last, 0]),
                        "lift": float(sample["lift"][last, 0]), "dp": dp,
                        "drag pressure": float(sample["drag_pressure"][last, 0]),
