@@ -27,16 +27,6 @@ PSEUDO_STEP = 20  # the pseudo-time step in march steps (2D-1: fastest of 10, 20
 MOMENTUM_TOL = 1e-2  # the momentum solves' relative residual: inexact Picard steps cost 4x less, same fixed point
 
 
-def _colours(flow) -> torch.Tensor:
-    """Five probe colours of the stacked (u, v) nodes: nodes with equal ``(i + 2 j) mod 5`` share no
-    5-point stencil (u and v do not couple in these operators)."""
-    def colours(shape):
-        i, j = torch.meshgrid(torch.arange(shape[0]), torch.arange(shape[1]), indexing="ij")
-        return ((i + 2 * j) % 5).reshape(-1)
-
-    return torch.cat([colours(flow.u.shape), colours(flow.v.shape)]).to(flow.device)
-
-
 def momentum_operator(flow, dt: float, advecting):
     """``d -> d / dt - A(advecting, d) - nu L d`` on the free faces, (u, v) stacked in one vector
     (batched), for pdekit's Krylov solvers."""
@@ -89,10 +79,7 @@ def pseudo_step(flow, dt: float, march_dt: float, tol: float = MOMENTUM_TOL) -> 
     rv = (v - v_old) / dt + gv - hv - flow.nu * lap_v
     rhs = -torch.cat([(ru * flow.u_free).reshape(-1), (rv * flow.v_free).reshape(-1)])
     operator = momentum_operator(flow, dt, advecting)
-    colour = _colours(flow)
-    probes = torch.stack([(colour == k).to(flow.dtype) for k in range(5)])
-    diagonal = (operator(probes) * probes).sum(0)
-    diagonal = torch.where(diagonal > 0, diagonal, torch.ones_like(diagonal))
+    diagonal = flow._viscous_diagonal(operator)  # any 5-point operator's diagonal, from five probes
     result = bicgstab(operator, rhs[None], lambda r: r / diagonal, tol=tol, maxiter=2000)
     if not bool(result.converged):
         raise BlowUpError(f"implicit steady step: the momentum solve did not converge ({result.status[0]})")
