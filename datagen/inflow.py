@@ -29,13 +29,13 @@ _KEYS = {"constant": {"value"}, "ramp": {"duration", "start", "value"},
 
 def _number(value, what: str, *, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"inflow {what} must be a number, got {value!r}")
+        raise ValueError(f"{what} must be a number, got {value!r}")
     try:
         value = float(value)
     except ValueError:
-        raise ValueError(f"inflow {what} must be a number, got {value!r}") from None
+        raise ValueError(f"{what} must be a number, got {value!r}") from None
     if not math.isfinite(value) or (positive and not value > 0):
-        raise ValueError(f"inflow {what} must be a {'positive ' if positive else ''}finite number, got {value!r}")
+        raise ValueError(f"{what} must be a {'positive ' if positive else ''}finite number, got {value!r}")
     return value
 
 
@@ -75,15 +75,15 @@ class Waveform:
                 points = spec.get("points")
                 if not isinstance(points, list) or len(points) < 1 or not all(
                         isinstance(p, (list, tuple)) and len(p) == 2 for p in points):
-                    raise ValueError(f"inflow table points must be a non-empty list of [t, f] pairs, got {points!r}")
+                    raise ValueError(f"table points must be a non-empty list of [t, f] pairs, got {points!r}")
                 pairs = tuple((_number(t, "table time"), _number(f, "table factor")) for t, f in points)
                 if any(b[0] <= a[0] for a, b in zip(pairs, pairs[1:])):
-                    raise ValueError("inflow table times must increase strictly")
+                    raise ValueError("table times must increase strictly")
                 return cls(kind, pairs)
             required = {"ramp": ("duration",), "sine": ("period",)}.get(kind, ())
             for key in required:
                 if key not in spec:
-                    raise ValueError(f"inflow {kind} waveform needs `{key}`")
+                    raise ValueError(f"a {kind} waveform needs `{key}`")
             values = {key: _number(value, key, positive=key in ("duration", "period")) for key, value in spec.items()}
         except ValueError as err:
             raise ValueError(f"{source}: {err}") from None
