@@ -27,6 +27,21 @@ PSEUDO_STEP = 20  # the pseudo-time step in march steps (2D-1: fastest of 10, 20
 MOMENTUM_TOL = 1e-2  # the momentum solves' relative residual: inexact Picard steps cost 4x less, same fixed point
 
 
+def transport(flow, advecting, u, v):
+    """``A(advecting, (u, v)) + nu L (u, v)`` on every face: the steady momentum equations' advection
+    and diffusion, with ``(u, v)`` taken as :meth:`ChannelFlow.fluid_velocities`."""
+    fu, fv = flow.fluid_velocities(u, v)
+    padded = flow._padded(fu, fv)
+    hu, hv = flow.advection(advecting, (fu, fv), padded)
+    lap_u, lap_v = flow.laplacians(fu, fv, padded)
+    return hu + flow.nu * lap_u, hv + flow.nu * lap_v
+
+
+def stacked(flow, ru, rv) -> torch.Tensor:
+    """``(ru, rv)`` on the free faces as one vector (the Krylov solvers' layout)."""
+    return torch.cat([(ru * flow.u_free).reshape(-1), (rv * flow.v_free).reshape(-1)])
+
+
 def momentum_operator(flow, dt: float, advecting):
     """``d -> d / dt - A(advecting, d) - nu L d`` on the free faces, (u, v) stacked in one vector
     (batched), for pdekit's Krylov solvers."""
@@ -37,13 +52,8 @@ def momentum_operator(flow, dt: float, advecting):
         for flat in x:
             du = flat[:n_u].view_as(flow.u) * flow.u_free
             dv = flat[n_u:].view_as(flow.v) * flow.v_free
-            fu, fv = flow.fluid_velocities(du, dv)
-            padded = flow._padded(fu, fv)
-            hu, hv = flow.advection(advecting, (fu, fv), padded)
-            lap_u, lap_v = flow.laplacians(fu, fv, padded)
-            ru = du / dt - hu - flow.nu * lap_u
-            rv = dv / dt - hv - flow.nu * lap_v
-            out.append(torch.cat([(ru * flow.u_free).reshape(-1), (rv * flow.v_free).reshape(-1)]))
+            tu, tv = transport(flow, advecting, du, dv)
+            out.append(stacked(flow, du / dt - tu, dv / dt - tv))
         return torch.stack(out)
 
     return apply
@@ -71,13 +81,8 @@ def pseudo_step(flow, dt: float, march_dt: float, tol: float = MOMENTUM_TOL) -> 
     v = torch.where((~flow.v_free) & flow.v_corrected, -march_dt * gv, v)
     # the residual of backward Euler at these values, then the linearised correction
     advecting = flow.fluid_velocities(u_old, v_old)
-    fu, fv = flow.fluid_velocities(u, v)
-    padded = flow._padded(fu, fv)
-    hu, hv = flow.advection(advecting, (fu, fv), padded)
-    lap_u, lap_v = flow.laplacians(fu, fv, padded)
-    ru = (u - u_old) / dt + gu - hu - flow.nu * lap_u
-    rv = (v - v_old) / dt + gv - hv - flow.nu * lap_v
-    rhs = -torch.cat([(ru * flow.u_free).reshape(-1), (rv * flow.v_free).reshape(-1)])
+    tu, tv = transport(flow, advecting, u, v)
+    rhs = -stacked(flow, (u - u_old) / dt + gu - tu, (v - v_old) / dt + gv - tv)
     operator = momentum_operator(flow, dt, advecting)
     diagonal = flow._viscous_diagonal(operator)  # any 5-point operator's diagonal, from five probes
     result = bicgstab(operator, rhs[None], lambda r: r / diagonal, tol=tol, maxiter=2000)
@@ -96,21 +101,16 @@ def pseudo_step(flow, dt: float, march_dt: float, tol: float = MOMENTUM_TOL) -> 
     return int(result.iterations)
 
 
-def steady_residual(flow, scale: torch.Tensor | None = None) -> float:
-    """``max |A(u, u) + nu L u - G p| / scale`` over the free faces: the residual of the steady
+def steady_residual(flow, scale: torch.Tensor | None = None) -> tuple[float, float]:
+    """Max and RMS of ``|A(u, u) + nu L u - G p| / scale`` over the free faces: the residual of the steady
     momentum equations (the velocity is divergence-free after every projection), in the units of
     the march's stop, ``max |du/dt|``.  ``scale`` (stacked u, v faces; default 1): the march's
     Crank–Nicolson diagonal ``1 + dt nu / 2 (-L)_ii``, which is what the march's change per step
     divides the residual by at a node next to a cut-cell wall (whose wall term ``(1/theta - 1)/h^2``
     is stiff): with it the two stops measure the same thing."""
-    u, v = flow.fluid_velocities(flow.u, flow.v)
-    padded = flow._padded(u, v)
-    hu, hv = flow.advection((u, v), (u, v), padded)
-    lap_u, lap_v = flow.laplacians(u, v, padded)
+    tu, tv = transport(flow, flow.fluid_velocities(flow.u, flow.v), flow.u, flow.v)
     gu, gv = flow._gradient(flow.p)
-    ru = (hu + flow.nu * lap_u - gu) * flow.u_free
-    rv = (hv + flow.nu * lap_v - gv) * flow.v_free
-    residual = torch.cat([ru.reshape(-1), rv.reshape(-1)])
+    residual = stacked(flow, tu - gu, tv - gv)
     if scale is not None:
         residual = residual / scale
     free = torch.cat([flow.u_free.reshape(-1), flow.v_free.reshape(-1)])
