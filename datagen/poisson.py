@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from datagen import levelspec
+from pdekit.sources import SOURCE_FAMILIES, draw_source, gaussian_random_field
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class Level:
     neumann_faces: int  # number of box faces with Neumann conditions
     neumann_obstacles: bool  # Neumann (insulated) obstacle walls instead of Dirichlet
     description: str
-    source: str = "fourier"  # "fourier" (random modes up to source_modes) | "constant" (f = 1)
+    source: str = "fourier"  # a family of pdekit.sources: "fourier" (random modes up to source_modes), "constant" (f = 1), ...
 
     def problems(self):
         checks = [(0 <= self.obstacles[0] <= self.obstacles[1], "obstacles must be [min, max] with 0 <= min <= max"),
@@ -41,7 +42,7 @@ class Level:
 
 
 COEFFICIENTS = ("constant", "lognormal", "piecewise", "darcy")
-SOURCES = ("fourier", "constant")
+SOURCES = SOURCE_FAMILIES
 DARCY_LOW = 3.0  # the FNO benchmark's permeabilities are 3 and 12 (contrast 4)
 MAX_OBSTACLES, MAX_CONTRAST, MAX_SOURCE_MODES = 64, 1e8, 1024
 PLACEMENT_TRIES = 50
@@ -80,15 +81,6 @@ def resolve_level(level) -> Level:
     return levelspec.resolve(LEVELS, level)
 
 
-def _grf(rng, shape, length):
-    """Zero-mean, unit-variance Gaussian random field with squared-exponential correlation."""
-    noise = rng.standard_normal(shape)
-    freqs = np.meshgrid(*(np.fft.fftfreq(n) * n for n in shape), indexing="ij")
-    k2 = sum(f**2 for f in freqs)
-    field = np.real(np.fft.ifftn(np.fft.fftn(noise) * np.exp(-0.5 * k2 * (2 * np.pi * length) ** 2)))
-    return (field - field.mean()) / (field.std() + 1e-12)
-
-
 def darcy_field(rng, shape, contrast: float = 4.0, alpha: float = 2.0, tau: float = 3.0):
     """The FNO Darcy benchmark's permeability: a Gaussian random field with covariance
     ``(−Δ + τ²)^(−α)`` (FNO's ``GaussianRF``, here periodic on the unit box), ``3 · contrast``
@@ -105,29 +97,16 @@ def _coefficient(level, rng, coords, shape):
         return np.ones(shape)
     if level.coefficient == "darcy":
         return darcy_field(rng, shape, level.contrast)
-    field = _grf(rng, shape, 0.1)
+    field = gaussian_random_field(rng, shape, 0.1)
     if level.coefficient == "lognormal":
         return np.exp(1.5 * field)
-    high = field > 0.3 if not level.channels else np.abs(_grf(rng, shape, 0.05)) < 0.25
+    high = field > 0.3 if not level.channels else np.abs(gaussian_random_field(rng, shape, 0.05)) < 0.25
     return np.where(high, level.contrast, 1.0)
 
 
 def _source(level, rng, coords):
-    """Sum of 8 random separable Fourier modes, scaled to max |f| = 1 (or f = 1)."""
-    if level.source == "constant":
-        return np.ones(coords[0].shape)
-    dim = len(coords)
-    axes = [c[(0,) * d + (slice(None),) + (0,) * (dim - d - 1)] for d, c in enumerate(coords)]  # 1-D per axis
-    f = np.zeros(coords[0].shape)
-    for _ in range(8):
-        k = rng.integers(1, level.source_modes + 1, size=dim)
-        phase = rng.uniform(0, 2 * np.pi, size=dim)
-        factors = [np.sin(np.pi * kk * x + ph) for kk, x, ph in zip(k, axes, phase)]
-        term = factors[0]
-        for factor in factors[1:]:  # outer products: d 1-D sines instead of d full-grid ones
-            term = np.multiply.outer(term, factor)
-        f += rng.standard_normal() * term
-    return f / (np.abs(f).max() + 1e-12)
+    """Sum of 8 random separable Fourier modes, scaled to max |f| = 1 (or f = 1): pdekit.sources."""
+    return draw_source(level.source, rng, coords, level.source_modes)
 
 
 def _mask(level, rng, coords, shape):
@@ -216,6 +195,21 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     ``omega`` (recorded in the sample), or always ``cg`` (unpreconditioned) or ``amg-pcg`` — the
     iterative ones make the recorded cost grow with difficulty, as in the usual data pipelines (a
     CG or SSOR-PCG solve that stalls above ``tol`` is finished by AMG-PCG, its time included)."""
+    level = resolve_level(level)
+    t0 = time.perf_counter()
+    grid, a, mask, bc, f = sample_problem(level, resolution, dim, seed)
+    sample_seconds = time.perf_counter() - t0
+    try:
+        solved = solve_problem(grid, a, mask, bc, f, tol, solver=solver, omega=omega)
+    except RuntimeError as err:
+        raise RuntimeError(f"{level.name} sample seed={seed}: {err}") from None
+    return {**solved, "level": level.name, "seed": seed, "sample_seconds": sample_seconds}
+
+
+def solve_problem(grid, a, mask, bc, f, tol: float = 1e-10, *, solver: str = "auto", omega: float | None = None) -> dict:
+    """Solve one problem given by its arrays (``grid``, coefficient ``a``, active ``mask``, boundary
+    conditions ``bc``, source ``f``) as :func:`solve_sample` does: the arrays a dataset file stores
+    for it (without ``level`` and ``seed``)."""
     import scipy.sparse.linalg as spla
     import torch
 
@@ -223,12 +217,9 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     from pdekit.krylov import pcg
     from pdekit.precond import AMG, SSOR
 
-    level = resolve_level(level)
-    t0 = time.perf_counter()
-    grid, a, mask, bc, f = sample_problem(level, resolution, dim, seed)
+    dim = grid.ndim
     op = DiffusionOperator(grid, a, mask, bc)
     b = op.rhs(f)
-    sample_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     layout = op.layout()
     A = op.to_sparse()
@@ -263,10 +254,10 @@ def solve_sample(level, resolution: int, dim: int, seed: int, tol: float = 1e-10
     residual = float(op.relative_residual(u, b))  # judged by the operator the file's readers rebuild
     backward_error = normwise_backward_error(A, x, bv, residual)
     if not (residual <= tol or backward_error <= BACKWARD_ERROR_FLOOR):
-        raise RuntimeError(f"{level.name} sample seed={seed}: solve reached relative residual {residual:.2e} > {tol} "
+        raise RuntimeError(f"solve reached relative residual {residual:.2e} > {tol} "
                            f"(backward error {backward_error:.1e})")
     return {"a": a, "f": f, "u": u.numpy(), "mask": op.mask[0], "bc_type": op.bc_type[0],
-            "bc_value": op.bc_value[0], "level": level.name, "seed": seed, "solver_iterations": iterations,
+            "bc_value": op.bc_value[0], "solver_iterations": iterations,
             "solver_residual": residual, "solver_backward_error": backward_error, "solve_seconds": solve_seconds,
-            "sample_seconds": sample_seconds, "grid": grid,
+            "grid": grid,
             **({"omega": float(omega)} if solver == "ssor-pcg" else {})}

@@ -65,7 +65,7 @@ def print_table(title, rows) -> None:
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
-        cells = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()]
+        cells = [f"{v:.3g}" if isinstance(v, float) else "—" if v is None else str(v) for v in row.values()]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -81,6 +81,23 @@ def parse_list(text: str, flag: str, convert=str, choices=None) -> list:
         return [convert(item) for item in items]
     except ValueError:
         refuse(f"{flag} must be comma-separated {'numbers' if convert in (int, float) else 'values'}, got {text!r}")
+
+
+def problems_argument(text: str) -> dict:
+    """``--problems a,b,module:object`` as {name: Problem}: registered names, or problems of the
+    user's own (typed on the command line, so imported deliberately and allow-listed for this
+    process, so the data modules and datagen runs the study starts find them too)."""
+    from pdekit.learning.registry import allow
+    from pdekit.problems import get
+
+    problems = {}
+    for name in parse_list(text, "--problems"):
+        problems[name] = get(name, deliberate=True)
+        if ":" in name:
+            allow(name)
+    if not problems:
+        refuse("--problems: give at least one problem")
+    return problems
 
 
 def make_data(out: Path, command: list[str]) -> Path:

@@ -182,6 +182,10 @@ class NPSolver(Task):
         kwargs.setdefault("boundary_features", dim + 3)
         self.net = build_network(network, kwargs, dim + 2, 1)
 
+    @property
+    def label_free(self) -> bool:
+        return self.hparams.loss != "supervised"
+
     # -- the solver ------------------------------------------------------------------------
     def solve(self, grid: Grid, a, f, bc_type, bc_value) -> torch.Tensor:
         """Predicted ``u`` ``(B, *grid)`` (float32, zero at inactive nodes) for stored problem arrays."""

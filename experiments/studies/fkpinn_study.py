@@ -6,6 +6,10 @@ Gauss–Newton matrix JᵀJ of the stacked residuals of a small network with and
 
     python -m experiments.studies.fkpinn_study [--problems poisson-square-sin4,poisson-ball-10d,schrodinger-square]
                                        [--steps 2000] [--labels 200] [--paths 1000] [--weights 10,1000,100000]
+                                       [--baseline pinn|none]
+
+``--problems`` also takes a problem of your own, ``my_module:my_problem`` (a
+:class:`pdekit.problems.Problem` with an exact solution); ``--baseline none`` skips the plain PINN.
 
 Final relative L2 at 2000 held-out interior points (the final model, never the best over epochs).
 Writes experiments/results/fkpinn_study/results.json and figures (error curves, JᵀJ spectra).
@@ -20,8 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.common import make_data, print_table, pyplot, refuse, save_figure, write_json
-from pdekit.problems import get
+from experiments.common import make_data, print_table, problems_argument, pyplot, refuse, save_figure, write_json
 
 
 def make_labels(problem, count: int, paths: int, path: Path) -> float:
@@ -151,9 +154,14 @@ def main():
     parser.add_argument("--few-labels", type=int, default=50)
     parser.add_argument("--paths", type=int, default=1000)
     parser.add_argument("--weights", default="10,1000,100000")
+    parser.add_argument("--baseline", choices=("pinn", "none"), default="pinn",
+                        help="pinn: also train the plain PINN (λ = 0); none: FK-PINN runs only")
     parser.add_argument("--out", default="experiments/results/fkpinn_study")
     args = parser.parse_args()
-    problems = {name: get(name) for name in args.problems.split(",")}  # unknown names: one line, nothing made
+    problems = problems_argument(args.problems)  # unknown names: one line, nothing made
+    for name, problem in problems.items():
+        if problem.exact is None:
+            refuse(f"--problems: {name} has no exact solution to measure the error against")
     try:
         weights = [float(w) for w in args.weights.split(",")]
     except ValueError:
@@ -167,7 +175,8 @@ def main():
         labels_path = out / f"labels_{name}.h5"
         label_seconds = make_labels(problem, args.labels, args.paths, labels_path)
         collocation = 500 if problem.dim > 5 else 1000
-        runs = [(0.0, 0)] + [(w, args.labels) for w in weights] + [(weights[len(weights) // 2], args.few_labels)]
+        runs = ([(0.0, 0)] if args.baseline == "pinn" else []) + [(w, args.labels) for w in weights] + \
+            [(weights[len(weights) // 2], args.few_labels)]
         for weight, count in runs:
             error, seconds, curve = train(problem, labels_path, weight, count or None, args.steps, collocation)
             label = "PINN" if weight == 0 else f"FK-PINN λ={weight:g}, {count} labels"

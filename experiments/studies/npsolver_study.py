@@ -59,12 +59,13 @@ def make_files(data: Path, specs) -> None:
                                         "--dim", dim])
 
 
-def train(name, overrides, files, steps, run: Path) -> dict:
+def train(name, overrides, files, steps, run: Path, data_overrides: dict | None = None) -> dict:
     shutil.rmtree(run, ignore_errors=True)
     config = derive_config("npsolver_small", run, {
         "trainer": {"max_epochs": 1000, "max_steps": steps, "val_check_interval": 50, "check_val_every_n_epoch": None,
                     "limit_val_batches": 5, "enable_progress_bar": False, "log_every_n_steps": 25},
-        "model": {"init_args": overrides}, "data": {"init_args": {"files": [str(f) for f in files]}}},
+        "model": {"init_args": overrides},
+        "data": {"init_args": {"files": [str(f) for f in files], **(data_overrides or {})}}},
         note=f"NPSolver study arm {name}")
     start = time.perf_counter()
     try:

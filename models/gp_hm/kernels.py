@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 KINDS = ("gm", "stm", "se", "matern")
+BLOCK_ELEMENTS = 2**21  # 16 MB of float64 per intermediate when evaluating a cross-kernel
 SQRT5 = math.sqrt(5.0)
 
 
@@ -78,8 +79,11 @@ class SpectralMixtureKernel(nn.Module):
         return k, (w * (d2 * c - 2 * beta * d1 * s - beta**2 * m * c)).sum(-1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """K[i, j] = k(x_i − y_j)."""
-        return self._parts(x[:, None] - y[None, :], False)[0]
+        """K[i, j] = k(x_i − y_j), in blocks of rows: the per-component intermediates hold
+        rows × len(y) × Q numbers, bounded by ``BLOCK_ELEMENTS`` whatever len(x) is."""
+        rows = max(1, BLOCK_ELEMENTS // max(1, len(y) * len(self.log_weight)))
+        return torch.cat([self._parts(block[:, None] - y[None, :], False)[0] for block in x.split(rows)]) \
+            if len(x) else x.new_zeros((0, len(y)))
 
     def with_second_derivative(self, x: torch.Tensor, y: torch.Tensor):
         """(K, K″) with K″[i, j] = ∂²k(x_i − y_j)/∂x_i²."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from models.gp_hm.solver import GridGP
+from models.gp_hm.solver import GridGP, second_start_step
 from pdekit.errors import ConfigError
 from pdekit.problems import get
 from pdekit.learning.task import Task, check_learning_rate
@@ -19,7 +19,11 @@ class GPHM(Task):
         points: collocation points per axis (an int, or one per axis).
         kernel: ``stm`` (GP-HM-StM), ``gm`` (GP-HM-GM), ``se`` or ``matern`` (plain GPs).
         components, max_frequency, boundary_weight, jitter: see :class:`GridGP` (reference 30,
-            problem-dependent, 200, 1e-6).
+            problem-dependent, 200, 1e-6; ``null`` max_frequency and jitter: chosen from the grid's
+            point density and dimension).
+        second_kernel, second_components, second_max_frequency, second_start: the additive second
+            process (:class:`GridGP`; off by default); it takes over after ``second_start`` of the
+            run's optimiser steps.
         lr: Adam (reference 0.01).
         test_points: per axis, for the relative L2 error against the exact solution logged at
             each epoch's end (``train/rel_l2``: the current model, never a minimum over epochs).
@@ -29,8 +33,10 @@ class GPHM(Task):
     data_source = "problem"
 
     def __init__(self, problem: str | None = None, points: int | list[int] = 200, kernel: str = "stm",
-                 components: int = 30, max_frequency: float = 20.0, boundary_weight: float = 200.0,
-                 jitter: float = 1e-6, lr: float = 0.01, test_points: int = 300, in_channels: int = 1,
+                 components: int = 30, max_frequency: float | list[float] | None = None,
+                 boundary_weight: float = 200.0, jitter: float | None = None, second_kernel: str | None = None,
+                 second_components: int = 1, second_max_frequency: float = 1.0, second_start: float = 0.01,
+                 lr: float = 0.01, test_points: int = 300, in_channels: int = 1,
                  out_channels: int = 1, dim: int = 1, optimizer: dict | None = None,
                  lr_scheduler: dict | str | None = None):
         super().__init__(optimizer, lr_scheduler)
@@ -41,7 +47,8 @@ class GPHM(Task):
     def _build(self, name: str) -> GridGP:
         h = self.hparams
         try:
-            return GridGP(get(name), h.points, h.kernel, h.components, h.max_frequency, h.boundary_weight, h.jitter)
+            return GridGP(get(name), h.points, h.kernel, h.components, h.max_frequency, h.boundary_weight, h.jitter,
+                          h.second_kernel, h.second_components, h.second_max_frequency, h.second_start)
         except (ValueError, TypeError) as err:
             raise ConfigError(f"model.init_args: {err}") from None
 
@@ -55,6 +62,12 @@ class GPHM(Task):
         if self.gp is None:
             self.gp = self._build(datamodule.problem.name)
             self.hparams.problem = datamodule.problem.name  # saved with the checkpoint
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # the stage follows the global step, so a resumed run continues in the stage it was in
+        switch = second_start_step(self.gp, self.run_length("step"))
+        if switch is not None and self.global_step >= switch:
+            self.gp.start_second()
 
     def training_loss(self, batch):
         return self.gp.loss()

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
 
-from pdekit.files.dataset import DatasetFormatError, LazyH5, grid_of, is_timeseries, level_names, levels_in, open_dataset
+from pdekit.files.dataset import DatasetFormatError, LazyH5, batch_grids, grid_of, is_timeseries, level_names, levels_in, open_dataset
 from pdekit.errors import ConfigError, InvalidCoefficientError
 from pdekit.problems import get
+from pdekit.sources import SOURCE_FAMILIES, draw_source
 
 SYSTEM_FIELDS = ("a", "f", "bc_type", "bc_value")  # what rebuilds a Poisson sample's linear system
 
@@ -237,13 +238,21 @@ class FieldDataModule(L.LightningDataModule):
         system: Poisson only: also give training batches the arrays that rebuild each sample's
             linear system (``a``, ``f``, ``bc_type``, ``bc_value``; validation/test always have them).
         normalization_samples: training items used for the per-channel mean/std.
+        sources: Poisson with ``system`` only: draw each training sample's source anew from these
+            families of :mod:`pdekit.sources` (``fourier``, ``constant``, ``smooth``, ``gaussians``,
+            ``piecewise``; one chosen uniformly per sample and epoch, fixed by ``seed``, the epoch
+            and the sample), keeping its geometry, coefficient and boundary conditions.  Their
+            solutions are unknown, so only label-free training can use it (the training labels
+            become NaN); validation and test keep the files' sources and labels.
+        source_modes: the ``fourier`` family's highest mode per axis.
     """
 
     def __init__(self, files: list[str], proportions: list[float] | None = None, counts: list[int] | None = None,
                  inputs: list[str] | None = None, target: list[str] | None = None,
                  log_inputs: list[str] | None = None, history: int = 1, unroll: int = 1,
                  split: list[float] = (0.8, 0.1, 0.1), batch_size: int = 16, num_workers: int = 0, seed: int = 0,
-                 system: bool = False, normalization_samples: int = 256):
+                 system: bool = False, normalization_samples: int = 256, sources: list[str] | None = None,
+                 source_modes: int = 8):
         super().__init__()
         _check_settings(files, proportions, split, batch_size, num_workers, history, unroll, normalization_samples)
         self.files = [str(f) for f in files]
@@ -276,6 +285,7 @@ class FieldDataModule(L.LightningDataModule):
         if timeseries and self.inputs != self.target:
             raise ConfigError("next-step learning predicts its own inputs: inputs and target must be the same fields")
         self.levels = levels_in(self.files)
+        self.sources, self.source_modes = _check_sources(sources, source_modes, self)
         self.stats = None
         self._sets = {}
         self._train_sampler = None
@@ -378,6 +388,30 @@ class FieldDataModule(L.LightningDataModule):
         # transferred yet), which is the position a mid-epoch checkpoint must record
         if self.trainer is not None and self.trainer.training and self._train_sampler is not None:
             self._train_sampler.consumed += 1
+            if self.sources:
+                batch = self._with_drawn_sources(batch, self.trainer.current_epoch)
+        return batch
+
+    def _with_drawn_sources(self, batch: dict, epoch: int) -> dict:
+        """The batch with each sample's ``f`` drawn from ``sources`` (zero off its active nodes),
+        the ``f`` input channel following it and the labels NaN (unknown for the new sources)."""
+        grids = batch_grids(batch)
+        grids = grids if isinstance(grids, list) else [grids] * len(batch["f"])
+        drawn = []
+        for grid, mask, file_id, index in zip(grids, batch["mask"], batch["file"], batch["index"]):
+            rng = np.random.default_rng([self.seed, epoch, int(file_id), int(index)])
+            family = self.sources[int(rng.integers(len(self.sources)))]
+            coords = grid.coordinates()
+            lower = [c.min() for c in coords]
+            extent = max(float(c.max() - lo) for c, lo in zip(coords, lower)) or 1.0
+            unit = tuple((c - lo) / extent for c, lo in zip(coords, lower))  # the grid in [0, 1]^d
+            drawn.append(draw_source(family, rng, unit, self.source_modes) * mask.numpy())
+        batch = dict(batch)
+        batch["f"] = torch.as_tensor(np.stack(drawn), dtype=batch["f"].dtype)
+        if "f" in self.inputs:
+            batch["x"] = batch["x"].clone()
+            batch["x"][:, self.inputs.index("f")] = batch["f"].to(batch["x"].dtype)
+        batch["y"] = torch.full_like(batch["y"], float("nan"))
         return batch
 
     def train_dataloader(self):
@@ -391,6 +425,21 @@ class FieldDataModule(L.LightningDataModule):
 
     def predict_dataloader(self):
         return self._loader("test", shuffle=False)
+
+
+def _check_sources(sources, modes, data) -> tuple[list[str] | None, int]:
+    if sources is None:
+        return None, modes
+    if isinstance(sources, str) or not sources or any(family not in SOURCE_FAMILIES for family in sources):
+        raise ConfigError(f"data.init_args.sources must be a list of {', '.join(SOURCE_FAMILIES)}, got {sources!r}")
+    if data.timeseries or data.pde != "poisson" or not data.system:
+        raise ConfigError("data.init_args.sources draws Poisson sources for label-free training: it needs Poisson "
+                          "files and data.init_args.system: true")
+    if "f" in data.log_inputs:
+        raise ConfigError("data.init_args.sources: f cannot be a log input (drawn sources change sign)")
+    if isinstance(modes, bool) or not isinstance(modes, int) or not 1 <= modes <= 1024:
+        raise ConfigError(f"data.init_args.source_modes must be an integer in 1..1024, got {modes!r}")
+    return list(sources), modes
 
 
 # -- analytic problems -----------------------------------------------------------------------

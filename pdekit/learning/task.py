@@ -144,9 +144,18 @@ class Task(L.LightningModule):
                               f"pde={datamodule.pde!r} files")
         if self.data_system and not datamodule.system:
             raise ConfigError(f"{name} reads each sample's system: set data.init_args.system: true")
+        if getattr(datamodule, "sources", None) and not self.label_free:
+            raise ConfigError(f"data.init_args.sources draws training sources whose solutions are unknown, and {name} "
+                              "learns from labels: use a label-free task (models.npsolver.NPSolver, loss pcg, "
+                              "residual or mixed)")
         wanted_dim = self.hparams.get("dim") if self.data_system else None
         if wanted_dim is not None and datamodule.dim != wanted_dim:
             raise ConfigError(f"model.init_args.dim is {wanted_dim} but the data is {datamodule.dim}-D")
+
+    @property
+    def label_free(self) -> bool:
+        """Whether training never reads the labels (then the data may draw sources with unknown solutions)."""
+        return False
 
     def setup(self, stage=None):
         datamodule = attached_datamodule(self)
