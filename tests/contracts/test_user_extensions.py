@@ -1,6 +1,7 @@
 """Problems and dataset kinds of a user's own, named as module:object (docs/examples), work through
 every command: datagen (with worker processes), pdekit fit, pdekit evaluate — and only when named
 deliberately."""
+import math
 import os
 from pathlib import Path
 
@@ -75,3 +76,21 @@ def test_a_kind_that_cannot_be_loaded_is_one_line(tmp_path, run_cli):
         out = run_cli(["datagen", "--help"], env=_env(DATAGEN_KINDS=name))
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_the_gp_study_runs_on_a_problem_of_ones_own(tmp_path, run_cli):
+    """`--problems module:object` (typed, so deliberate), the additive form and no PINN baseline:
+    a row per method, GridGP's grid defaults (no per-name settings exist for it)."""
+    import json
+    import sys
+
+    out = tmp_path / "study"
+    result = run_cli([sys.executable, "-m", "experiments.studies.gp_hm_study", "--problems", "my_problems:TWO_SCALE",
+                      "--steps", "20", "--points", "30", "--kernels", "stm,stm+matern", "--second-start", "0.5",
+                      "--baseline", "none", "--out", str(out)],
+                     env=_env(PYTHONPATH=os.pathsep.join([str(EXAMPLES), str(Path(__file__).resolve().parents[2])])))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [row["method"] for row in rows] == ["GP-HM-StM", "GP-HM-StM + Matern", "FD", "FD"]
+    assert all(row["problem"] == "my_problems:TWO_SCALE" and math.isfinite(row["rel L2"]) for row in rows)
+    assert all(row["best of 20 (ref.)"] <= row["rel L2"] for row in rows[:2])
