@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.common import enter_base, print_table, refuse, write_json
+from experiments.common import enter_base, print_table, pyplot, refuse, save_figure, write_json
 from experiments.studies.npsolver_study import DATA_2D, evaluate_files, make_files, train
 from pdekit.sources import SOURCE_FAMILIES, draw_source
 
@@ -122,6 +122,27 @@ def main():
     print_table(f"NPSolver generalisation: BA-Transolver 4x64, {args.steps} PCG-supervised steps on medium+hard 64^2; "
                 f"relative L2 on {args.test} held-out samples per set", rows)
     write_json(out / "results.json", {"steps": args.steps, "test": args.test, "rows": rows})
+    families_figure(out / "source_families.png")
+
+
+def families_figure(path: Path) -> None:
+    """One draw of each source family on the unit square, and the two new geometries' masks."""
+    from pdekit import Grid
+
+    plt = pyplot()
+    coords = Grid.box((RESOLUTION, RESOLUTION), 1.0).coordinates()
+    fig, axes = plt.subplots(1, len(SOURCE_FAMILIES) + 2, figsize=(2.3 * (len(SOURCE_FAMILIES) + 2), 2.6),
+                             layout="constrained")
+    for ax, family in zip(axes, SOURCE_FAMILIES):
+        f = draw_source(family, np.random.default_rng([TEST_SEED, 1]), coords)
+        ax.imshow(f.T, origin="lower", extent=(0, 1, 0, 1), cmap="RdBu_r", vmin=-1, vmax=1)
+        ax.set_title(family)
+    for ax, name in zip(axes[len(SOURCE_FAMILIES):], ("lshape", "bent-channel")):
+        ax.imshow(geometry_mask(name, coords).T, origin="lower", extent=(0, 1, 0, 1), cmap="Greys_r")
+        ax.set_title(f"{name} (domain white)", fontsize=9)
+    for ax in axes:
+        ax.set(xticks=[], yticks=[])
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
