@@ -20,11 +20,11 @@ the mixture fits slowly.  As in the reference it is trained in two stages: the f
 ``second_start`` of the steps fit U alone; then U and its kernels are frozen and U₂, its kernels and
 its own τ₂ (starting from τ) and v₂ (from 1) are fitted to the same likelihood with u = U + U₂.
 
-Defaults that depend on the grid, not on the problem: ``jitter`` 10^(−6/d) (κ(⊗K_d) = Π κ(K_d), so
-the Kronecker product of d factors each jittered by this stays as well conditioned as the reference's
-1-D 1e-6; measured: 1e-6 leaves a 200² grid at relative L2 0.98, 1e-3 trains), and
-``max_frequency`` a quarter of each axis's points per unit length (half the grid's Nyquist
-frequency: the components start on frequencies the grid resolves with ≥ 4 points per period).
+Defaults from the grid and the data, never from the problem's name: ``jitter`` 10^(−6/d)
+(κ(⊗K_d) = Π κ(K_d), so the Kronecker product of d factors each jittered by this stays as well
+conditioned as the reference's 1-D 1e-6; measured: 1e-6 leaves a 200² grid at relative L2 0.98,
+1e-3 trains), and ``max_frequency`` per axis from the source's spectrum on the grid, capped at the
+grid's Nyquist frequency (:func:`default_max_frequency`).
 """
 from __future__ import annotations
 
@@ -48,9 +48,32 @@ def default_jitter(dim: int) -> float:
     return 10.0 ** (-6.0 / dim)
 
 
-def default_max_frequency(bounds, sizes) -> list[float]:
-    """Per axis: a quarter of the points per unit length (half the grid's Nyquist frequency)."""
-    return [(n - 1) / (hi - lo) / 4 for (lo, hi), n in zip(bounds, sizes)]
+SOURCE_POWER = 0.99  # the share of the source's power the initial frequencies cover
+
+
+def default_max_frequency(bounds, sizes, source: torch.Tensor | None = None) -> list[float]:
+    """Per axis, the top of the initial frequency range μ ∈ [0, this]: 1.25 × the frequency below
+    which 99% of the source's power lies along the axis (Hann-windowed FFT of f on the grid, its
+    mean removed: for −Δu = f the solution's frequencies are the source's), at least one cycle over
+    the axis and at most the grid's Nyquist frequency (half the points per unit length).  Without
+    a source, half that cap (≥ 4 points per period)."""
+    result = []
+    for axis, ((lo, hi), n) in enumerate(zip(bounds, sizes)):
+        cap, floor = (n - 1) / (hi - lo) / 2, 1.0 / (hi - lo)
+        if source is None:
+            result.append(cap / 2)
+            continue
+        lines = source.movedim(axis, -1).reshape(-1, n)
+        lines = lines - lines.mean(-1, keepdim=True)
+        window = torch.hann_window(n, periodic=False, dtype=lines.dtype, device=lines.device)
+        power = torch.fft.rfft(lines * window).abs().pow(2).sum(0)
+        if not float(power.sum()) > 0:
+            result.append(min(cap, floor))
+            continue
+        share = power.cumsum(0) / power.sum()
+        frequency = torch.fft.rfftfreq(n, d=(hi - lo) / (n - 1))[int((share >= SOURCE_POWER).nonzero()[0])]
+        result.append(min(cap, max(floor, 1.25 * float(frequency))))
+    return result
 
 
 def _check_number(name: str, value, positive: bool) -> None:
@@ -103,7 +126,10 @@ class GridGP(nn.Module):
         jitter = default_jitter(problem.dim) if jitter is None else jitter
         _check_number("jitter", jitter, positive=False)
         _check_number("boundary_weight", boundary_weight, positive=False)
-        frequencies = _frequencies(default_max_frequency(problem.bounds, sizes) if max_frequency is None
+        axes = [torch.linspace(lo, hi, n, dtype=torch.float64) for (lo, hi), n in zip(problem.bounds, sizes)]
+        points_ = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(sizes))
+        source = problem.source(points_).reshape(sizes)
+        frequencies = _frequencies(default_max_frequency(problem.bounds, sizes, source) if max_frequency is None
                                    else max_frequency, problem.dim)
         for name, value in (("components", components), ("second_components", second_components)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -117,8 +143,8 @@ class GridGP(nn.Module):
         self.problem, self.sizes = problem, sizes
         self.boundary_weight, self.jitter = float(boundary_weight), float(jitter)
         self.max_frequency = frequencies
-        for axis, ((lo, hi), n) in enumerate(zip(problem.bounds, sizes)):
-            self.register_buffer(f"axis{axis}", torch.linspace(lo, hi, n, dtype=torch.float64))
+        for axis, x in enumerate(axes):
+            self.register_buffer(f"axis{axis}", x)
         self.kernels = nn.ModuleList(SpectralMixtureKernel(kernel, components, mu) for mu in frequencies)
         self.u = nn.Parameter(torch.zeros(sizes, dtype=torch.float64))
         self.log_tau = nn.Parameter(torch.zeros((), dtype=torch.float64))
@@ -126,7 +152,6 @@ class GridGP(nn.Module):
         self.second_start = float(second_start)
         self.second = None if second_kernel is None else SecondProcess(second_kernel, second_components,
                                                                          second_max_frequency, sizes)
-        points_ = self.grid_points()
         boundary = torch.zeros(sizes, dtype=torch.bool)
         for axis, n in enumerate(sizes):
             index = [slice(None)] * len(sizes)
@@ -134,7 +159,7 @@ class GridGP(nn.Module):
                 index[axis] = end
                 boundary[tuple(index)] = True
         self.register_buffer("boundary", boundary)
-        self.register_buffer("f", problem.source(points_).reshape(sizes))
+        self.register_buffer("f", source)
         self.register_buffer("g", problem.boundary(points_[boundary.flatten()]))
 
     def axes(self) -> list[torch.Tensor]:

@@ -245,17 +245,24 @@ def test_the_second_process_is_off_until_it_starts_and_then_only_it_learns():
     torch.testing.assert_close(paired.predict(x), first_only.predict(x) + second_only.predict(x))
 
 
-def test_defaults_follow_dimension_and_point_density_not_the_problem_name():
-    """A 2-D problem that is in no list gets the 2-D nugget (1e-3; 1e-6 stalls there); μ starts
-    on 0 … a quarter of the points per unit length, per axis."""
-    from models.gp_hm.solver import GridGP, default_jitter
+def test_defaults_follow_dimension_and_the_data_not_the_problem_name():
+    """A 2-D problem that is in no list gets the 2-D nugget (1e-3; 1e-6 stalls there).  The initial
+    frequency range follows the source's spectrum on the grid: on the reference's own problems it
+    lands on the freq_scale its configs set by hand (20, 100, 5) within 5–10%; capped at Nyquist."""
+    from models.gp_hm.solver import GridGP, default_jitter, default_max_frequency
     from pdekit.problems import Problem
 
     mine = Problem("my-2d", 2, ((0.0, 2.0), (0.0, 1.0)), lambda x: torch.sin(9 * x[:, 0]) * torch.sin(4 * x[:, 1]), "t")
-    gp = GridGP(mine, [41, 21], "stm", components=5)
-    assert gp.jitter == 1e-3 and default_jitter(1) == pytest.approx(1e-6) and default_jitter(3) == pytest.approx(1e-2)
-    assert [float(k.frequency.detach().max()) for k in gp.kernels] == pytest.approx([40 / 2 / 4, 20 / 1 / 4])
+    assert GridGP(mine, [41, 21], "stm", components=5).jitter == 1e-3
+    assert default_jitter(1) == pytest.approx(1e-6) and default_jitter(3) == pytest.approx(1e-2)
     assert GridGP(two_scale_problem(), 101, "stm").jitter == pytest.approx(1e-6)
+    top = lambda gp: [float(k.frequency.detach().max()) for k in gp.kernels]  # noqa: E731
+    for name, points, reference, tolerance in (("poisson-1d-sin100", 400, 20, 0.05), ("poisson-1d-sin500", 400, 100, 0.05),
+                                               ("poisson-2d-multiscale", 200, 5, 0.1)):  # measured 20.0, 101, 5.34
+        assert top(GridGP(get(name), points, "stm")) == pytest.approx([reference] * get(name).dim, rel=tolerance)
+    # under-resolved: sin(500x) on 100 points is above the grid's Nyquist frequency (49.5 per unit)
+    assert top(GridGP(get("poisson-1d-sin500"), 100, "stm")) <= [49.5 + 1e-9]
+    assert default_max_frequency(((0.0, 2.0),), [41]) == [5.0]  # no source: half of Nyquist
     with pytest.raises(ValueError, match="max_frequency: need one value or 2"):
         GridGP(mine, 10, "stm", max_frequency=[1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match="second_kernel must be one of"):
