@@ -37,6 +37,6 @@ def __dir__():
     return sorted(set(globals()) | set(_WHERE))
 
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 _moved.install()  # old module paths (pdekit.learning.tasks, ...) resolve to their new places

@@ -19,8 +19,8 @@ class GPHM(Task):
         points: collocation points per axis (an int, or one per axis).
         kernel: ``stm`` (GP-HM-StM), ``gm`` (GP-HM-GM), ``se`` or ``matern`` (plain GPs).
         components, max_frequency, boundary_weight, jitter: see :class:`GridGP` (reference 30,
-            problem-dependent, 200, 1e-6; ``null`` max_frequency and jitter: chosen from the grid's
-            point density and dimension).
+            problem-dependent, 200, 1e-6; ``null`` max_frequency: from the source's spectrum on the
+            grid, capped at Nyquist; ``null`` jitter: 10^(−6/d)).
         second_kernel, second_components, second_max_frequency, second_start: the additive second
             process (:class:`GridGP`; off by default); it takes over after ``second_start`` of the
             run's optimiser steps.
