@@ -2,7 +2,7 @@
 
 ``draw_source(family, rng, coords)`` returns f on the grid whose node coordinates are ``coords``
 (one array per axis, as :meth:`pdekit.grid.Grid.coordinates` gives, in a box scaled to [0, 1]
-by its longest side).  Every family but ``constant`` is scaled to max |f| = 1 (the scale is
+by its longest side).  Every family but ``constant`` is scaled to ``max |f| = 1`` (the scale is
 irrelevant to a solver that is homogeneous in its data, and keeps the families comparable):
 
 * ``fourier``   — 8 random separable modes sin(π k x + φ) (k in 1..``modes`` per axis, normal
@@ -11,7 +11,7 @@ irrelevant to a solver that is homogeneous in its data, and keeps the families c
 * ``smooth``    — a zero-mean Gaussian random field, squared-exponential covariance
   exp(−r²/(4ℓ²)) with ℓ = ``SMOOTH_LENGTH`` of the box (periodic, by FFT).
 * ``gaussians`` — 1–4 point-like sources Σ a_i exp(−|x − c_i|²/(2σ²)), σ = ``GAUSSIAN_WIDTH``,
-  centres uniform in [0.1, 0.9]^d, signed amplitudes |a_i| uniform in [0.5, 1].
+  centres uniform in [0.1, 0.9]^d, signed amplitudes with ``|a_i|`` uniform in [0.5, 1].
 * ``piecewise`` — constant on the Voronoi cells of 2–6 random seeds, values uniform in [−1, 1].
 """
 from __future__ import annotations
