@@ -93,17 +93,23 @@ def _frequencies(max_frequency, count: int) -> list[float]:
 
 
 class GridGP(nn.Module):
-    """Args:
+    """GP-HM on a tensor grid of collocation points (the module's docstring has the objective).
+
+    Args:
         problem: a :class:`pdekit.problems.Problem` (a box domain).
         points: collocation points per axis (an int for all axes, or one per axis).
         kernel: ``stm`` | ``gm`` (GP-HM) or ``se`` | ``matern`` (plain GP baselines).
-        components: Q per axis (reference 30); max_frequency: μ initialised on
-            linspace(0, 1, Q)·this (a number, one per axis, or None: :func:`default_max_frequency`).
-        boundary_weight: λ_b (reference 200); jitter: added to each K_d's diagonal (None:
-            :func:`default_jitter`, 1e-6 in 1-D as the reference, 1e-3 in 2-D).
-        second_kernel: the additive second process's kernel (None: off; ``matern`` as the reference,
-            or ``se`` | ``stm`` | ``gm``); second_components, second_max_frequency: its Q and μ range
-            (for the mixtures); second_start: the fraction of the steps after which it takes over
+        components: Q per axis (reference 30).
+        max_frequency: μ initialised on linspace(0, 1, Q) times this; a number, one per axis, or
+            None for :func:`default_max_frequency`.
+        boundary_weight: λ_b (reference 200).
+        jitter: added to each K_d's diagonal; None for :func:`default_jitter` (1e-6 in 1-D as
+            the reference, 1e-3 in 2-D).
+        second_kernel: the additive second process's kernel; None (off), ``matern`` (the
+            reference's), ``se``, ``stm`` or ``gm``.
+        second_components: the second process's Q (for the mixtures).
+        second_max_frequency: the second process's μ range (for the mixtures).
+        second_start: the fraction of the steps after which the second process takes over
             (reference 0.01).
     """
 
