@@ -63,10 +63,12 @@ class GPHM(Task):
             self.gp = self._build(datamodule.problem.name)
             self.hparams.problem = datamodule.problem.name  # saved with the checkpoint
 
+    def on_train_start(self):
+        self._second_switch = second_start_step(self.gp, self.run_length("step"))
+
     def on_train_batch_start(self, batch, batch_idx):
         # the stage follows the global step, so a resumed run continues in the stage it was in
-        switch = second_start_step(self.gp, self.run_length("step"))
-        if switch is not None and self.global_step >= switch:
+        if self._second_switch is not None and self.global_step >= self._second_switch:
             self.gp.start_second()
 
     def training_loss(self, batch):
