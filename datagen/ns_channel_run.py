@@ -115,7 +115,7 @@ def simulate(flow: ChannelFlow, *, t_end: float, interval: float, warmup: float 
         pseudo = solve_steady(flow, dt, steady_tol)
         if pseudo["pseudo_converged"]:  # steady from the start: no march step (else the march finishes)
             steady_step, change = 0, pseudo["pseudo_rms"]
-            b, iterations = flow.last_solve  # the last projection's divergence, as for a march step
+            b, _ = flow.last_solve  # the last projection's divergence, as for a march step
             divergence.append(float(flow.divergence().norm() / max(float(b.norm()) * pseudo["pseudo_dt"], 1e-300)))
     velocity, pressure, forces = [flow.cell_velocity()], [flow.p.clone()], []
     probed = []

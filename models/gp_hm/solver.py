@@ -132,11 +132,6 @@ class GridGP(nn.Module):
         jitter = default_jitter(problem.dim) if jitter is None else jitter
         _check_number("jitter", jitter, positive=False)
         _check_number("boundary_weight", boundary_weight, positive=False)
-        axes = [torch.linspace(lo, hi, n, dtype=torch.float64) for (lo, hi), n in zip(problem.bounds, sizes)]
-        points_ = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(sizes))
-        source = problem.source(points_).reshape(sizes)
-        frequencies = _frequencies(default_max_frequency(problem.bounds, sizes, source) if max_frequency is None
-                                   else max_frequency, problem.dim)
         for name, value in (("components", components), ("second_components", second_components)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -148,9 +143,12 @@ class GridGP(nn.Module):
             raise ValueError(f"second_start is a fraction of the steps in [0, 1), got {second_start!r}")
         self.problem, self.sizes = problem, sizes
         self.boundary_weight, self.jitter = float(boundary_weight), float(jitter)
-        self.max_frequency = frequencies
-        for axis, x in enumerate(axes):
-            self.register_buffer(f"axis{axis}", x)
+        for axis, ((lo, hi), n) in enumerate(zip(problem.bounds, sizes)):
+            self.register_buffer(f"axis{axis}", torch.linspace(lo, hi, n, dtype=torch.float64))
+        points_ = self.grid_points()
+        source = problem.source(points_).reshape(sizes)
+        frequencies = _frequencies(default_max_frequency(problem.bounds, sizes, source) if max_frequency is None
+                                   else max_frequency, problem.dim)
         self.kernels = nn.ModuleList(SpectralMixtureKernel(kernel, components, mu) for mu in frequencies)
         self.u = nn.Parameter(torch.zeros(sizes, dtype=torch.float64))
         self.log_tau = nn.Parameter(torch.zeros((), dtype=torch.float64))
@@ -206,9 +204,7 @@ class GridGP(nn.Module):
         """The negative log joint.  With the second process started, the first one is a constant
         (no gradient reaches it) and the likelihood uses the second's τ₂, v₂ on u = U + U₂."""
         if self.second_active:
-            with torch.no_grad():
-                factors, second = self._factors()
-                u, u_xx = self.u.detach(), self.laplacian(factors, second)
+            u, u_xx = self._frozen_first()
             factors, second = self._factors(self.second.kernels)
             u = u + self.second.u
             u_xx = u_xx + self._laplacian(self.second.u, factors, second)
@@ -226,6 +222,17 @@ class GridGP(nn.Module):
         pde = -(0.5 * residual.numel() * log_v - 0.5 * v * residual.pow(2).sum())
         return {"loss": prior + boundary + pde, "prior": prior.detach(), "boundary_mse": (boundary_error / n_b).detach(),
                 "residual_mse": residual.pow(2).mean().detach()}
+
+    def _frozen_first(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(U, ΔU) of the frozen first process, recomputed only when its parameters change (a load,
+        a move): otherwise every second-stage step would factor its kernels again for the same values."""
+        parameters = (self.u, *self.kernels.parameters())
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in parameters)
+        if getattr(self, "_frozen_key", None) != key:
+            with torch.no_grad():
+                self._frozen = (self.u.detach().clone(), self.laplacian())
+            self._frozen_key = key
+        return self._frozen
 
     def _processes(self):
         """(kernels, U) of each process whose mean is part of the solution."""

@@ -243,6 +243,12 @@ def test_the_second_process_is_off_until_it_starts_and_then_only_it_learns():
         first_only = GridGP(two_scale_problem(), 30, "stm", components=4, max_frequency=4.0)
         first_only.load_state_dict({k: v for k, v in paired.state_dict().items() if not k.startswith("second.")})
     torch.testing.assert_close(paired.predict(x), first_only.predict(x) + second_only.predict(x))
+    # the frozen first process is cached between steps, and a load that changes it is seen
+    with torch.no_grad():
+        paired.u.add_(0.5)
+    fresh = GridGP(two_scale_problem(), 30, "stm", components=4, max_frequency=4.0, second_kernel="matern")
+    fresh.load_state_dict(paired.state_dict())
+    assert torch.equal(paired.loss()["loss"], fresh.loss()["loss"])
 
 
 def test_defaults_follow_dimension_and_the_data_not_the_problem_name():
